@@ -1,0 +1,290 @@
+"""The pure inference core: bytes in, probabilities out.
+
+Nothing here knows about AWS, environment variables or HTTP. The one preprocessing function,
+:func:`image_to_array`, is used by the API, the S3 handler and the training job's evaluation, so
+serving cannot drift from what the model was measured on.
+
+Preprocessing rules (the contract the README documents):
+
+* Formats: PNG and JPEG only; anything else is :class:`UnsupportedImage`.
+* Size: an image over ``max_pixels`` (25 MP by default) is refused from its header, before its
+  pixels are decoded, so decompression bombs cost nothing.
+* Orientation: the EXIF orientation tag is applied.
+* Colour: every mode becomes 8-bit RGB. Transparent pixels are composited onto **white** (the
+  usual background of a cut-out object); 16-bit and 32-bit greyscale are scaled to 8 bits;
+  palette, greyscale, bilevel, CMYK and YCbCr images are converted by Pillow.
+* Geometry: an image that is not 32x32 is centre-cropped to a square (keeping the aspect ratio
+  the model saw in training) and resized with Pillow's **bicubic** filter, which antialiases
+  when it shrinks.
+* Values: pixels stay in 0..255; normalisation is inside the model, and the model's own input
+  quantisation parameters turn them into int8/uint8.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SIZE = 32
+MAX_PIXELS = 25_000_000
+ACCEPTED_FORMATS = ("PNG", "JPEG")
+RESIZE_FILTER = Image.Resampling.BICUBIC
+BACKGROUND = (255, 255, 255)
+
+
+class ImageError(ValueError):
+    """Base class for input images the core refuses; the message names the problem."""
+
+
+class UndecodableImage(ImageError):
+    """The bytes are not a decodable image."""
+
+
+class UnsupportedImage(ImageError):
+    """The bytes are an image, but of a format the model does not accept."""
+
+
+class ImageTooLarge(ImageError):
+    """The image has more pixels than allowed."""
+
+
+class ModelError(RuntimeError):
+    """The model or its manifest cannot be used."""
+
+
+def open_image(
+    data: bytes, *, max_pixels: int = MAX_PIXELS, formats: Sequence[str] = ACCEPTED_FORMATS
+) -> Image.Image:
+    """Decode PNG or JPEG bytes, refusing oversized images before reading their pixels."""
+    if not data:
+        raise UndecodableImage("the image is empty (0 bytes)")
+    try:
+        # Image.open reads only the header; pixels are decoded by load() below.
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise UndecodableImage(
+            f"the {len(data)} bytes are not a decodable image; send a PNG or JPEG"
+        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"the image is too large to decode: {exc}") from exc
+    if img.format not in formats:
+        raise UnsupportedImage(
+            f"image format {img.format} is not accepted; send one of {', '.join(formats)}"
+        )
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"image is {width}x{height} ({width * height / 1e6:.1f} MP); "
+            f"at most {max_pixels / 1e6:g} MP is accepted"
+        )
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UndecodableImage(f"the {img.format} image is truncated or corrupt: {exc}") from exc
+    return img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, compositing transparency onto white."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit PNGs open as I;16 or I (values 0..65535): scale to 0..255.
+        wide = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        flat = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(np.rint(flat), 0, 255).astype(np.uint8), "L")
+    has_alpha = img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (
+        img.mode in ("P", "L", "RGB") and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return img
+
+
+def fit_to_input(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
+    """Centre-crop to a square and resize to ``size`` x ``size`` with the bicubic filter."""
+    width, height = img.size
+    if (width, height) == (size, size):
+        return img
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return img.resize((size, size), RESIZE_FILTER, box=(left, top, left + side, top + side))
+
+
+def image_to_array(
+    data: bytes, *, size: int = IMAGE_SIZE, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Decode image bytes into the model's pixels: uint8 RGB of shape (size, size, 3)."""
+    img = fit_to_input(to_rgb(open_image(data, max_pixels=max_pixels)), size)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def quantize(pixels: np.ndarray, *, scale: float, zero_point: int, dtype: Any) -> np.ndarray:
+    """Map real values into a tensor of ``dtype`` with the model's quantisation parameters."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" or scale == 0:
+        return pixels.astype(dtype)
+    info = np.iinfo(dtype)
+    q = np.rint(pixels.astype(np.float32) / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, *, scale: float, zero_point: int) -> np.ndarray:
+    """Map a quantised tensor back to real values (floats pass through)."""
+    if values.dtype.kind == "f" or scale == 0:
+        return values.astype(np.float32)
+    return (values.astype(np.float32) - zero_point) * np.float32(scale)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Interpreter(Protocol):
+    """The part of the TFLite Interpreter API we use (tflite-runtime and ai-edge-litert agree)."""
+
+    def get_input_details(self) -> list[dict[str, Any]]: ...
+    def get_output_details(self) -> list[dict[str, Any]]: ...
+    def resize_tensor_input(self, index: int, shape: Sequence[int]) -> None: ...
+    def allocate_tensors(self) -> None: ...
+    def set_tensor(self, index: int, value: np.ndarray) -> None: ...
+    def invoke(self) -> None: ...
+    def get_tensor(self, index: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Quantization:
+    scale: float
+    zero_point: int
+    dtype: str
+
+    @classmethod
+    def of(cls, details: dict[str, Any]) -> Quantization:
+        scale, zero_point = details["quantization"]
+        return cls(float(scale), int(zero_point), np.dtype(details["dtype"]).name)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    category: str
+    confidence: float
+    probabilities: dict[str, float]
+    model_version: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "category": self.category,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+            "model_version": self.model_version,
+        }
+
+
+class Classifier:
+    """An int8 TFLite image classifier: image bytes or pixel arrays in, probabilities out."""
+
+    def __init__(
+        self,
+        interpreter: Interpreter,
+        *,
+        class_names: Sequence[str],
+        model_version: str,
+        runtime: str,
+        max_pixels: int = MAX_PIXELS,
+    ) -> None:
+        self._interpreter = interpreter
+        self.class_names = tuple(class_names)
+        self.model_version = model_version
+        self.runtime = runtime
+        self.max_pixels = max_pixels
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"the model has {len(inputs)} inputs and {len(outputs)} outputs; expected 1 and 1"
+            )
+        self._input, self._output = inputs[0], outputs[0]
+        shape = tuple(int(v) for v in self._input["shape"][1:])
+        if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 3:
+            raise ModelError(f"the model's input shape is {shape}; expected (N, N, 3)")
+        self.input_shape: tuple[int, int, int] = (shape[0], shape[1], shape[2])
+        n_out = int(self._output["shape"][-1])
+        if n_out != len(self.class_names):
+            raise ModelError(
+                f"the model has {n_out} outputs but the manifest names "
+                f"{len(self.class_names)} classes"
+            )
+        self.input_quantization = Quantization.of(self._input)
+        self.output_quantization = Quantization.of(self._output)
+        self._batch = int(self._input["shape"][0])
+        interpreter.allocate_tensors()
+
+    @property
+    def image_size(self) -> int:
+        return self.input_shape[0]
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if batch.shape[0] != self._batch:
+            self._interpreter.resize_tensor_input(self._input["index"], batch.shape)
+            self._interpreter.allocate_tensors()
+            self._batch = batch.shape[0]
+        q = self.input_quantization
+        self._interpreter.set_tensor(
+            self._input["index"],
+            quantize(batch, scale=q.scale, zero_point=q.zero_point, dtype=q.dtype),
+        )
+        self._interpreter.invoke()
+        o = self.output_quantization
+        return dequantize(
+            self._interpreter.get_tensor(self._output["index"]),
+            scale=o.scale,
+            zero_point=o.zero_point,
+        )
+
+    def predict_arrays(self, pixels: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """Probabilities (N, classes) for uint8 RGB pixels (N, H, W, 3); each row sums to 1."""
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"pixels have shape {pixels.shape}; expected (N, {', '.join(map(str, self.input_shape))})"
+            )
+        chunks = [
+            self._run(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)
+        ]
+        probs = np.concatenate(chunks) if chunks else np.zeros((0, len(self.class_names)))
+        probs = np.clip(probs, 0.0, None)
+        # An int8 softmax is quantised in steps of 1/256: renormalise so each row sums to 1.
+        totals = probs.sum(axis=1, keepdims=True)
+        return np.divide(probs, totals, out=np.full_like(probs, 1 / probs.shape[1]), where=totals > 0)
+
+    def _prediction(self, row: np.ndarray) -> Prediction:
+        best = int(np.argmax(row))
+        return Prediction(
+            category=self.class_names[best],
+            confidence=round(float(row[best]), 6),
+            probabilities={n: round(float(p), 6) for n, p in zip(self.class_names, row)},
+            model_version=self.model_version,
+        )
+
+    def to_array(self, data: bytes) -> np.ndarray:
+        return image_to_array(data, size=self.image_size, max_pixels=self.max_pixels)
+
+    def predict(self, data: bytes) -> Prediction:
+        """Classify one PNG or JPEG image."""
+        return self.predict_many([data])[0]
+
+    def predict_many(self, images: Sequence[bytes]) -> list[Prediction]:
+        """Classify several images; every image is decoded before any is run."""
+        if not images:
+            return []
+        pixels = np.stack([self.to_array(data) for data in images])
+        return [self._prediction(row) for row in self.predict_arrays(pixels)]

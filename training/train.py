@@ -1,0 +1,613 @@
+"""Train a CIFAR-10 CNN, quantise it to int8 TFLite, evaluate it, plot it and publish it.
+
+    python -m training.train --data ../shared/datasets/cifar10-jpeg [--recipe fast|report]
+                             [--out runs/] [--upload s3://bucket/prefix | ./models]
+
+Stages, in order: Prepare -> Build -> Train -> Quantise -> Evaluate -> Publish. Each prints one
+summary line; the run folder collects the model files, manifest.json, metrics.json and plots.
+
+The int8 model is evaluated by ``training.evaluate`` in a separate process, with the serving
+code's preprocessing and TFLite runtime: tflite-runtime cannot run in a process that has
+imported TensorFlow, and this way the number we report is the number the Lambdas would give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifier import manifest as mf
+from classifier.core import sha256_hex
+from training import data as cifar
+from training import plots
+from training.publish import publish
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Hyper-parameters. Two recipes: the original report's, and our default ("fast").
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    architecture: str  # "whitened-vgg" (ours) or "report-cnn"
+    widths: tuple[int, ...] = (64, 128, 192)  # channels per stage (whitened-vgg)
+    epochs: int = 36  # passes over the training images
+    batch_size: int = 256  # images per step
+    optimizer: str = "sgd"  # "sgd" (Nesterov, one-cycle) or "adam"
+    learning_rate: float = 0.2  # peak learning rate
+    warmup_fraction: float = 0.2  # share of steps spent warming up to the peak
+    momentum: float = 0.9
+    weight_decay: float = 5e-3  # decoupled, multiplied by the learning rate each step
+    label_smoothing: float = 0.2
+    augment: str = "flip-translate"  # "flip-translate" or "rotate-zoom-flip"
+    translate_px: int = 2  # max shift (reflect padding) for flip-translate
+    validation_fraction: float = 0.1  # of the training images, held out for curves and safety
+    early_stopping_patience: int | None = None  # None: never stop, but restore the best epoch
+    dropout: float = 0.0
+    time_budget_minutes: float | None = None  # stop training after this much wall time
+    calibration_images: int = 500  # training images used to calibrate int8 ranges
+    seed: int = 0
+
+
+RECIPES = {
+    "fast": Recipe(
+        name="fast",
+        description=(
+            "VGG-style net with BatchNorm and a fixed PCA-whitened 2x2 first layer (as in Keller "
+            "Jordan's airbench), flip + 2 px translate, label smoothing 0.2, Nesterov SGD with a "
+            "warm-up then cosine one-cycle schedule for a fixed budget; 10% of train held out for "
+            "validation, best validation epoch restored."
+        ),
+        architecture="whitened-vgg",
+    ),
+    "report": Recipe(
+        name="report",
+        description=(
+            "The original report's recipe: ~350K-parameter CNN (conv+ReLU+max-pool+dropout+dense), "
+            "rotation/zoom/flip augmentation, Adam, categorical cross-entropy on one-hot labels, "
+            "20% validation split, EarlyStopping(val_loss, patience 10, restore_best_weights)."
+        ),
+        architecture="report-cnn",
+        widths=(32, 64, 128),
+        epochs=51,
+        batch_size=64,
+        optimizer="adam",
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        label_smoothing=0.0,
+        augment="rotate-zoom-flip",
+        validation_fraction=0.2,
+        early_stopping_patience=10,
+        dropout=0.25,
+    ),
+}
+
+
+def log(stage: str, message: str) -> None:
+    print(f"[{stage:>8}] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Prepare
+# --------------------------------------------------------------------------------------------
+def whitening_kernel(x: np.ndarray, size: int = 2, eps: float = 5e-4) -> np.ndarray:
+    """2x2 PCA-whitening filters (+ and - of each eigenvector) from normalised image patches."""
+    patches = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2))
+    patches = patches.reshape(-1, x.shape[-1] * size * size).astype(np.float64)
+    # sliding_window_view orders the patch as (channel, dy, dx): reorder to Keras (dy, dx, c).
+    patches = patches.reshape(-1, x.shape[-1], size, size).transpose(0, 2, 3, 1)
+    patches = patches.reshape(len(patches), -1)
+    cov = np.cov(patches, rowvar=False)
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    filters = eigenvectors / np.sqrt(eigenvalues + eps)  # columns are whitening filters
+    filters = np.concatenate([filters, -filters], axis=1)  # keep both signs through the ReLU
+    return filters.reshape(size, size, x.shape[-1], -1).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Build
+# --------------------------------------------------------------------------------------------
+def build_model(recipe: Recipe, x_train: np.ndarray, n_classes: int) -> Any:
+    """The Keras model; it takes RGB pixels in 0..255 and normalises them itself."""
+    import keras
+    from keras import layers
+
+    mean = x_train.reshape(-1, 3).mean(axis=0)
+    var = x_train.reshape(-1, 3).var(axis=0)
+    inputs = keras.Input((32, 32, 3), name="pixels")
+    x = layers.Normalization(mean=mean, variance=var, name="normalise")(inputs)
+
+    if recipe.architecture == "report-cnn":
+        for width in recipe.widths:
+            x = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+            x = layers.MaxPooling2D()(x)
+            x = layers.Dropout(recipe.dropout)(x)
+        x = layers.Flatten()(x)
+        x = layers.Dense(128, activation="relu")(x)
+        x = layers.Dropout(0.5)(x)
+        outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+        return keras.Model(inputs, outputs, name="report_cnn")
+
+    def conv_bn_relu(x: Any, width: int) -> Any:
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        return layers.ReLU()(x)
+
+    sample = x_train[np.random.default_rng(recipe.seed).choice(len(x_train), min(5000, len(x_train)), replace=False)]
+    kernel = whitening_kernel((sample - mean) / np.sqrt(var))
+    whiten = layers.Conv2D(
+        kernel.shape[-1], 2, padding="same", use_bias=False, trainable=False, name="whiten"
+    )
+    x = whiten(x)
+    whiten.set_weights([kernel])
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = layers.ReLU()(x)
+    for width in recipe.widths:
+        x = conv_bn_relu(x, width)
+        x = layers.MaxPooling2D()(x)
+        x = conv_bn_relu(x, width)
+    x = layers.GlobalMaxPooling2D()(x)
+    if recipe.dropout:
+        x = layers.Dropout(recipe.dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="whitened_vgg")
+
+
+def compile_model(model: Any, recipe: Recipe, steps_per_epoch: int) -> None:
+    import keras
+
+    if recipe.optimizer == "adam":
+        optimizer: Any = keras.optimizers.Adam(recipe.learning_rate)
+    else:
+        total = recipe.epochs * steps_per_epoch
+        warmup = int(total * recipe.warmup_fraction)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=recipe.learning_rate / 10,
+            decay_steps=max(1, total - warmup),
+            warmup_target=recipe.learning_rate,
+            warmup_steps=warmup,
+        )
+        optimizer = keras.optimizers.SGD(
+            schedule,
+            momentum=recipe.momentum,
+            nesterov=True,
+            weight_decay=recipe.weight_decay or None,
+        )
+        # Decay the convolution and dense kernels only, not BatchNorm's scale and shift.
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Train
+# --------------------------------------------------------------------------------------------
+def make_augmenter(recipe: Recipe) -> Any:
+    """A function of a batch of float images, used only while training."""
+    import keras
+    import tensorflow as tf
+
+    if recipe.augment == "rotate-zoom-flip":
+        layers = keras.Sequential(
+            [
+                keras.layers.RandomRotation(0.1, fill_mode="reflect"),
+                keras.layers.RandomZoom(0.1, fill_mode="reflect"),
+                keras.layers.RandomFlip("horizontal"),
+            ],
+            name="augment",
+        )
+        return lambda images: layers(images, training=True)
+
+    pad = recipe.translate_px
+
+    def flip_translate(images: Any) -> Any:
+        images = tf.image.random_flip_left_right(images)
+        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        return tf.map_fn(
+            lambda im: tf.image.random_crop(im, (32, 32, 3)), padded, fn_output_signature=tf.float32
+        )
+
+    return flip_translate
+
+
+def make_datasets(
+    recipe: Recipe, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+) -> tuple[Any, Any]:
+    import tensorflow as tf
+
+    augment = make_augmenter(recipe)
+    n_classes = int(y.max()) + 1
+    one_hot = np.eye(n_classes, dtype=np.float32)  # labels one-hot, as in the report
+    train = (
+        tf.data.Dataset.from_tensor_slices((x, one_hot[y]))
+        .shuffle(len(x), seed=recipe.seed, reshuffle_each_iteration=True)
+        .batch(recipe.batch_size)
+        .map(lambda a, b: (augment(tf.cast(a, tf.float32)), b), num_parallel_calls=2)
+        .prefetch(2)
+    )
+    val = (
+        tf.data.Dataset.from_tensor_slices((x_val.astype(np.float32), one_hot[y_val]))
+        .batch(512)
+        .cache()
+    )
+    return train, val
+
+
+class TimeBudget:
+    """Stops training once the wall-time budget of the recipe is spent (for equal-time runs)."""
+
+    def __new__(cls, minutes: float) -> Any:  # a Keras callback built lazily (imports keras)
+        import keras
+
+        class _Budget(keras.callbacks.Callback):
+            def on_train_begin(self, logs: Any = None) -> None:
+                self.start = time.monotonic()
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                if time.monotonic() - self.start > minutes * 60:
+                    print(f"time budget of {minutes:g} min spent after epoch {epoch + 1}")
+                    self.model.stop_training = True
+
+        return _Budget()
+
+
+def train(model: Any, recipe: Recipe, train_ds: Any, val_ds: Any) -> dict[str, list[float]]:
+    import keras
+
+    patience = recipe.early_stopping_patience or recipe.epochs
+    callbacks: list[Any] = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss" if recipe.early_stopping_patience else "val_accuracy",
+            patience=patience,
+            restore_best_weights=True,
+            verbose=1,
+        )
+    ]
+    if recipe.time_budget_minutes:
+        callbacks.append(TimeBudget(recipe.time_budget_minutes))
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=recipe.epochs,
+        callbacks=callbacks,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Quantise
+# --------------------------------------------------------------------------------------------
+def quantise(model: Any, calibration: np.ndarray) -> bytes:
+    """Full-integer int8 TFLite: builtin int8 ops only, int8 input and output."""
+    import tensorflow as tf
+
+    def representative() -> Any:
+        for image in calibration:
+            yield [image[None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
+
+
+def float_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+    probs = model.predict(x.astype(np.float32), batch_size=512, verbose=0)
+    return float((probs.argmax(axis=1) == y).mean())
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluate (int8, in a TensorFlow-free process) — see training/evaluate.py
+# --------------------------------------------------------------------------------------------
+def evaluate_int8(run_dir: Path, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
+    """Run ``training.evaluate`` on the test arrays in a fresh process without TensorFlow."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays, out = Path(tmp) / "test.npz", Path(tmp) / "int8_eval.json"
+        np.savez(arrays, x=x_test, y=y_test)
+        command = [sys.executable, "-m", "training.evaluate", str(run_dir / mf.MANIFEST_NAME)]
+        command += ["--arrays", str(arrays), "--json", str(out), "--details"]
+        subprocess.run(command, check=True, env=env, cwd=ROOT)
+        return dict(json.loads(out.read_text()))
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest
+# --------------------------------------------------------------------------------------------
+def code_version() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "training", "functions"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return (sha or "unknown") + ("-dirty" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    content = path.read_bytes()
+    return {"sha256": sha256_hex(content), "bytes": len(content)}
+
+
+def write_manifest(run_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    files = {
+        p.name: file_entry(p)
+        for p in sorted(run_dir.iterdir())
+        if p.is_file() and p.name != mf.MANIFEST_NAME
+    }
+    manifest = {"format": mf.FORMAT, **fields, "files": files}
+    (run_dir / mf.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    mf.Manifest.from_dict(manifest)  # the serving code must accept what we write
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description="Train a CIFAR-10 CNN, quantise it to int8 TFLite, evaluate, plot, publish.",
+    )
+    parser.add_argument(
+        "--data",
+        default=str(ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"),
+        help="folder with train/<class>/ and test/<class>/ images, a cifar-10-batches-py "
+        "folder, or 'keras' (downloads)",
+    )
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
+    parser.add_argument("--out", default=str(ROOT / "runs"), help="parent of the run folder")
+    parser.add_argument(
+        "--upload",
+        action="append",
+        default=[],
+        help="publish to s3://bucket/prefix or a local folder (repeatable): "
+        "<dest>/models/<version>/ then <dest>/models/latest/manifest.json",
+    )
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    parser.add_argument("--widths", help="override channel widths, e.g. 32,64,96")
+    parser.add_argument("--time-budget", type=float, help="stop training after N minutes")
+    parser.add_argument("--limit", type=int, help="use only the first N train and test images")
+    parser.add_argument("--no-cache", action="store_true", help="decode the data again")
+    parser.add_argument("--seed", type=int, help="override the recipe's seed")
+    return parser.parse_args(argv)
+
+
+def configure(args: argparse.Namespace) -> Recipe:
+    recipe = RECIPES[args.recipe]
+    overrides: dict[str, Any] = {}
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    if args.widths:
+        overrides["widths"] = tuple(int(w) for w in args.widths.split(","))
+    if args.time_budget:
+        overrides["time_budget_minutes"] = args.time_budget
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    return replace(recipe, **overrides)
+
+
+def subsample(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images of a class-balanced shuffle (quick runs and tests)."""
+    if not n or n >= len(x):
+        return x, y
+    order = np.random.default_rng(0).permutation(len(x))[:n]
+    return x[order], y[order]
+
+
+@dataclass
+class Stopwatch:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, stage: str, start: float) -> float:
+        self.seconds[stage] = round(time.monotonic() - start, 2)
+        return self.seconds[stage]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    recipe = configure(args)
+    clock = Stopwatch()
+    wall = time.monotonic()
+
+    # Prepare ---------------------------------------------------------------------------------
+    start = time.monotonic()
+    try:
+        dataset, cached = cifar.load(args.data, use_cache=not args.no_cache)
+    except cifar.DataError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    x_all, y_all = subsample(dataset.x_train, dataset.y_train, args.limit)
+    x_test, y_test = subsample(dataset.x_test, dataset.y_test, args.limit)
+    x_train, y_train, x_val, y_val = cifar.split_validation(
+        x_all, y_all, recipe.validation_fraction, recipe.seed
+    )
+    fingerprint = dataset.fingerprint
+    log(
+        "prepare",
+        f"{len(x_train)} train / {len(x_val)} validation / {len(x_test)} test images from "
+        f"{dataset.source} ({'cache' if cached else 'decoded'}, fingerprint {fingerprint[:12]}) "
+        f"in {clock.lap('prepare', start):.1f}s",
+    )
+
+    # Build -----------------------------------------------------------------------------------
+    start = time.monotonic()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(recipe.seed)
+    n_classes = len(dataset.class_names)
+    model = build_model(recipe, x_train, n_classes)
+    train_ds, val_ds = make_datasets(recipe, x_train, y_train, x_val, y_val)
+    steps = -(-len(x_train) // recipe.batch_size)
+    compile_model(model, recipe, steps)
+    log(
+        "build",
+        f"{model.name}: {model.count_params():,} parameters, recipe {recipe.name} "
+        f"in {clock.lap('build', start):.1f}s",
+    )
+
+    # Train -----------------------------------------------------------------------------------
+    start = time.monotonic()
+    history = train(model, recipe, train_ds, val_ds)
+    epochs_run = len(history["loss"])
+    best = int(np.argmax(history["val_accuracy"]))
+    log(
+        "train",
+        f"{epochs_run} epochs in {clock.lap('train', start) / 60:.1f} min; best validation "
+        f"accuracy {history['val_accuracy'][best]:.4f} at epoch {best + 1}",
+    )
+
+    # Quantise --------------------------------------------------------------------------------
+    start = time.monotonic()
+    stamp = datetime.now(timezone.utc)
+    run_dir = Path(args.out) / f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    model.save(run_dir / "model.keras")
+    model.save(run_dir / "model.h5")
+    calibration = subsample(x_train, y_train, recipe.calibration_images)[0]
+    tflite = quantise(model, calibration)
+    (run_dir / mf.MODEL_NAME).write_bytes(tflite)
+    version = f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}-{sha256_hex(tflite)[:8]}"
+    sizes = {
+        "keras_bytes": (run_dir / "model.keras").stat().st_size,
+        "h5_bytes": (run_dir / "model.h5").stat().st_size,
+        "tflite_int8_bytes": len(tflite),
+    }
+    sizes["saving_vs_h5"] = round(1 - sizes["tflite_int8_bytes"] / sizes["h5_bytes"], 4)
+    log(
+        "quantise",
+        f"int8 {sizes['tflite_int8_bytes'] / 1024:,.0f} KB vs .h5 {sizes['h5_bytes'] / 1024:,.0f}"
+        f" KB ({sizes['saving_vs_h5']:.0%} smaller) in {clock.lap('quantise', start):.1f}s",
+    )
+
+    # Evaluate --------------------------------------------------------------------------------
+    start = time.monotonic()
+    float_acc = float_accuracy(model, x_test, y_test)
+    interpreter = tf.lite.Interpreter(model_content=tflite)
+    in_detail, out_detail = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    fields: dict[str, Any] = {
+        "model_version": version,
+        "model_path": mf.MODEL_NAME,
+        "class_names": list(dataset.class_names),
+        "input": {
+            "shape": [32, 32, 3],
+            "dtype": np.dtype(in_detail["dtype"]).name,
+            "quantization": dict(
+                zip(("scale", "zero_point"), map(float, in_detail["quantization"]))
+            ),
+            "pixels": "RGB 0..255, decoded by classifier.core.image_to_array",
+        },
+        "output": {
+            "dtype": np.dtype(out_detail["dtype"]).name,
+            "quantization": dict(
+                zip(("scale", "zero_point"), map(float, out_detail["quantization"]))
+            ),
+            "meaning": "softmax probabilities in class_names order",
+        },
+        "created": stamp.isoformat(timespec="seconds"),
+        "recipe": asdict(recipe),
+        "data": {
+            "source": dataset.source,
+            "fingerprint_sha256": fingerprint,
+            "train_images": int(len(x_train)),
+            "validation_images": int(len(x_val)),
+            "test_images": int(len(x_test)),
+            "limit": args.limit,
+        },
+        "parameters": int(model.count_params()),
+        "sizes": sizes,
+        "code_version": code_version(),
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "python_version": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
+    fields["input"]["quantization"]["zero_point"] = int(fields["input"]["quantization"]["zero_point"])
+    fields["output"]["quantization"]["zero_point"] = int(
+        fields["output"]["quantization"]["zero_point"]
+    )
+    (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    write_manifest(run_dir, fields)  # provisional: evaluate.py needs the model and its manifest
+    int8 = evaluate_int8(run_dir, x_test, y_test)
+    metrics = {
+        "float_test_accuracy": round(float_acc, 4),
+        "int8_test_accuracy": int8["accuracy"],
+        "int8_minus_float": round(int8["accuracy"] - float_acc, 4),
+        "int8_per_class": int8["per_class"],
+        "best_validation_accuracy": round(history["val_accuracy"][best], 4),
+        "best_epoch": best + 1,
+        "epochs_run": epochs_run,
+        "test_set": f"{dataset.source}/test ({len(x_test)} images)",
+        "int8_runtime": int8["runtime"],
+    }
+    log(
+        "evaluate",
+        f"test accuracy float {float_acc:.4f}, int8 {int8['accuracy']:.4f} "
+        f"({int8['runtime']}) in {clock.lap('evaluate', start):.1f}s",
+    )
+
+    # Plots -----------------------------------------------------------------------------------
+    start = time.monotonic()
+    plots.training_curves(history, run_dir / "training_curves.png", title=version)
+    plots.confusion_matrix(
+        np.asarray(int8["confusion"]), dataset.class_names, run_dir / "confusion_matrix.png"
+    )
+    plots.examples(
+        x_test, y_test, np.asarray(int8["predictions"]), dataset.class_names, run_dir / "examples.png"
+    )
+    if recipe.augment == "rotate-zoom-flip" or recipe.name == "report":
+        plots.augmentations(x_train[:8], make_augmenter(RECIPES["report"]), run_dir / "augmentations.png", "rotation, zoom, flip (report)")
+    else:
+        plots.augmentations(x_train[:8], make_augmenter(recipe), run_dir / "augmentations.png", f"flip + {recipe.translate_px}px translate")
+    clock.lap("plots", start)
+    total = time.monotonic() - wall
+    metrics["wall_minutes"] = round(total / 60, 2)
+    fields["metrics"] = metrics
+    fields["stage_seconds"] = clock.seconds
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    manifest = write_manifest(run_dir, fields)
+
+    # Publish ---------------------------------------------------------------------------------
+    start = time.monotonic()
+    for destination in args.upload:
+        keys = publish(run_dir, destination)
+        log("publish", f"{len(keys)} files to {destination} (latest last)")
+    clock.lap("publish", start)
+    log("done", f"{version} in {total / 60:.1f} min -> {run_dir}")
+    return manifest
+
+
+if __name__ == "__main__":
+    main()
