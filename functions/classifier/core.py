@@ -202,8 +202,10 @@ class Classifier:
         model_version: str,
         runtime: str,
         max_pixels: int = MAX_PIXELS,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self._interpreter = interpreter
+        self.metadata = dict(metadata or {})
         self.class_names = tuple(class_names)
         self.model_version = model_version
         self.runtime = runtime

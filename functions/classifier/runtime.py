@@ -47,6 +47,7 @@ def load_classifier(
         class_names=manifest.class_names,
         model_version=manifest.model_version,
         runtime=name,
+        metadata=manifest.raw,
         **kwargs,
     )
     if classifier.input_shape != manifest.input_shape:

@@ -1,0 +1,78 @@
+# One task runner for people and CI alike. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?= ../shared/datasets/cifar10-jpeg
+PORT ?= 8000
+EVENT ?= events/apigw-v2-multipart.json
+MODEL ?= models/latest/manifest.json
+CDK_CLI ?= aws-cdk@2.1033.0
+export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help install test test-fast lint format serve demo invoke client train train-report evaluate bench synth deploy destroy clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: tflite-runtime needs CPython 3.10 or 3.11 (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[lambda,serve,train,infra,dev]"
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv with everything (Lambda runtime, training, infra, dev)
+
+test: install ## run every test (the full-data-set tests skip without ../shared)
+	$(PY) -m pytest
+
+test-fast: install ## the tests that take under a few seconds each
+	$(PY) -m pytest -m "not slow"
+
+lint: install ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+serve: install ## the API on http://localhost:$(PORT) (docs at /docs) with MODEL
+	MODEL_URI=$(MODEL) $(VENV)/bin/uvicorn classifier.api:asgi --host 127.0.0.1 --port $(PORT)
+
+demo: install ## API + client over imgs/ + S3 handler on a local S3, then stop everything
+	$(PY) scripts/demo.py --port $(PORT)
+
+invoke: install ## run a Lambda handler on an event file: make invoke EVENT=events/<file>.json
+	$(PY) scripts/invoke.py $(EVENT)
+
+client: install ## send every PNG in imgs/ to URL (default the local server), draw a contact sheet
+	$(PY) scripts/client.py $(if $(URL),--url $(URL))
+
+train: install ## train the default recipe on DATA and publish it into models/
+	$(PY) -m training.train --data $(DATA) --upload .
+
+train-report: install ## the original report's recipe, for comparison
+	$(PY) -m training.train --data $(DATA) --recipe report
+
+evaluate: install ## int8 accuracy of MODEL on DATA's test split, as the Lambdas run it
+	$(PY) -m training.evaluate $(MODEL) --data $(DATA)
+
+bench: install ## latency of /predict through Mangum (warm) and of a cold start
+	$(PY) scripts/bench.py
+
+synth: install ## synthesise the CDK app offline into infra/cdk.out (no Docker, no credentials)
+	cd infra && ../$(PY) app.py
+
+deploy: install ## cdk deploy (needs AWS credentials and a bootstrapped account)
+	cd infra && npx --yes $(CDK_CLI) deploy --require-approval broadening
+
+destroy: install ## cdk destroy (buckets are retained; see README)
+	cd infra && npx --yes $(CDK_CLI) destroy
+
+clean: ## remove caches and build output (not .venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache infra/cdk.out demo-output
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

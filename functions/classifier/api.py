@@ -1,0 +1,306 @@
+"""The HTTP API: FastAPI locally (uvicorn) and in Lambda (Mangum behind API Gateway).
+
+    POST /predict          one image: multipart field ``file``, or a raw image/png|jpeg body
+    POST /predict/batch    up to 32 ``file`` parts, one result each, in order
+    GET  /health           is the model loaded, which runtime, which version
+    GET  /model            the model's manifest
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from mangum import Mangum
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from classifier import service
+from classifier.core import (
+    ImageError,
+    ImageTooLarge,
+    ModelError,
+    UndecodableImage,
+    UnsupportedImage,
+)
+from classifier.settings import MAX_BATCH_FILES
+
+logger = Logger(service="cifar10-api")
+
+IMAGE_TYPES = ("image/png", "image/jpeg")
+STATUS = {UndecodableImage: 400, ImageTooLarge: 413, UnsupportedImage: 415}
+
+
+class PredictionOut(BaseModel):
+    category: str = Field(examples=["cat"])
+    confidence: float = Field(examples=[0.87])
+    probabilities: dict[str, float]
+    model_version: str
+
+
+class BatchItemOut(BaseModel):
+    filename: str | None = None
+    status: int = Field(description="200, or the status this image alone would have got")
+    prediction: PredictionOut | None = None
+    error: str | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[BatchItemOut]
+
+
+class HealthOut(BaseModel):
+    status: str
+    model_loaded: bool
+    runtime: str | None = None
+    model_version: str | None = None
+    error: str | None = None
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def _error_status(exc: ImageError) -> int:
+    return next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "maxItems": MAX_BATCH_FILES,
+                        }
+                    },
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in (
+        (400, "not a decodable image"),
+        (413, f"body over the size limit, image over the pixel limit, or over {MAX_BATCH_FILES} files"),
+        (415, "not multipart, image/png or image/jpeg; or an image of another format"),
+        (422, "no `file` part"),
+        (503, "the model cannot be loaded"),
+    )
+}
+
+
+class StagePrefix:
+    """Serve behind an API Gateway stage (``/prod/docs``) as well as at the root.
+
+    Mangum hands routes the path without the stage; setting ``root_path`` to the stage makes
+    the OpenAPI docs and their ``servers`` entry point at ``/<stage>/openapi.json``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        event = scope.get("aws.event") or {}
+        context = event.get("requestContext") or {}
+        stage = context.get("stage")
+        if scope["type"] == "http" and stage and stage != "$default":
+            prefix = f"/{stage}"
+            seen = (context.get("http") or {}).get("path") or context.get("path") or ""
+            if seen == prefix or seen.startswith(prefix + "/"):
+                path = scope["path"]
+                if not (path == prefix or path.startswith(prefix + "/")):
+                    path = prefix + path
+                scope = {**scope, "root_path": prefix, "path": path}
+        await self.app(scope, receive, send)
+
+
+app = FastAPI(
+    title="CIFAR-10 classifier",
+    description="Classifies an image into one of the ten CIFAR-10 categories with an int8 "
+    "TensorFlow Lite CNN.",
+    version="1.0.0",
+)
+
+
+@app.exception_handler(RequestError)
+async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+
+@app.exception_handler(ImageError)
+async def _image_error(request: Request, exc: ImageError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=_error_status(exc))
+
+
+@app.exception_handler(ModelError)
+async def _model_error(request: Request, exc: ModelError) -> JSONResponse:
+    logger.error("model unavailable", extra={"error": str(exc)})
+    return JSONResponse({"detail": f"the model is unavailable: {exc}"}, status_code=503)
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, refused (413) past the limit, before it is parsed."""
+    limit = service.settings().max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"the body is {int(declared)} bytes; at most {limit} are accepted")
+    body = await request.body()
+    if len(body) > limit:
+        raise RequestError(413, f"the body is {len(body)} bytes; at most {limit} are accepted")
+    return body
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _files(request: Request) -> list[tuple[str | None, bytes]]:
+    """The ``file`` parts of a multipart request, as (filename, bytes)."""
+    await _body(request)
+    try:
+        form = await request.form(max_files=MAX_BATCH_FILES + 1, max_fields=100)
+    except Exception as exc:  # noqa: BLE001 - malformed multipart is the client's error
+        raise RequestError(400, f"the multipart body cannot be parsed: {exc}") from exc
+    parts = form.getlist("file")
+    if not parts:
+        raise RequestError(422, "the multipart body has no `file` part; send the image as `file`")
+    files = []
+    for part in parts:
+        if isinstance(part, UploadFile):
+            files.append((part.filename, await part.read()))
+        else:
+            files.append((None, part.encode()))
+    return files
+
+
+def _unsupported(media: str) -> RequestError:
+    return RequestError(
+        415,
+        f"content type {media or '(none)'} is not accepted; send multipart/form-data with a "
+        f"`file` part, or a raw body with Content-Type {' or '.join(IMAGE_TYPES)}",
+    )
+
+
+@app.post(
+    "/predict",
+    response_model=PredictionOut,
+    responses=ERRORS,
+    openapi_extra=UPLOAD_BODY,
+    summary="Classify one image",
+)
+async def predict(request: Request) -> PredictionOut:
+    media = _media_type(request)
+    if media == "multipart/form-data":
+        files = await _files(request)
+        if len(files) > 1:
+            raise RequestError(400, f"{len(files)} `file` parts sent; use /predict/batch for more")
+        data = files[0][1]
+    elif media in IMAGE_TYPES:
+        data = await _body(request)
+    else:
+        raise _unsupported(media)
+    classifier = service.classifier()
+    start = time.perf_counter()
+    prediction = classifier.predict(data)
+    logger.info(
+        "predicted",
+        extra={
+            "category": prediction.category,
+            "confidence": prediction.confidence,
+            "bytes": len(data),
+            "latency_ms": round((time.perf_counter() - start) * 1000, 2),
+        },
+    )
+    return PredictionOut(**prediction.as_dict())
+
+
+@app.post(
+    "/predict/batch",
+    response_model=BatchOut,
+    responses=ERRORS,
+    openapi_extra=BATCH_BODY,
+    summary=f"Classify up to {MAX_BATCH_FILES} images",
+)
+async def predict_batch(request: Request) -> BatchOut:
+    media = _media_type(request)
+    if media != "multipart/form-data":
+        raise _unsupported(media)
+    files = await _files(request)
+    if len(files) > MAX_BATCH_FILES:
+        raise RequestError(
+            413, f"{len(files)} files sent; at most {MAX_BATCH_FILES} are accepted per batch"
+        )
+    classifier = service.classifier()
+    results = []
+    for name, data in files:
+        try:
+            prediction = classifier.predict(data)
+        except ImageError as exc:
+            results.append(BatchItemOut(filename=name, status=_error_status(exc), error=str(exc)))
+        else:
+            results.append(
+                BatchItemOut(filename=name, status=200, prediction=PredictionOut(**prediction.as_dict()))
+            )
+    return BatchOut(results=results)
+
+
+@app.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
+def health() -> Any:
+    """Loads the model if needed: 200 when it answers, 503 with the reason when it cannot."""
+    try:
+        classifier = service.classifier()
+    except ModelError as exc:
+        return JSONResponse(
+            HealthOut(status="unavailable", model_loaded=False, error=str(exc)).model_dump(),
+            status_code=503,
+        )
+    return HealthOut(
+        status="ok",
+        model_loaded=True,
+        runtime=classifier.runtime,
+        model_version=classifier.model_version,
+    )
+
+
+@app.get("/model", summary="The model's manifest")
+def model() -> dict[str, Any]:
+    return service.classifier().metadata
+
+
+asgi = StagePrefix(app)
+# Lifespan off: Mangum would run it per invocation; the model loads lazily at first use instead.
+handler = Mangum(asgi, lifespan="off")

@@ -1,0 +1,79 @@
+"""Expensive things, made once per container at first use: settings, S3 client, classifier.
+
+Tests reset them with :func:`reset` (after ``mock_aws`` starts or the environment changes).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from classifier.core import Classifier, ModelError
+from classifier.manifest import Manifest, resolve
+from classifier.runtime import load_classifier
+from classifier.settings import Settings
+
+
+@functools.cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@functools.cache
+def s3_client() -> Any:
+    import boto3
+
+    return boto3.client("s3")
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        raise ModelError(f"{uri!r} is not an s3://bucket/key URI")
+    return bucket, key
+
+
+def read_uri(uri: str) -> bytes:
+    """Bytes of ``s3://bucket/key`` or a local path; a failure is a :class:`ModelError`."""
+    try:
+        if uri.startswith("s3://"):
+            bucket, key = split_s3_uri(uri)
+            return bytes(s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
+        with open(uri, "rb") as f:
+            return f.read()
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore and OS errors alike mean "no model"
+        raise ModelError(f"cannot read {uri}: {exc}") from exc
+
+
+def load_model(manifest_uri: str, *, num_threads: int | None = None, **kwargs: Any) -> Classifier:
+    """The classifier described by the manifest at ``manifest_uri`` (model beside it, checked)."""
+    manifest = Manifest.from_bytes(read_uri(manifest_uri))
+    if manifest_uri.startswith("s3://"):
+        model_uri = "s3://" + resolve(manifest_uri.removeprefix("s3://"), manifest.model_path)
+    else:
+        model_uri = resolve(manifest_uri, manifest.model_path)
+    return load_classifier(read_uri(model_uri), manifest, num_threads=num_threads, **kwargs)
+
+
+@functools.cache
+def _classifier() -> Classifier:
+    config = settings()
+    return load_model(
+        config.model_uri, num_threads=config.num_threads, max_pixels=config.max_image_pixels
+    )
+
+
+def classifier() -> Classifier:
+    """The container's classifier, loaded lazily once; a failed load is retried next call."""
+    return _classifier()
+
+
+def loaded() -> bool:
+    return _classifier.cache_info().currsize > 0
+
+
+def reset() -> None:
+    for cached in (settings, s3_client, _classifier):
+        cached.cache_clear()
