@@ -1,0 +1,221 @@
+"""The API Lambda: every route through Mangum with v1 and v2 events, and every error status."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from classifier import api, service
+from scripts.invoke import LocalContext
+from tests.conftest import IMGS, load_event
+from tests.unit.test_core import png_header_only
+
+pytestmark = pytest.mark.slow
+CAT = (IMGS / "cat.png").read_bytes()
+
+
+@pytest.fixture
+def client(use_model: Path) -> Iterator[TestClient]:
+    with TestClient(api.asgi) as c:
+        yield c
+
+
+def call(event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    response = api.handler(event, LocalContext())
+    body = response["body"]
+    if response.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    return response["statusCode"], json.loads(body) if body else {}, headers
+
+
+def assert_prediction(body: dict[str, Any], manifest: Path) -> None:
+    assert set(body) == {"category", "confidence", "probabilities", "model_version"}
+    assert body["category"] in body["probabilities"] and len(body["probabilities"]) == 10
+    assert body["confidence"] == max(body["probabilities"].values())
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert body["model_version"] == json.loads(manifest.read_text())["model_version"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["apigw-v2-multipart.json", "apigw-v2-raw-png.json", "apigw-v1-multipart.json",
+     "apigw-v1-raw-png.json"],
+)
+def test_predict_through_mangum(name: str, use_model: Path) -> None:
+    status, body, headers = call(load_event(name))
+    assert status == 200, body
+    assert headers["content-type"] == "application/json"
+    assert_prediction(body, use_model)
+
+
+def test_multipart_and_raw_body_give_the_same_answer(use_model: Path) -> None:
+    assert call(load_event("apigw-v2-multipart.json"))[1] == call(load_event("apigw-v2-raw-png.json"))[1]
+
+
+def test_health_through_mangum(use_model: Path) -> None:
+    status, body, _ = call(load_event("apigw-v2-health.json"))
+    assert status == 200
+    assert body["model_loaded"] is True and body["runtime"].startswith("tflite-runtime")
+    assert body["model_version"] == json.loads(use_model.read_text())["model_version"]
+
+
+def with_path(event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    event = json.loads(json.dumps(event))
+    event.pop("body", None)
+    event["isBase64Encoded"] = False
+    if event.get("version") == "2.0":
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+        event["requestContext"]["http"]["method"] = method
+    else:
+        event["path"], event["httpMethod"] = path, method
+        event["requestContext"]["path"] = f"/prod{path}"
+    return event
+
+
+@pytest.mark.parametrize("name", ["apigw-v2-health.json", "apigw-v1-raw-png.json"])
+def test_model_route_returns_the_manifest(name: str, use_model: Path) -> None:
+    status, body, _ = call(with_path(load_event(name), "GET", "/model"))
+    assert status == 200
+    assert body == json.loads(use_model.read_text())
+
+
+def test_openapi_docs_work_behind_a_rest_api_stage(use_model: Path) -> None:
+    status, spec, _ = call(with_path(load_event("apigw-v1-raw-png.json"), "GET", "/openapi.json"))
+    assert status == 200
+    assert {"/predict", "/predict/batch", "/health", "/model"} <= set(spec["paths"])
+    assert spec["servers"] == [{"url": "/prod"}]
+    response = api.handler(with_path(load_event("apigw-v1-raw-png.json"), "GET", "/docs"), LocalContext())
+    assert response["statusCode"] == 200
+    assert "/prod/openapi.json" in response["body"]
+
+
+def test_openapi_docs_work_behind_an_http_api_named_stage(use_model: Path) -> None:
+    event = with_path(load_event("apigw-v2-health.json"), "GET", "/prod/docs")
+    event["requestContext"]["stage"] = "prod"
+    response = api.handler(event, LocalContext())
+    assert response["statusCode"] == 200 and "/prod/openapi.json" in response["body"]
+
+
+def test_openapi_documents_both_body_kinds(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    content = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "image/png", "image/jpeg"} <= set(content)
+    assert client.get("/docs").status_code == 200
+
+
+def test_batch_returns_one_result_per_file_in_order(client: TestClient) -> None:
+    names = ["truck.png", "cat.png", "ship.png"]
+    files = [("file", (n, (IMGS / n).read_bytes(), "image/png")) for n in names]
+    files.insert(1, ("file", ("notes.txt", b"hello", "text/plain")))
+    response = client.post("/predict/batch", files=files)
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["filename"] for r in results] == ["truck.png", "notes.txt", "cat.png", "ship.png"]
+    assert [r["status"] for r in results] == [200, 400, 200, 200]
+    assert "not a decodable image" in results[1]["error"]
+    single = client.post("/predict", files={"file": ("cat.png", CAT, "image/png")}).json()
+    assert results[2]["prediction"] == single
+
+
+def test_batch_of_more_than_32_files_is_413(client: TestClient) -> None:
+    files = [("file", (f"{i}.png", CAT, "image/png")) for i in range(33)]
+    response = client.post("/predict/batch", files=files)
+    assert response.status_code == 413
+    assert "33 files sent; at most 32" in response.json()["detail"]
+
+
+def test_jpeg_raw_body_is_accepted(client: TestClient) -> None:
+    buffer = io.BytesIO()
+    Image.open(IMGS / "cat.png").save(buffer, "JPEG", quality=95)
+    response = client.post("/predict", content=buffer.getvalue(), headers={"content-type": "image/jpeg"})
+    assert response.status_code == 200
+
+
+# --- errors: a clear JSON message, never a 500 -------------------------------------------------
+def test_bytes_that_are_not_an_image_are_400(client: TestClient) -> None:
+    response = client.post("/predict", files={"file": ("x.png", b"not an image", "image/png")})
+    assert response.status_code == 400
+    assert "not a decodable image" in response.json()["detail"]
+
+
+def test_raw_body_that_is_not_an_image_is_400(client: TestClient) -> None:
+    response = client.post("/predict", content=b"\x00" * 100, headers={"content-type": "image/png"})
+    assert response.status_code == 400
+
+
+def test_body_over_4_mib_is_413(client: TestClient) -> None:
+    response = client.post(
+        "/predict", content=b"\0" * (4 * 1024 * 1024 + 1), headers={"content-type": "image/png"}
+    )
+    assert response.status_code == 413
+    assert "at most 4194304" in response.json()["detail"]
+
+
+def test_body_over_4_mib_through_mangum_is_413(use_model: Path) -> None:
+    event = load_event("apigw-v2-raw-png.json")
+    event["body"] = base64.b64encode(b"\0" * (4 * 1024 * 1024 + 10)).decode()
+    del event["headers"]["content-length"]
+    assert call(event)[0] == 413
+
+
+def test_image_over_25_megapixels_is_413(client: TestClient) -> None:
+    response = client.post("/predict", files={"file": ("big.png", png_header_only(6000, 5000), "image/png")})
+    assert response.status_code == 413
+    assert "6000x5000 (30.0 MP)" in response.json()["detail"]
+
+
+def test_other_content_type_is_415(client: TestClient) -> None:
+    response = client.post("/predict", content=b"{}", headers={"content-type": "application/json"})
+    assert response.status_code == 415
+    assert "application/json is not accepted" in response.json()["detail"]
+
+
+def test_other_image_format_is_415(client: TestClient) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buffer, "GIF")
+    response = client.post("/predict", files={"file": ("x.gif", buffer.getvalue(), "image/gif")})
+    assert response.status_code == 415
+    assert "GIF is not accepted" in response.json()["detail"]
+
+
+def test_missing_file_part_is_422(client: TestClient) -> None:
+    response = client.post("/predict", files={"image": ("cat.png", CAT, "image/png")})
+    assert response.status_code == 422
+    assert "`file`" in response.json()["detail"]
+
+
+def test_broken_model_is_503_and_health_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MODEL_URI", str(tmp_path / "missing" / "manifest.json"))
+    service.reset()
+    try:
+        with TestClient(api.asgi) as c:
+            response = c.post("/predict", content=CAT, headers={"content-type": "image/png"})
+            assert response.status_code == 503
+            assert "cannot read" in response.json()["detail"]
+            health = c.get("/health")
+            assert health.status_code == 503 and health.json()["model_loaded"] is False
+    finally:
+        service.reset()
+
+
+def test_the_model_is_loaded_once_per_container(use_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loads = []
+    original = service.load_model
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        loads.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(service, "load_model", counting)
+    for _ in range(3):
+        assert call(load_event("apigw-v2-raw-png.json"))[0] == 200
+    assert len(loads) == 1

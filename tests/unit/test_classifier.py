@@ -1,0 +1,124 @@
+"""The Classifier on a real int8 model (the tiny one the training CLI builds for the tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from classifier.core import ModelError, image_to_array
+from classifier.manifest import Manifest, resolve
+from classifier.runtime import load_classifier, runtime_name
+from tests.conftest import IMGS
+
+pytestmark = pytest.mark.slow
+
+
+def load(manifest_path: Path, **kwargs: Any) -> Any:
+    manifest = Manifest.from_bytes(manifest_path.read_bytes())
+    model = Path(resolve(str(manifest_path), manifest.model_path)).read_bytes()
+    return load_classifier(model, manifest, **kwargs)
+
+
+class Spy:
+    """Wraps an interpreter and records the tensors set on it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.fed = inner, []
+
+    def set_tensor(self, index: int, value: np.ndarray) -> None:
+        self.fed.append(value.copy())
+        self.inner.set_tensor(index, value)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_runtime_is_tflite_runtime_on_python_311() -> None:
+    assert runtime_name().startswith("tflite-runtime 2.14")
+
+
+def test_input_quantisation_is_read_from_the_model(tiny_manifest: Path) -> None:
+    classifier = load(tiny_manifest)
+    details = classifier._interpreter.get_input_details()[0]
+    scale, zero_point = details["quantization"]
+    assert (classifier.input_quantization.scale, classifier.input_quantization.zero_point) == (
+        scale,
+        zero_point,
+    )
+    assert classifier.input_quantization.dtype == "int8"
+    recorded = json.loads(tiny_manifest.read_text())["input"]["quantization"]
+    assert recorded == {"scale": scale, "zero_point": zero_point}
+
+
+def test_the_fed_tensor_uses_the_models_scale_and_zero_point(tiny_manifest: Path) -> None:
+    classifier = load(tiny_manifest)
+    spy = Spy(classifier._interpreter)
+    classifier._interpreter = spy
+    data = (IMGS / "cat.png").read_bytes()
+    classifier.predict(data)
+    q = classifier.input_quantization
+    expected = np.clip(np.rint(image_to_array(data) / q.scale + q.zero_point), -128, 127)
+    (fed,) = spy.fed
+    assert fed.dtype == np.int8
+    assert np.array_equal(fed[0], expected.astype(np.int8))
+
+
+def test_prediction_has_all_classes_summing_to_one(tiny_manifest: Path) -> None:
+    classifier = load(tiny_manifest)
+    prediction = classifier.predict((IMGS / "dog.png").read_bytes())
+    assert list(prediction.probabilities) == list(classifier.class_names)
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+    assert prediction.category == max(prediction.probabilities, key=prediction.probabilities.get)
+    assert prediction.confidence == max(prediction.probabilities.values())
+    assert prediction.model_version == json.loads(tiny_manifest.read_text())["model_version"]
+
+
+def test_a_batch_gives_the_same_answers_as_one_by_one(tiny_manifest: Path) -> None:
+    classifier = load(tiny_manifest)
+    images = [p.read_bytes() for p in sorted(IMGS.glob("*.png"))]
+    together = classifier.predict_many(images)
+    alone = [classifier.predict(image) for image in images]
+    assert together == alone
+
+
+def test_a_model_that_differs_from_its_manifest_is_refused(tiny_manifest: Path) -> None:
+    manifest = Manifest.from_bytes(tiny_manifest.read_bytes())
+    model = Path(resolve(str(tiny_manifest), manifest.model_path)).read_bytes()
+    with pytest.raises(ModelError, match="does not match the manifest"):
+        load_classifier(model + b"\0", manifest)
+
+
+def test_a_manifest_with_other_class_names_is_refused(tiny_manifest: Path) -> None:
+    raw = json.loads(tiny_manifest.read_text())
+    raw["class_names"] = raw["class_names"][:9]
+    manifest = Manifest.from_dict(raw)
+    model = Path(resolve(str(tiny_manifest), manifest.model_path)).read_bytes()
+    with pytest.raises(ModelError, match="10 outputs but the manifest names 9 classes"):
+        load_classifier(model, manifest)
+
+
+def test_a_manifest_with_another_input_shape_is_refused(tiny_manifest: Path) -> None:
+    raw = json.loads(tiny_manifest.read_text())
+    raw["input"]["shape"] = [64, 64, 3]
+    manifest = Manifest.from_dict(raw)
+    model = Path(resolve(str(tiny_manifest), manifest.model_path)).read_bytes()
+    with pytest.raises(ModelError, match="input shape"):
+        load_classifier(model, manifest)
+
+
+def test_a_manifest_with_other_quantisation_is_refused(tiny_manifest: Path) -> None:
+    raw = json.loads(tiny_manifest.read_text())
+    raw["input"]["quantization"]["zero_point"] = 0
+    manifest = Manifest.from_dict(raw)
+    model = Path(resolve(str(tiny_manifest), manifest.model_path)).read_bytes()
+    with pytest.raises(ModelError, match="quantisation"):
+        load_classifier(model, manifest)
+
+
+def test_pixel_arrays_of_the_wrong_shape_are_refused(tiny_manifest: Path) -> None:
+    with pytest.raises(ValueError, match=r"expected \(N, 32, 32, 3\)"):
+        load(tiny_manifest).predict_arrays(np.zeros((2, 28, 28, 3), np.uint8))
