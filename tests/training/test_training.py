@@ -1,0 +1,236 @@
+"""The training job, quickly: synthetic data, a tiny net, four epochs (the `tiny_run` fixture).
+
+TensorFlow runs only in subprocesses here; this process checks the results with tflite-runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from moto import mock_aws
+from PIL import Image
+
+from classifier.manifest import FORMAT, Manifest
+from classifier.runtime import load_classifier
+from tests.conftest import DATASET, IMGS, PUBLISHED, ROOT, subprocess_env
+from training import data as cifar
+from training.publish import publish
+
+pytestmark = pytest.mark.slow
+STAGES = {"prepare", "build", "train", "quantise", "evaluate", "plots"}
+
+
+def run_cli(*args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=subprocess_env(**env), capture_output=True,
+        text=True, timeout=timeout,
+    )
+
+
+# --- data sources -------------------------------------------------------------------------------
+def test_folder_and_python_batches_give_the_same_arrays(synthetic_data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path))
+    x_train, y_train, x_test, y_test = synthetic_data["arrays"]
+    from_batches, _ = cifar.load(str(synthetic_data["batches"]))
+    from_folder, _ = cifar.load(str(synthetic_data["folder"]))
+    for dataset in (from_batches, from_folder):
+        assert dataset.class_names == cifar.CIFAR10_CLASSES
+        assert dataset.x_train.shape == (400, 32, 32, 3) and dataset.x_train.dtype == np.uint8
+        assert dataset.x_test.shape == (100, 32, 32, 3)
+    # The folder is listed class by class; the batches keep their order: compare as sets.
+    order = np.lexsort((from_folder.y_train,))
+    assert sorted(map(bytes, from_folder.x_train)) == sorted(map(bytes, x_train))
+    assert np.array_equal(np.bincount(from_folder.y_train[order]), np.bincount(y_train))
+    assert np.array_equal(from_batches.x_train, x_train) and np.array_equal(from_batches.y_test, y_test)
+
+
+def test_the_second_load_comes_from_the_cache(synthetic_data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path))
+    first, cached_first = cifar.load(str(synthetic_data["folder"]))
+    second, cached_second = cifar.load(str(synthetic_data["folder"]))
+    assert (cached_first, cached_second) == (False, True)
+    assert first.fingerprint == second.fingerprint
+    assert list(tmp_path.glob("cifar10-*.npz"))
+
+
+def test_a_folder_without_splits_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(cifar.DataError, match="must contain train/<class>/ and test/<class>/"):
+        cifar.load(str(tmp_path))
+    with pytest.raises(cifar.DataError, match="is not a folder"):
+        cifar.load(str(tmp_path / "nope"))
+
+
+def test_keras_offline_fails_naming_the_other_sources(tmp_path: Path) -> None:
+    done = run_cli(
+        "-m", "training.train", "--data", "keras", "--epochs", "1",
+        KERAS_HOME=str(tmp_path), HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9",
+    )
+    assert done.returncode != 0
+    assert "keras.datasets.cifar10 could not be downloaded" in done.stderr
+    assert "cifar-10-batches-py" in done.stderr and "train/<class>/" in done.stderr
+
+
+def test_help_lists_the_options() -> None:
+    done = run_cli("-m", "training.train", "--help")
+    assert done.returncode == 0
+    for option in ("--data", "--recipe", "--upload", "--epochs", "--time-budget"):
+        assert option in done.stdout
+
+
+# --- one tiny run -------------------------------------------------------------------------------
+def test_the_run_prints_a_line_per_stage(tiny_run: dict[str, Any]) -> None:
+    for stage in ("prepare", "build", "train", "quantise", "evaluate", "publish", "done"):
+        assert f"] " in tiny_run["stdout"] and f"{stage:>8}]" in tiny_run["stdout"]
+
+
+def test_the_run_folder_has_models_manifest_metrics_and_plots(tiny_run: dict[str, Any]) -> None:
+    run_dir = Path(tiny_run["run_dir"])
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"model.keras", "model.h5", "model.tflite", "manifest.json", "metrics.json"} <= names
+    for plot in ("augmentations.png", "training_curves.png", "confusion_matrix.png", "examples.png"):
+        with Image.open(run_dir / plot) as image:
+            assert image.format == "PNG" and image.width > 300 and image.height > 200
+
+
+def test_the_manifest_records_checksums_settings_and_provenance(tiny_run: dict[str, Any]) -> None:
+    run_dir = Path(tiny_run["run_dir"])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["format"] == FORMAT
+    for name, entry in manifest["files"].items():
+        content = (run_dir / name).read_bytes()
+        assert entry == {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}, name
+    assert {"model.tflite", "model.h5", "model.keras", "metrics.json", "examples.png"} <= set(manifest["files"])
+    assert manifest["recipe"]["name"] == "fast" and manifest["recipe"]["widths"] == [8, 16, 16]
+    assert manifest["recipe"]["epochs"] == 4
+    assert len(manifest["data"]["fingerprint_sha256"]) == 64
+    assert manifest["data"]["train_images"] + manifest["data"]["validation_images"] == 400
+    assert manifest["tensorflow_version"].startswith("2.")
+    assert manifest["code_version"]
+    assert STAGES <= set(manifest["stage_seconds"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert manifest["metrics"] == metrics
+    assert set(metrics["int8_per_class"]) == set(manifest["class_names"])
+    assert 0.0 <= metrics["int8_test_accuracy"] <= 1.0
+    assert metrics["int8_runtime"].startswith("tflite-runtime")
+    sizes = manifest["sizes"]
+    assert sizes["tflite_int8_bytes"] == (run_dir / "model.tflite").stat().st_size
+    assert sizes["tflite_int8_bytes"] < sizes["h5_bytes"]
+
+
+def test_the_tiny_model_learned_the_synthetic_classes(tiny_run: dict[str, Any]) -> None:
+    metrics = json.loads((Path(tiny_run["run_dir"]) / "metrics.json").read_text())
+    assert metrics["int8_test_accuracy"] > 0.3  # chance is 0.1
+
+
+def test_the_quantised_model_is_int8_in_and_out_and_loads_in_tflite_runtime(tiny_run: dict[str, Any]) -> None:
+    from tflite_runtime.interpreter import Interpreter
+
+    model = (Path(tiny_run["run_dir"]) / "model.tflite").read_bytes()
+    interpreter = Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
+    assert list(inp["shape"]) == [1, 32, 32, 3] and list(out["shape"]) == [1, 10]
+    # Every tensor that carries weights is integer: no float kernels were left behind.
+    floats = [t["name"] for t in interpreter.get_tensor_details() if t["dtype"] == np.float32]
+    assert floats == []
+
+
+TF_REFERENCE = """
+import json, sys, numpy as np, tensorflow as tf
+from classifier.core import image_to_array
+model, images = sys.argv[1], sys.argv[2:]
+interpreter = tf.lite.Interpreter(model_path=model)
+interpreter.allocate_tensors()
+i, o = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+scale, zero = i["quantization"]
+rows = []
+for path in images:
+    x = image_to_array(open(path, "rb").read())[None].astype(np.float32) / scale + zero
+    interpreter.set_tensor(i["index"], np.clip(np.rint(x), -128, 127).astype(np.int8))
+    interpreter.invoke()
+    rows.append(interpreter.get_tensor(o["index"])[0].tolist())
+print(json.dumps(rows))
+"""
+
+
+def test_tflite_runtime_agrees_with_tensorflows_interpreter(tiny_run: dict[str, Any]) -> None:
+    run_dir = Path(tiny_run["run_dir"])
+    images = sorted(IMGS.glob("*.png"))
+    done = run_cli("-c", TF_REFERENCE, str(run_dir / "model.tflite"), *map(str, images))
+    assert done.returncode == 0, done.stderr[-2000:]
+    reference = np.asarray(json.loads(done.stdout.strip().splitlines()[-1]))
+    manifest = Manifest.from_bytes((run_dir / "manifest.json").read_bytes())
+    classifier = load_classifier((run_dir / "model.tflite").read_bytes(), manifest)
+    ours = [classifier.predict(p.read_bytes()) for p in images]
+    assert [p.category for p in ours] == [manifest.class_names[i] for i in reference.argmax(axis=1)]
+    raw = [[(v - classifier.output_quantization.zero_point) * classifier.output_quantization.scale
+            for v in row] for row in reference]
+    for prediction, row in zip(ours, raw):
+        assert max(abs(a - b) for a, b in zip(prediction.probabilities.values(), np.asarray(row) / sum(row))) < 0.02
+
+
+def test_the_evaluate_command_reproduces_the_reported_accuracy(tiny_run: dict[str, Any], synthetic_data: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    done = run_cli("-m", "training.evaluate", str(tiny_run["manifest"]), "--data",
+                   str(synthetic_data["batches"]), "--json", str(out), CIFAR10_CACHE=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((Path(tiny_run["run_dir"]) / "metrics.json").read_text())
+    assert json.loads(out.read_text())["accuracy"] == metrics["int8_test_accuracy"]
+
+
+# --- publishing ---------------------------------------------------------------------------------
+def test_publish_to_s3_writes_the_version_then_latest_last(tiny_run: dict[str, Any], aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    run_dir = Path(tiny_run["run_dir"])
+    version = json.loads((run_dir / "manifest.json").read_text())["model_version"]
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="models")
+        order: list[str] = []
+        s3.meta.events.register("before-parameter-build.s3.PutObject", lambda params, **_: order.append(params["Key"]))
+        monkeypatch.setattr(boto3, "client", lambda *a, **k: s3)
+        keys = publish(run_dir, "s3://models/prefix")
+        assert order == keys
+        assert order[-1] == "prefix/models/latest/manifest.json"
+        expected = {f"prefix/models/{version}/{n}" for n in (
+            "model.tflite", "manifest.json", "metrics.json", "augmentations.png",
+            "training_curves.png", "confusion_matrix.png", "examples.png")}
+        assert set(order[:-1]) == expected
+        latest = json.loads(s3.get_object(Bucket="models", Key=order[-1])["Body"].read())
+        assert latest["model_path"] == f"../{version}/model.tflite"
+        head = s3.head_object(Bucket="models", Key=f"prefix/models/{version}/model.tflite")
+        assert head["ContentLength"] == (run_dir / "model.tflite").stat().st_size
+        assert s3.head_object(Bucket="models", Key=order[-1])["ContentType"] == "application/json"
+
+
+def test_publish_refuses_an_incomplete_run(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"model_version": "v", "model_path": "model.tflite"}))
+    with pytest.raises(FileNotFoundError, match="model.tflite"):
+        publish(tmp_path, str(tmp_path / "out"))
+
+
+# --- the published model (needs the full data set) -------------------------------------------------
+@pytest.mark.dataset
+@pytest.mark.skipif(not DATASET.is_dir(), reason="needs ../shared/datasets/cifar10-jpeg")
+@pytest.mark.skipif(not PUBLISHED.is_file(), reason="no published model in models/ yet")
+def test_the_published_model_meets_the_bar_on_the_jpeg_test_split(tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    done = run_cli("-m", "training.evaluate", str(PUBLISHED), "--data", str(DATASET), "--json", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    manifest = json.loads(PUBLISHED.read_text())
+    assert result["images"] == 10_000
+    assert result["accuracy"] >= 0.90
+    assert result["accuracy"] == manifest["metrics"]["int8_test_accuracy"]
+    assert manifest["metrics"]["float_test_accuracy"] - result["accuracy"] <= 0.005
+    assert manifest["sizes"]["tflite_int8_bytes"] <= 1_000_000
+    assert manifest["stage_seconds"]["train"] <= 90 * 60
