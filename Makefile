@@ -7,7 +7,7 @@ DATA ?= ../shared/datasets/cifar10-jpeg
 PORT ?= 8000
 EVENT ?= events/apigw-v2-multipart.json
 MODEL ?= models/latest/manifest.json
-CDK_CLI ?= aws-cdk@2.1033.0
+CDK_CLI ?= aws-cdk@2.1148.1
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 

@@ -1,0 +1,45 @@
+"""The CDK app: `cdk synth` / `cdk deploy` run this (see cdk.json), as does `make synth`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
+
+# jsii runs the CDK on the machine's Node.js and prints a banner on every start when that is
+# Node 20 (end of life; 22 or 24 are supported). Synthesis works on 20; the README says so once.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+import aws_cdk as cdk  # noqa: E402
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+from infra.stack import ClassifierStack, Config  # noqa: E402
+
+
+def build_app(context: dict[str, object] | None = None, outdir: str | None = None) -> cdk.App:
+    """The app with cdk.json's context (as the CDK CLI would pass it), overridden by ``context``."""
+    defaults = json.loads((Path(__file__).parent / "cdk.json").read_text())["context"]
+    context = {**defaults, **(context or {})}
+    # The CDK CLI says where to write (CDK_OUTDIR); `make synth` and tests get infra/cdk.out.
+    outdir = outdir or os.environ.get("CDK_OUTDIR") or str(Path(__file__).parent / "cdk.out")
+    app = cdk.App(context=context, outdir=outdir)
+    config = Config.from_context(app)
+    ClassifierStack(
+        app,
+        app.node.try_get_context("stackName") or "Cifar10Classifier",
+        config=config,
+        description="CIFAR-10 int8 TFLite classifier: HTTPS API and S3 drop folder",
+        env=cdk.Environment(
+            account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
+        ),
+    )
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    return app
+
+
+if __name__ == "__main__":
+    build_app().synth()

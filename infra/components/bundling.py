@@ -1,0 +1,144 @@
+"""Bundle the serving code for Lambda without Docker.
+
+``pip install --platform ... --only-binary=:all: --python-version ... --target`` fetches the
+Lambda platform's wheels on any machine; the serving package is copied beside them. The
+requirements are the ``lambda`` extra of pyproject.toml, evaluated for the target Python, minus
+boto3/botocore (the Lambda runtime ships them). TensorFlow and the tests never enter the bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+import aws_cdk as cdk
+import jsii
+from aws_cdk import aws_lambda as lambda_
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "functions" / "classifier"
+PROVIDED_BY_RUNTIME = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"}
+LAMBDA_LIMIT_BYTES = 250 * 1024 * 1024  # unzipped code + layers
+
+
+@dataclass(frozen=True)
+class Target:
+    """A Lambda runtime and architecture, and the wheels that run there."""
+
+    python: str  # "3.11"
+    architecture: lambda_.Architecture
+    platforms: tuple[str, ...]
+
+    @property
+    def runtime(self) -> lambda_.Runtime:
+        return lambda_.Runtime(f"python{self.python}", lambda_.RuntimeFamily.PYTHON)
+
+    @property
+    def machine(self) -> str:
+        return "aarch64" if self.architecture == lambda_.Architecture.ARM_64 else "x86_64"
+
+
+# python3.11 runs on Amazon Linux 2 (glibc 2.26): manylinux2014 wheels only.
+PY311_X86 = Target("3.11", lambda_.Architecture.X86_64, ("manylinux2014_x86_64",))
+# python3.13 runs on Amazon Linux 2023 (glibc 2.34): any manylinux up to 2_34.
+PY313_ARM = Target(
+    "3.13",
+    lambda_.Architecture.ARM_64,
+    tuple(f"manylinux_2_{minor}_aarch64" for minor in (34, 28, 27, 17)) + ("manylinux2014_aarch64",),
+)
+TARGETS = {"python3.11-x86_64": PY311_X86, "python3.13-arm64": PY313_ARM}
+
+
+def lambda_requirements(target: Target) -> list[str]:
+    """The ``lambda`` extra of pyproject.toml that applies to ``target``, boto3 excepted."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = {
+        **default_environment(),
+        "python_version": target.python,
+        "python_full_version": f"{target.python}.0",
+        "platform_machine": target.machine,
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+    }
+    kept = []
+    for line in project["optional-dependencies"]["lambda"]:
+        requirement = Requirement(line)
+        if requirement.marker and not requirement.marker.evaluate(env):
+            continue
+        if requirement.name.lower() in PROVIDED_BY_RUNTIME:
+            continue
+        requirement.marker = None
+        kept.append(str(requirement))
+    return kept
+
+
+def install(target: Target, output_dir: Path) -> None:
+    """Fill ``output_dir`` with the wheels for ``target`` and the serving package."""
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+               "--disable-pip-version-check", "--target", str(output_dir),
+               "--implementation", "cp", "--python-version", target.python,
+               "--only-binary=:all:", "--upgrade"]
+    for platform in target.platforms:
+        command += ["--platform", platform]
+    subprocess.run(command + lambda_requirements(target), check=True)
+    for leftover in output_dir.glob("bin"):
+        shutil.rmtree(leftover)  # console scripts point at this machine's Python
+    shutil.copytree(PACKAGE, output_dir / "classifier",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+@jsii.implements(cdk.ILocalBundling)
+class LocalBundling:
+    """CDK's hook for bundling on this machine instead of in a Docker container."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def try_bundle(self, output_dir: str, options: Any = None, **_: Any) -> bool:
+        out = Path(output_dir)
+        install(self.target, out)
+        size = folder_size(out)
+        if size > LAMBDA_LIMIT_BYTES:
+            raise RuntimeError(f"the bundle is {size / 2**20:.0f} MB unzipped; Lambda allows 250 MB")
+        print(f"bundled {PACKAGE.name} for python{self.target.python} {self.target.machine}: "
+              f"{size / 2**20:.1f} MB unzipped", file=sys.stderr)
+        return True
+
+
+def source_hash(target: Target) -> str:
+    """Changes when the serving code, its requirements or the target change (not otherwise)."""
+    digest = hashlib.sha256(f"{target.python}:{target.machine}:{target.platforms}".encode())
+    digest.update("\n".join(lambda_requirements(target)).encode())
+    for path in sorted(PACKAGE.rglob("*.py")):
+        digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def lambda_code(target: Target) -> lambda_.Code:
+    """The serving code as a Lambda asset, bundled locally (Docker is never used)."""
+    return lambda_.Code.from_asset(
+        str(PACKAGE.parent),
+        asset_hash=source_hash(target),
+        asset_hash_type=cdk.AssetHashType.CUSTOM,
+        bundling=cdk.BundlingOptions(
+            # Required by the API, never pulled: local bundling always succeeds or raises.
+            image=lambda_.Runtime(f"python{target.python}", lambda_.RuntimeFamily.PYTHON).bundling_image,
+            local=LocalBundling(target),
+        ),
+    )

@@ -1,0 +1,95 @@
+"""Inference API: the FastAPI Lambda (through Mangum) behind an API Gateway HTTP API."""
+
+from __future__ import annotations
+
+import jsii
+from aws_cdk import CfnOutput, Duration
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from classifier import settings as env
+from infra.components.bundling import Target, lambda_code
+
+ROUTES = (
+    ("/predict", apigw.HttpMethod.POST),
+    ("/predict/batch", apigw.HttpMethod.POST),
+    ("/health", apigw.HttpMethod.GET),
+    ("/model", apigw.HttpMethod.GET),
+    ("/docs", apigw.HttpMethod.GET),
+    ("/openapi.json", apigw.HttpMethod.GET),
+)
+
+
+@jsii.implements(apigw.IAccessLogSettings)
+class AccessLogs:
+    """Stage access logs to a log group, in API Gateway's default (CLF-like JSON) format."""
+
+    def __init__(self, destination: apigw.IAccessLogDestination) -> None:
+        self._destination = destination
+
+    @property
+    def destination(self) -> apigw.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> None:
+        return None
+
+
+class InferenceApi(Construct):
+    """``POST /predict`` and friends; the function reads the model at ``model_uri``."""
+
+    def __init__(self, scope: Construct, id_: str, *, target: Target, model_uri: str,
+                 memory_mb: int, timeout_s: int, rate_limit: int, burst_limit: int,
+                 cors_origins: list[str], log_retention: logs.RetentionDays,
+                 tracing: bool) -> None:
+        super().__init__(scope, id_)
+        self.log_group = logs.LogGroup(self, "FunctionLogs", retention=log_retention)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description="CIFAR-10 classifier API (FastAPI through Mangum, int8 TFLite)",
+            runtime=target.runtime,
+            architecture=target.architecture,
+            handler="classifier.api.handler",
+            code=lambda_code(target),
+            memory_size=memory_mb,
+            timeout=Duration.seconds(timeout_s),
+            environment={
+                env.MODEL_URI: model_uri,
+                env.SERVICE_NAME: "cifar10-api",
+                env.METRICS_NAMESPACE: env.DEFAULT_NAMESPACE,
+            },
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
+        )
+        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention)
+        self.http_api = apigw.HttpApi(
+            self,
+            "HttpApi",
+            description="CIFAR-10 image classifier",
+            create_default_stage=False,
+            cors_preflight=apigw.CorsPreflightOptions(
+                allow_origins=cors_origins,
+                allow_methods=[apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST],
+                allow_headers=["content-type"],
+                max_age=Duration.hours(1),
+            ),
+        )
+        self.stage = apigw.HttpStage(
+            self,
+            "DefaultStage",
+            http_api=self.http_api,
+            stage_name="$default",
+            auto_deploy=True,
+            throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
+            access_log_settings=AccessLogs(apigw.LogGroupLogDestination(self.access_logs)),
+        )
+        integration = integrations.HttpLambdaIntegration("Lambda", self.function)
+        for path, method in ROUTES:
+            self.http_api.add_routes(path=path, methods=[method], integration=integration)
+        self.url = self.stage.url
+        CfnOutput(self, "Url", value=self.stage.url, description="POST an image to <Url>predict")

@@ -1,0 +1,68 @@
+"""Model store: the bucket the training job publishes to and the Lambdas read models from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_deployment as s3deploy
+from constructs import Construct
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS_PREFIX = "models/"
+
+
+def secure_bucket(scope: Construct, id_: str, *, access_logs: s3.IBucket | None,
+                  log_prefix: str, **kwargs: object) -> s3.Bucket:
+    """Encrypted, versioned, private, TLS-only, retained on stack deletion."""
+    return s3.Bucket(
+        scope,
+        id_,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        versioned=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix=log_prefix if access_logs else None,
+        removal_policy=RemovalPolicy.RETAIN,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+class ModelStore(Construct):
+    """An S3 bucket of models; the first deploy uploads the repository's published model."""
+
+    def __init__(self, scope: Construct, id_: str, *, access_logs: s3.IBucket,
+                 models_dir: Path = ROOT / "models", model_version: str | None = None) -> None:
+        super().__init__(scope, id_)
+        self.bucket = secure_bucket(self, "Bucket", access_logs=access_logs, log_prefix="models-bucket/")
+        self.prefix = MODELS_PREFIX
+        version = model_version or "latest"
+        self.manifest_key = f"{MODELS_PREFIX}{version}/manifest.json"
+        if any(models_dir.glob("*/manifest.json")):
+            # prune=False: models published later by `training.train --upload` stay put.
+            s3deploy.BucketDeployment(
+                self,
+                "PublishedModel",
+                sources=[s3deploy.Source.asset(str(models_dir))],
+                destination_bucket=self.bucket,
+                destination_key_prefix=MODELS_PREFIX,
+                prune=False,
+                retain_on_delete=True,
+            )
+
+    @property
+    def manifest_uri(self) -> str:
+        return f"s3://{self.bucket.bucket_name}/{self.manifest_key}"
+
+    def grant_read_models(self, grantee: iam.IGrantable) -> None:
+        """Read model objects, nothing else (no listing, no writing)."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[self.bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
+            )
+        )

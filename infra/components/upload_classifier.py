@@ -1,0 +1,103 @@
+"""Upload classifier: PNGs under uploads/ -> S3 notification -> SQS (+DLQ) -> Lambda -> results/."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from classifier import settings as env
+from infra.components.bundling import Target, lambda_code
+from infra.components.model_store import secure_bucket
+
+UPLOADS_PREFIX = "uploads/"
+RESULTS_PREFIX = "results/"
+
+
+class UploadClassifier(Construct):
+    """A bucket whose ``uploads/*.png`` are classified into ``results/<name>.png.json``."""
+
+    def __init__(self, scope: Construct, id_: str, *, target: Target, model_uri: str,
+                 access_logs: s3.IBucket, memory_mb: int, timeout_s: int, batch_size: int,
+                 max_receive_count: int, results_days: int,
+                 log_retention: logs.RetentionDays, tracing: bool) -> None:
+        super().__init__(scope, id_)
+        self.bucket = secure_bucket(
+            self,
+            "Bucket",
+            access_logs=access_logs,
+            log_prefix="uploads-bucket/",
+            lifecycle_rules=[
+                s3.LifecycleRule(id="ExpireOldResults", prefix=RESULTS_PREFIX,
+                                 expiration=Duration.days(results_days)),
+                s3.LifecycleRule(id="ExpireOldVersions",
+                                 noncurrent_version_expiration=Duration.days(results_days),
+                                 abort_incomplete_multipart_upload_after=Duration.days(7)),
+            ],
+        )
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            retention_period=Duration.days(14),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            # AWS's advice for Lambda consumers: at least six times the function's timeout.
+            visibility_timeout=Duration.seconds(6 * timeout_s),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters,
+                                                  max_receive_count=max_receive_count),
+        )
+        self.bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.SqsDestination(self.queue),
+            s3.NotificationKeyFilter(prefix=UPLOADS_PREFIX, suffix=".png"),
+        )
+        self.log_group = logs.LogGroup(self, "FunctionLogs", retention=log_retention)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description="Classifies PNGs dropped under uploads/ into results/",
+            runtime=target.runtime,
+            architecture=target.architecture,
+            handler="classifier.uploads.handler",
+            code=lambda_code(target),
+            memory_size=memory_mb,
+            timeout=Duration.seconds(timeout_s),
+            environment={
+                env.MODEL_URI: model_uri,
+                env.UPLOADS_PREFIX: UPLOADS_PREFIX,
+                env.RESULTS_PREFIX: RESULTS_PREFIX,
+                env.SERVICE_NAME: "cifar10-uploads",
+                env.METRICS_NAMESPACE: env.DEFAULT_NAMESPACE,
+            },
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
+        )
+        self.function.add_event_source(
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=batch_size,
+                max_batching_window=Duration.seconds(2),
+                report_batch_item_failures=True,
+            )
+        )
+        # Least privilege: read uploads, write results, nothing else in this bucket.
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:GetObjectVersion"],
+            resources=[self.bucket.arn_for_objects(f"{UPLOADS_PREFIX}*")],
+        ))
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:PutObject"],
+            resources=[self.bucket.arn_for_objects(f"{RESULTS_PREFIX}*")],
+        ))

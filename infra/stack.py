@@ -1,0 +1,157 @@
+"""The one stack: model store, inference API, upload classifier and monitoring, wired together.
+
+Settings come from CDK context (``cdk deploy -c key=value`` or cdk.json); see :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.components.bundling import TARGETS
+from infra.components.inference_api import InferenceApi
+from infra.components.model_store import ModelStore, secure_bucket
+from infra.components.monitoring import Monitoring
+from infra.components.upload_classifier import UploadClassifier
+
+
+@dataclass(frozen=True)
+class Config:
+    runtime: str = "python3.11-x86_64"  # or "python3.13-arm64" (ai-edge-litert)
+    model_version: str | None = None  # pin models/<version>/; default models/latest/
+    api_rate_limit: int = 20  # requests per second, steady
+    api_burst_limit: int = 40  # requests, burst
+    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    api_memory_mb: int = 1024  # see README "Sizing": CPU share, not RAM, is what counts
+    api_timeout_s: int = 10
+    uploads_memory_mb: int = 1024
+    uploads_timeout_s: int = 60
+    uploads_batch_size: int = 10
+    max_receive_count: int = 3  # deliveries before a message goes to the dead-letter queue
+    results_days: int = 90  # results and old object versions expire after this
+    log_retention_days: int = 30
+    tracing: bool = False
+    alarm_email: str | None = None
+
+    @classmethod
+    def from_context(cls, scope: Construct) -> Config:
+        """Read each field from context under its camelCase name (strings from -c parsed)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = "".join(w.capitalize() if i else w for i, w in enumerate(f.name.split("_")))
+            raw = scope.node.try_get_context(key)
+            if raw is None:
+                continue
+            if isinstance(raw, str) and f.type not in ("str | None", "str"):
+                raw = json.loads(raw) if raw[:1] in "[{" or raw in ("true", "false") or raw.isdigit() else raw
+            values[f.name] = raw
+        config = cls(**values)
+        if config.runtime not in TARGETS:
+            raise ValueError(f"context runtime={config.runtime!r}; expected one of {sorted(TARGETS)}")
+        return config
+
+
+class ClassifierStack(Stack):
+    def __init__(self, scope: Construct, id_: str, *, config: Config, **kwargs: Any) -> None:
+        super().__init__(scope, id_, **kwargs)
+        target = TARGETS[config.runtime]
+        retention = _retention(config.log_retention_days)
+
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(config.log_retention_days))],
+        )
+        self.models = ModelStore(self, "ModelStore", access_logs=self.access_logs,
+                                 model_version=config.model_version)
+        self.api = InferenceApi(
+            self,
+            "InferenceApi",
+            target=target,
+            model_uri=self.models.manifest_uri,
+            memory_mb=config.api_memory_mb,
+            timeout_s=config.api_timeout_s,
+            rate_limit=config.api_rate_limit,
+            burst_limit=config.api_burst_limit,
+            cors_origins=config.cors_origins,
+            log_retention=retention,
+            tracing=config.tracing,
+        )
+        self.uploads = UploadClassifier(
+            self,
+            "UploadClassifier",
+            target=target,
+            model_uri=self.models.manifest_uri,
+            access_logs=self.access_logs,
+            memory_mb=config.uploads_memory_mb,
+            timeout_s=config.uploads_timeout_s,
+            batch_size=config.uploads_batch_size,
+            max_receive_count=config.max_receive_count,
+            results_days=config.results_days,
+            log_retention=retention,
+            tracing=config.tracing,
+        )
+        # Grants are made here, where the components meet.
+        self.models.grant_read_models(self.api.function)
+        self.models.grant_read_models(self.uploads.function)
+
+        self.monitoring = Monitoring(self, "Monitoring", alarm_email=config.alarm_email)
+        self.monitoring.watch_function("Api", self.api.function)
+        self.monitoring.watch_function("Uploads", self.uploads.function)
+        self.monitoring.watch_api(self.api.http_api)
+        self.monitoring.watch_dead_letters(self.uploads.dead_letters)
+        self._suppress_nag_findings()
+
+    def _suppress_nag_findings(self) -> None:
+        """cdk-nag AwsSolutions findings we accept, each with its reason."""
+        accept = [
+            (self.access_logs, "AwsSolutions-S1",
+             "This is the access-log bucket itself; logging it to itself would loop."),
+            (self.uploads.dead_letters, "AwsSolutions-SQS3", "This queue is the dead-letter queue."),
+            (self, "AwsSolutions-L1",
+             "python3.11 is pinned on purpose: tflite-runtime has no wheels for newer Pythons "
+             "(context runtime=python3.13-arm64 switches to ai-edge-litert). CDK's custom-resource "
+             "handlers choose their own runtimes."),
+            (self, "AwsSolutions-APIG4",
+             "A public classifier API, throttled at the stage; put a JWT or IAM authorizer in "
+             "front when the API must not be public."),
+            (self, "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+             "service-role/AWSLambdaBasicExecutionRole]",
+             "AWSLambdaBasicExecutionRole only lets a function write its own logs; CDK gives it "
+             "to Lambda functions and to its custom-resource handlers."),
+        ]
+        prefixes = [(self.models.bucket, "models/*", "the model objects, read-only"),
+                    (self.uploads.bucket, "uploads/*", "the uploaded images, read-only"),
+                    (self.uploads.bucket, "results/*", "the results, write-only")]
+        for bucket, prefix, what in prefixes:
+            logical_id = self.get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
+            accept.append((
+                self,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}]",
+                f"Scoped to one prefix, {prefix}: {what}.",
+            ))
+        for scope, rule, reason in accept:
+            Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+RETENTION = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
+    30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 180: "SIX_MONTHS", 365: "ONE_YEAR",
+    731: "TWO_YEARS", 1827: "FIVE_YEARS", 3653: "TEN_YEARS",
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    """The shortest CloudWatch Logs retention of at least ``days``."""
+    chosen = next((d for d in sorted(RETENTION) if d >= days), 3653)
+    return logs.RetentionDays[RETENTION[chosen]]
