@@ -110,9 +110,9 @@ class ClassifierStack(Stack):
         self.monitoring.watch_function("Uploads", self.uploads.function)
         self.monitoring.watch_api(self.api.http_api)
         self.monitoring.watch_dead_letters(self.uploads.dead_letters)
-        self._suppress_nag_findings()
+        self._suppress_nag_findings(tracing=config.tracing)
 
-    def _suppress_nag_findings(self) -> None:
+    def _suppress_nag_findings(self, *, tracing: bool) -> None:
         """cdk-nag AwsSolutions findings we accept, each with its reason."""
         accept = [
             (self.access_logs, "AwsSolutions-S1",
@@ -139,6 +139,13 @@ class ClassifierStack(Stack):
                 self,
                 f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}]",
                 f"Scoped to one prefix, {prefix}: {what}.",
+            ))
+        if tracing:
+            accept.append((
+                self,
+                "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level "
+                "permissions: AWS documents Resource * for them (only when tracing is on).",
             ))
         for scope, rule, reason in accept:
             Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))

@@ -1,0 +1,325 @@
+"""The CDK app, synthesised for real (local bundling, no Docker), checked by its properties."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, load_event
+
+pytestmark = [pytest.mark.slow, pytest.mark.infra]
+sys.path.insert(0, str(ROOT / "infra"))
+
+S3_ACTIONS = ("s3:", "*")
+
+
+def synth(outdir: Path, **context: Any) -> tuple[Any, dict[str, Any]]:
+    from aws_cdk.assertions import Template
+
+    from infra.app import build_app
+
+    app = build_app(context=context, outdir=str(outdir))
+    assembly = app.synth()
+    (stack,) = [s for s in assembly.stacks]
+    template = json.loads(Path(stack.template_full_path).read_text())
+    return Template.from_json(template), template
+
+
+@pytest.fixture(scope="module")
+def synthesised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    template, raw = synth(outdir)
+    yield {"template": template, "raw": raw, "outdir": outdir}
+
+
+@pytest.fixture(scope="module")
+def arm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    # No bundling for this variant: only its template is inspected.
+    template, _ = synth(tmp_path_factory.mktemp("cdk.out-arm"), runtime="python3.13-arm64",
+                        apiRateLimit="5", apiBurstLimit="10", modelVersion="20260101-000000-fast-abc",
+                        tracing="true", **{"aws:cdk:bundling-stacks": []})
+    return template
+
+
+def resources(raw: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in raw["Resources"].items() if v["Type"] == kind}
+
+
+def our_functions(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The two serving functions, by their handler."""
+    found = {}
+    for resource in resources(raw, "AWS::Lambda::Function").values():
+        handler = resource["Properties"].get("Handler", "")
+        if handler.startswith("classifier."):
+            found[handler] = resource["Properties"]
+    return found
+
+
+def test_both_functions_run_python_311_on_x86_64_by_default(synthesised: dict[str, Any]) -> None:
+    functions = our_functions(synthesised["raw"])
+    assert set(functions) == {"classifier.api.handler", "classifier.uploads.handler"}
+    for props in functions.values():
+        assert props["Runtime"] == "python3.11"
+        assert props["Architectures"] == ["x86_64"]
+        assert props["MemorySize"] == 1024
+
+
+def test_environment_points_at_the_latest_manifest(synthesised: dict[str, Any]) -> None:
+    for handler, props in our_functions(synthesised["raw"]).items():
+        variables = props["Environment"]["Variables"]
+        uri = json.dumps(variables["MODEL_URI"])
+        assert '"s3://"' in uri and "/models/latest/manifest.json" in uri, handler
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "Cifar10Classifier"
+        if handler == "classifier.uploads.handler":
+            assert variables["UPLOADS_PREFIX"] == "uploads/"
+            assert variables["RESULTS_PREFIX"] == "results/"
+
+
+def test_context_switches_to_python_313_on_arm64_and_pins_a_model(arm: Any) -> None:
+    from aws_cdk.assertions import Match
+
+    for handler in ("classifier.api.handler", "classifier.uploads.handler"):
+        arm.has_resource_properties("AWS::Lambda::Function", {
+            "Handler": handler,
+            "Runtime": "python3.13",
+            "Architectures": ["arm64"],
+            "TracingConfig": {"Mode": "Active"},
+            "Environment": {"Variables": Match.object_like({
+                "MODEL_URI": Match.object_like({"Fn::Join": ["", Match.array_with([
+                    Match.string_like_regexp("/models/20260101-000000-fast-abc/manifest.json")])]}),
+            })},
+        })
+    arm.has_resource_properties("AWS::ApiGatewayV2::Stage", {
+        "DefaultRouteSettings": {"ThrottlingRateLimit": 5, "ThrottlingBurstLimit": 10},
+    })
+
+
+def test_http_api_routes_reach_the_api_function(synthesised: dict[str, Any]) -> None:
+    routes = {r["Properties"]["RouteKey"] for r in resources(synthesised["raw"], "AWS::ApiGatewayV2::Route").values()}
+    assert routes == {"POST /predict", "POST /predict/batch", "GET /health", "GET /model",
+                      "GET /docs", "GET /openapi.json"}
+    synthesised["template"].has_resource_properties("AWS::ApiGatewayV2::Integration", {
+        "IntegrationType": "AWS_PROXY", "PayloadFormatVersion": "2.0",
+    })
+
+
+def test_stage_is_throttled_logged_and_the_api_has_cors(synthesised: dict[str, Any]) -> None:
+    from aws_cdk.assertions import Match
+
+    template = synthesised["template"]
+    template.has_resource_properties("AWS::ApiGatewayV2::Stage", {
+        "StageName": "$default",
+        "AutoDeploy": True,
+        "DefaultRouteSettings": {"ThrottlingRateLimit": 20, "ThrottlingBurstLimit": 40},
+        "AccessLogSettings": Match.object_like({"DestinationArn": Match.any_value()}),
+    })
+    template.has_resource_properties("AWS::ApiGatewayV2::Api", {
+        "ProtocolType": "HTTP",
+        "CorsConfiguration": Match.object_like({"AllowOrigins": ["*"], "AllowMethods": ["GET", "POST"]}),
+    })
+    template.has_output("*", {"Value": Match.any_value(), "Description": Match.string_like_regexp("predict")})
+
+
+def test_uploads_png_notifications_go_to_the_queue(synthesised: dict[str, Any]) -> None:
+    (notifications,) = resources(synthesised["raw"], "Custom::S3BucketNotifications").values()
+    (config,) = notifications["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert config["Events"] == ["s3:ObjectCreated:*"]
+    rules = {r["Name"]: r["Value"] for r in config["Filter"]["Key"]["FilterRules"]}
+    assert rules == {"prefix": "uploads/", "suffix": ".png"}
+
+
+def test_queue_has_a_dead_letter_queue_and_batched_partial_responses(synthesised: dict[str, Any]) -> None:
+    from aws_cdk.assertions import Match
+
+    template = synthesised["template"]
+    template.has_resource_properties("AWS::SQS::Queue", {
+        "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 3},
+        "VisibilityTimeout": 360,
+        "SqsManagedSseEnabled": True,
+    })
+    template.has_resource_properties("AWS::SQS::Queue", {"MessageRetentionPeriod": 14 * 24 * 3600})
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
+        "BatchSize": 10,
+        "MaximumBatchingWindowInSeconds": 2,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+    })
+
+
+def test_every_bucket_is_encrypted_private_and_tls_only(synthesised: dict[str, Any]) -> None:
+    raw = synthesised["raw"]
+    buckets = resources(raw, "AWS::S3::Bucket")
+    assert len(buckets) == 3  # models, uploads, access logs
+    for name, bucket in buckets.items():
+        props = bucket["Properties"]
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+            "ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256", name
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True, "RestrictPublicBuckets": True}, name
+    tls_only = set()
+    for policy in resources(raw, "AWS::S3::BucketPolicy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Deny" and statement.get("Condition") == {
+                    "Bool": {"aws:SecureTransport": "false"}}:
+                tls_only.add(policy["Properties"]["Bucket"]["Ref"])
+    assert tls_only == set(buckets)
+
+
+def test_model_and_upload_buckets_are_versioned_and_results_expire(synthesised: dict[str, Any]) -> None:
+    from aws_cdk.assertions import Match
+
+    synthesised["template"].has_resource_properties("AWS::S3::Bucket", {
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "LifecycleConfiguration": {"Rules": Match.array_with([Match.object_like(
+            {"Prefix": "results/", "ExpirationInDays": 90, "Status": "Enabled"})])},
+    })
+
+
+def statements(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (name, statement)
+        for name, policy in resources(raw, "AWS::IAM::Policy").items()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_s3_wildcard_action_and_no_s3_resource_star(synthesised: dict[str, Any]) -> None:
+    for name, statement in statements(synthesised["raw"]):
+        actions = as_list(statement["Action"])
+        assert "s3:*" not in actions and "*" not in actions, name
+        if any(a.startswith("s3:") for a in actions):
+            assert "*" not in as_list(statement["Resource"]), (name, statement)
+
+
+def prefixes_of(statement: dict[str, Any]) -> set[str]:
+    found = set()
+    for resource in as_list(statement["Resource"]):
+        text = json.dumps(resource)
+        for prefix in ("/models/*", "/uploads/*", "/results/*"):
+            if prefix in text:
+                found.add(prefix)
+    return found
+
+
+def test_the_functions_read_and_write_only_their_prefixes(synthesised: dict[str, Any]) -> None:
+    granted: dict[str, set[tuple[str, str]]] = {}
+    for name, statement in statements(synthesised["raw"]):
+        if not (name.startswith("InferenceApiFunction") or name.startswith("UploadClassifierFunction")):
+            continue
+        for action in as_list(statement["Action"]):
+            if action.startswith("s3:"):
+                (prefix,) = prefixes_of(statement)
+                granted.setdefault(name.split("Function")[0], set()).add((action, prefix))
+    assert granted["InferenceApi"] == {("s3:GetObject", "/models/*")}
+    assert granted["UploadClassifier"] == {
+        ("s3:GetObject", "/models/*"),
+        ("s3:GetObject", "/uploads/*"),
+        ("s3:GetObjectVersion", "/uploads/*"),
+        ("s3:PutObject", "/results/*"),
+    }
+
+
+def test_alarms_watch_errors_throttles_5xx_and_dead_letters(synthesised: dict[str, Any]) -> None:
+    alarms = resources(synthesised["raw"], "AWS::CloudWatch::Alarm").values()
+    metrics = sorted((a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms)
+    assert metrics == sorted([
+        ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Throttles"), ("AWS/Lambda", "Throttles"),
+        ("AWS/ApiGateway", "5xx"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ])
+    for alarm in alarms:
+        assert alarm["Properties"]["AlarmActions"], "every alarm notifies the topic"
+
+
+def test_function_logs_are_retained_for_a_month(synthesised: dict[str, Any]) -> None:
+    groups = resources(synthesised["raw"], "AWS::Logs::LogGroup").values()
+    assert len(groups) >= 3  # two functions and the API access log
+    assert all(g["Properties"].get("RetentionInDays") == 30 for g in groups)
+
+
+def test_the_template_passes_cfn_lint_without_errors(synthesised: dict[str, Any]) -> None:
+    (template,) = synthesised["outdir"].glob("*.template.json")
+    done = subprocess.run([sys.executable, "-m", "cfnlint", str(template), "--format", "parseable"],
+                          capture_output=True, text=True)
+    errors = [line for line in done.stdout.splitlines() if ":E" in line]
+    assert errors == [] and done.returncode & 2 == 0, done.stdout
+
+
+def test_cdk_nag_aws_solutions_has_no_unacknowledged_findings(synthesised: dict[str, Any]) -> None:
+    report = json.loads((synthesised["outdir"] / "validation-report.json").read_text())
+    (plugin,) = report["pluginReports"]
+    assert plugin["pluginName"] == "AwsSolutions"
+    assert plugin["conclusion"] == "success" and plugin["violations"] == []
+    suppressed = plugin["suppressedViolations"]
+    assert suppressed, "the acknowledgements were seen by cdk-nag"
+    for finding in suppressed:
+        reasons = json.dumps(finding)
+        assert "reason" in reasons.lower() or "acknowledg" in reasons.lower(), finding
+
+
+# --- the bundled asset ---------------------------------------------------------------------------
+def api_asset(synthesised: dict[str, Any]) -> Path:
+    (function,) = [r for r in resources(synthesised["raw"], "AWS::Lambda::Function").values()
+                   if r["Properties"].get("Handler") == "classifier.api.handler"]
+    asset_hash = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+    (manifest,) = Path(synthesised["outdir"]).glob("*.assets.json")
+    source = json.loads(manifest.read_text())["files"][asset_hash]["source"]["path"]
+    return Path(synthesised["outdir"]) / source
+
+
+def test_the_bundle_is_complete_small_and_free_of_tensorflow_and_boto3(synthesised: dict[str, Any]) -> None:
+    bundle = api_asset(synthesised)
+    names = {p.name for p in bundle.iterdir()}
+    assert {"classifier", "tflite_runtime", "numpy", "PIL", "fastapi", "mangum",
+            "aws_lambda_powertools", "multipart"} <= names
+    assert not names & {"tensorflow", "keras", "boto3", "botocore", "tests", "training", "moto"}
+    size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
+    print(f"API bundle: {size / 2**20:.1f} MB unzipped")
+    assert size < 150 * 2**20  # Lambda's limit is 250 MB unzipped; keep far below it
+    wheels = {p.name for p in bundle.glob("numpy-*.dist-info")}
+    assert wheels == {"numpy-1.26.4.dist-info"}
+
+
+HANDLER_IN_BUNDLE = """
+import json, sys
+sys.path[:0] = [sys.argv[1]]
+from classifier.api import handler
+import classifier, tflite_runtime
+assert classifier.__file__.startswith(sys.argv[1]) and tflite_runtime.__file__.startswith(sys.argv[1])
+assert "boto3" not in sys.modules and "tensorflow" not in sys.modules
+class Context:
+    function_name = "bundle"; memory_limit_in_mb = 1024; aws_request_id = "1"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bundle"
+response = handler(json.load(open(sys.argv[2])), Context())
+print(json.dumps(response))
+"""
+
+
+def test_the_bundle_answers_a_v2_event_from_a_clean_folder(synthesised: dict[str, Any], tmp_path: Path, tiny_manifest: Path) -> None:
+    clean = tmp_path / "lambda-task-root"
+    shutil.copytree(api_asset(synthesised), clean)
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(load_event("apigw-v2-multipart.json")))
+    python = getattr(sys, "_base_executable", sys.executable)
+    done = subprocess.run(
+        [python, "-S", "-E", "-c", HANDLER_IN_BUNDLE, str(clean), str(event)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={"MODEL_URI": str(tiny_manifest), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    response = json.loads(done.stdout.strip().splitlines()[-1])
+    assert response["statusCode"] == 200, response
+    assert json.loads(response["body"])["category"] in {
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
