@@ -34,7 +34,8 @@ def build_app(context: dict[str, object] | None = None, outdir: str | None = Non
         config=config,
         description="CIFAR-10 int8 TFLite classifier: HTTPS API and S3 drop folder",
         env=cdk.Environment(
-            account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
+            account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
+            region=os.environ.get("CDK_DEFAULT_REGION"),
         ),
     )
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))

@@ -16,7 +16,7 @@ from constructs import Construct
 
 from infra.components.bundling import TARGETS
 from infra.components.inference_api import InferenceApi
-from infra.components.model_store import ModelStore, secure_bucket
+from infra.components.model_store import ModelStore
 from infra.components.monitoring import Monitoring
 from infra.components.upload_classifier import UploadClassifier
 
@@ -49,11 +49,17 @@ class Config:
             if raw is None:
                 continue
             if isinstance(raw, str) and f.type not in ("str | None", "str"):
-                raw = json.loads(raw) if raw[:1] in "[{" or raw in ("true", "false") or raw.isdigit() else raw
+                raw = (
+                    json.loads(raw)
+                    if raw[:1] in "[{" or raw in ("true", "false") or raw.isdigit()
+                    else raw
+                )
             values[f.name] = raw
         config = cls(**values)
         if config.runtime not in TARGETS:
-            raise ValueError(f"context runtime={config.runtime!r}; expected one of {sorted(TARGETS)}")
+            raise ValueError(
+                f"context runtime={config.runtime!r}; expected one of {sorted(TARGETS)}"
+            )
         return config
 
 
@@ -72,8 +78,9 @@ class ClassifierStack(Stack):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(config.log_retention_days))],
         )
-        self.models = ModelStore(self, "ModelStore", access_logs=self.access_logs,
-                                 model_version=config.model_version)
+        self.models = ModelStore(
+            self, "ModelStore", access_logs=self.access_logs, model_version=config.model_version
+        )
         self.api = InferenceApi(
             self,
             "InferenceApi",
@@ -115,46 +122,78 @@ class ClassifierStack(Stack):
     def _suppress_nag_findings(self, *, tracing: bool) -> None:
         """cdk-nag AwsSolutions findings we accept, each with its reason."""
         accept = [
-            (self.access_logs, "AwsSolutions-S1",
-             "This is the access-log bucket itself; logging it to itself would loop."),
-            (self.uploads.dead_letters, "AwsSolutions-SQS3", "This queue is the dead-letter queue."),
-            (self, "AwsSolutions-L1",
-             "python3.11 is pinned on purpose: tflite-runtime has no wheels for newer Pythons "
-             "(context runtime=python3.13-arm64 switches to ai-edge-litert). CDK's custom-resource "
-             "handlers choose their own runtimes."),
-            (self, "AwsSolutions-APIG4",
-             "A public classifier API, throttled at the stage; put a JWT or IAM authorizer in "
-             "front when the API must not be public."),
-            (self, "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
-             "service-role/AWSLambdaBasicExecutionRole]",
-             "AWSLambdaBasicExecutionRole only lets a function write its own logs; CDK gives it "
-             "to Lambda functions and to its custom-resource handlers."),
+            (
+                self.access_logs,
+                "AwsSolutions-S1",
+                "This is the access-log bucket itself; logging it to itself would loop.",
+            ),
+            (
+                self.uploads.dead_letters,
+                "AwsSolutions-SQS3",
+                "This queue is the dead-letter queue.",
+            ),
+            (
+                self,
+                "AwsSolutions-L1",
+                "python3.11 is pinned on purpose: tflite-runtime has no wheels for newer Pythons "
+                "(context runtime=python3.13-arm64 switches to ai-edge-litert). CDK's "
+                "custom-resource handlers choose their own runtimes.",
+            ),
+            (
+                self,
+                "AwsSolutions-APIG4",
+                "A public classifier API, throttled at the stage; put a JWT or IAM authorizer in "
+                "front when the API must not be public.",
+            ),
+            (
+                self,
+                "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                "service-role/AWSLambdaBasicExecutionRole]",
+                "AWSLambdaBasicExecutionRole only lets a function write its own logs; CDK gives it "
+                "to Lambda functions and to its custom-resource handlers.",
+            ),
         ]
-        prefixes = [(self.models.bucket, "models/*", "the model objects, read-only"),
-                    (self.uploads.bucket, "uploads/*", "the uploaded images, read-only"),
-                    (self.uploads.bucket, "results/*", "the results, write-only")]
+        prefixes = [
+            (self.models.bucket, "models/*", "the model objects, read-only"),
+            (self.uploads.bucket, "uploads/*", "the uploaded images, read-only"),
+            (self.uploads.bucket, "results/*", "the results, write-only"),
+        ]
         for bucket, prefix, what in prefixes:
             logical_id = self.get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
-            accept.append((
-                self,
-                f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}]",
-                f"Scoped to one prefix, {prefix}: {what}.",
-            ))
+            accept.append(
+                (
+                    self,
+                    f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}]",
+                    f"Scoped to one prefix, {prefix}: {what}.",
+                )
+            )
         if tracing:
-            accept.append((
-                self,
-                "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-                "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level "
-                "permissions: AWS documents Resource * for them (only when tracing is on).",
-            ))
+            accept.append(
+                (
+                    self,
+                    "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                    "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level "
+                    "permissions: AWS documents Resource * for them (only when tracing is on).",
+                )
+            )
         for scope, rule, reason in accept:
             Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
 
 
 RETENTION = {
-    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
-    30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 180: "SIX_MONTHS", 365: "ONE_YEAR",
-    731: "TWO_YEARS", 1827: "FIVE_YEARS", 3653: "TEN_YEARS",
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    731: "TWO_YEARS",
+    1827: "FIVE_YEARS",
+    3653: "TEN_YEARS",
 }
 
 

@@ -74,8 +74,18 @@ def api_and_client(manifest: Path, port: int) -> None:
     path = os.pathsep.join([str(ROOT / "functions"), str(ROOT)])
     env = {**os.environ, "MODEL_URI": str(manifest), "PYTHONPATH": path}
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "classifier.api:asgi", "--port", str(port),
-         "--host", "127.0.0.1", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "classifier.api:asgi",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--log-level",
+            "warning",
+        ],
         cwd=ROOT,
         env=env,
     )
@@ -87,8 +97,10 @@ def api_and_client(manifest: Path, port: int) -> None:
         results = client.classify_folder(url, ROOT / "imgs")
         sheet = client.contact_sheet(results, OUT / "contact_sheet.png")
         agree = sum(r.get("category") == r["file"].stem for r in results)
-        print(f"{agree}/{len(results)} agree with their file names; contact sheet: "
-              f"{sheet.relative_to(ROOT)}")
+        print(
+            f"{agree}/{len(results)} agree with their file names; contact sheet: "
+            f"{sheet.relative_to(ROOT)}"
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -102,11 +114,10 @@ def s3_handler(manifest: Path) -> None:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.server import ThreadedMotoServer
-
     from classifier import service
     from classifier.uploads import handler
     from invoke import LocalContext
+    from moto.server import ThreadedMotoServer
 
     banner("S3-upload classifier against a local S3 (moto server)")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -116,7 +127,7 @@ def s3_handler(manifest: Path) -> None:
     os.environ.update(
         AWS_ENDPOINT_URL=f"http://{host}:{port}",
         AWS_ACCESS_KEY_ID="demo",
-        AWS_SECRET_ACCESS_KEY="demo",  # noqa: S105 - moto accepts any credentials
+        AWS_SECRET_ACCESS_KEY="demo",  # noqa: S106 - moto accepts any credentials
         AWS_DEFAULT_REGION="us-east-1",
         MODEL_URI=str(manifest),
     )
@@ -131,15 +142,24 @@ def s3_handler(manifest: Path) -> None:
             keys.append(key)
         print(f"uploaded {len(keys)} PNGs to s3://{BUCKET}/uploads/")
         for key in keys:
-            event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-                                  "s3": {"bucket": {"name": BUCKET}, "object": {"key": key}}}]}
+            event = {
+                "Records": [
+                    {
+                        "eventSource": "aws:s3",
+                        "eventName": "ObjectCreated:Put",
+                        "s3": {"bucket": {"name": BUCKET}, "object": {"key": key}},
+                    }
+                ]
+            }
             handler(event, LocalContext(function_name="cifar10-uploads"))
         listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="results/")["Contents"]
         banner(f"{len(listing)} results written under s3://{BUCKET}/results/")
         for item in listing:
             result = json.loads(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
-            print(f"{item['Key']:<28} {result.get('category', 'error'):<11} "
-                  f"{result.get('confidence', 0):.2f}  etag {result['etag'][:8]}")
+            print(
+                f"{item['Key']:<28} {result.get('category', 'error'):<11} "
+                f"{result.get('confidence', 0):.2f}  etag {result['etag'][:8]}"
+            )
     finally:
         server.stop()
         for name, value in saved.items():

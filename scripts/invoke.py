@@ -1,7 +1,7 @@
 """Run a Lambda handler on an event file locally, like ``sam local invoke``, and print its answer.
 
     python scripts/invoke.py events/apigw-v2-multipart.json
-    python scripts/invoke.py events/sqs-s3-put.json            # S3 is moto, seeded with imgs/cat.png
+    python scripts/invoke.py events/sqs-s3-put.json   # S3 is moto, seeded with imgs/cat.png
     python scripts/invoke.py events/s3-put.json --aws          # use your real AWS account instead
 
 The handler is chosen by the event's shape: API Gateway events go to ``classifier.api.handler``,
@@ -11,6 +11,7 @@ S3, SQS and EventBridge events to ``classifier.uploads.handler``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -55,9 +56,11 @@ def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
         return [(obj.bucket, obj.key)]
     found = []
     for record in event.get("Records", []):
-        notification = json.loads(record["body"]) if record.get("eventSource") == "aws:sqs" else {
-            "Records": [record]
-        }
+        notification = (
+            json.loads(record["body"])
+            if record.get("eventSource") == "aws:sqs"
+            else {"Records": [record]}
+        )
         found += [(o.bucket, o.key) for o in objects_in_notification(notification)]
     return found
 
@@ -82,16 +85,14 @@ def invoke(event: dict[str, Any], *, seed: Path | None = None) -> Any:
         service.reset()
         s3 = service.s3_client()
         for bucket, key in s3_objects(event):
-            try:
+            with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
                 s3.create_bucket(
                     Bucket=bucket,
                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"},
                 )
-            except s3.exceptions.BucketAlreadyOwnedByYou:
-                pass
             s3.put_object(Bucket=bucket, Key=key, Body=seed.read_bytes())
         response = upload_handler(event, LocalContext(function_name="cifar10-uploads"))
-        for bucket, key in s3_objects(event):
+        for bucket in sorted({bucket for bucket, _ in s3_objects(event)}):
             listing = s3.list_objects_v2(Bucket=bucket, Prefix=service.settings().results_prefix)
             for item in listing.get("Contents", []):
                 body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()

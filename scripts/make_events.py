@@ -118,7 +118,7 @@ def s3_put(key: str) -> dict:
                 "requestParameters": {"sourceIPAddress": "203.0.113.7"},
                 "responseElements": {
                     "x-amz-request-id": "C3D13FE58DE4C810",
-                    "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD",
+                    "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHv",
                 },
                 "s3": {
                     "s3SchemaVersion": "1.0",

@@ -55,8 +55,9 @@ def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_python_batches(root: Path, x_train: np.ndarray, y_train: np.ndarray,
-                         x_test: np.ndarray, y_test: np.ndarray) -> Path:
+def write_python_batches(
+    root: Path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+) -> Path:
     """The official cifar-10-batches-py layout (5 training batches, a test batch, the meta)."""
     root.mkdir(parents=True, exist_ok=True)
 
@@ -73,8 +74,14 @@ def write_python_batches(root: Path, x_train: np.ndarray, y_train: np.ndarray,
     return root
 
 
-def write_folder(root: Path, x_train: np.ndarray, y_train: np.ndarray,
-                 x_test: np.ndarray, y_test: np.ndarray, fmt: str = "PNG") -> Path:
+def write_folder(
+    root: Path,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    fmt: str = "PNG",
+) -> Path:
     for split, xs, ys in (("train", x_train, y_train), ("test", x_test, y_test)):
         for i, (image, label) in enumerate(zip(xs, ys)):
             folder = root / split / CLASSES[int(label)]
@@ -90,24 +97,46 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("data")
     return {
         "arrays": (x_train, y_train, x_test, y_test),
-        "batches": write_python_batches(root / "cifar-10-batches-py", x_train, y_train, x_test, y_test),
+        "batches": write_python_batches(
+            root / "cifar-10-batches-py", x_train, y_train, x_test, y_test
+        ),
         "folder": write_folder(root / "folder", x_train, y_train, x_test, y_test),
     }
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, synthetic_data: dict[str, Any]) -> dict[str, Any]:
-    """One real run of the training CLI: tiny net, synthetic data, four epochs, published locally."""
+def tiny_run(
+    tmp_path_factory: pytest.TempPathFactory, synthetic_data: dict[str, Any]
+) -> dict[str, Any]:
+    """A real run of the training CLI: tiny net, synthetic data, four epochs, published locally."""
     out = tmp_path_factory.mktemp("runs")
     published = tmp_path_factory.mktemp("published")
     cache = tmp_path_factory.mktemp("cache")
     command = [
-        sys.executable, "-m", "training.train", "--data", str(synthetic_data["batches"]),
-        "--epochs", "4", "--widths", "8,16,16", "--batch-size", "16", "--out", str(out),
-        "--upload", str(published),
+        sys.executable,
+        "-m",
+        "training.train",
+        "--data",
+        str(synthetic_data["batches"]),
+        "--epochs",
+        "4",
+        "--widths",
+        "8,16,16",
+        "--batch-size",
+        "16",
+        "--out",
+        str(out),
+        "--upload",
+        str(published),
     ]
-    done = subprocess.run(command, cwd=ROOT, env=subprocess_env(CIFAR10_CACHE=str(cache)),
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=subprocess_env(CIFAR10_CACHE=str(cache)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     return {

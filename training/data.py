@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from classifier.core import image_to_array
 
 CIFAR10_CLASSES = (
@@ -100,7 +99,9 @@ def _folder_key(root: Path) -> str:
         for path in sorted((root / split).rglob("*")):
             if path.is_file():
                 stat = path.stat()
-                digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+                digest.update(
+                    f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+                )
     return digest.hexdigest()[:20]
 
 
@@ -162,7 +163,7 @@ def load_keras() -> Dataset:
         from keras.datasets import cifar10
 
         (x_train, y_train), (x_test, y_test) = cifar10.load_data()
-    except Exception as exc:  # noqa: BLE001 - any download failure gets the same advice
+    except Exception as exc:
         raise DataError(
             f"keras.datasets.cifar10 could not be downloaded ({type(exc).__name__}: {exc}). "
             "Offline, pass --data a folder with train/<class>/ and test/<class>/ images "
@@ -222,6 +223,6 @@ def split_validation(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A seeded random hold-out of ``fraction`` of the training images (never the test split)."""
     order = np.random.default_rng(seed).permutation(len(x))
-    n_val = int(round(len(x) * fraction))
+    n_val = round(len(x) * fraction)
     val, train = order[:n_val], order[n_val:]
     return x[train], y[train], x[val], y[val]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from classifier.manifest import Manifest, resolve
 from classifier.runtime import load_classifier
 
@@ -44,7 +43,7 @@ def evaluate(
     result: dict[str, Any] = {
         "model_version": manifest.model_version,
         "runtime": classifier.runtime,
-        "images": int(len(y)),
+        "images": len(y),
         "accuracy": round(float((predictions == y).mean()), 4),
         "per_class": per_class,
         "images_per_second": round(len(y) / seconds, 1),

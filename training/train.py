@@ -17,9 +17,9 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from classifier import manifest as mf
-from classifier.core import sha256_hex
+from classifier.core import Quantization, sha256_hex
+
 from training import data as cifar
 from training import plots
 from training.publish import publish
@@ -107,11 +107,12 @@ def log(stage: str, message: str) -> None:
 # --------------------------------------------------------------------------------------------
 def whitening_kernel(x: np.ndarray, size: int = 2, eps: float = 5e-4) -> np.ndarray:
     """2x2 PCA-whitening filters (+ and - of each eigenvector) from normalised image patches."""
-    patches = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2))
-    patches = patches.reshape(-1, x.shape[-1] * size * size).astype(np.float64)
-    # sliding_window_view orders the patch as (channel, dy, dx): reorder to Keras (dy, dx, c).
-    patches = patches.reshape(-1, x.shape[-1], size, size).transpose(0, 2, 3, 1)
-    patches = patches.reshape(len(patches), -1)
+    height, width = x.shape[1] - size + 1, x.shape[2] - size + 1
+    # Every size x size patch, flattened in Keras's kernel order (dy, dx, channel).
+    shifted = [
+        x[:, dy : dy + height, dx : dx + width, :] for dy in range(size) for dx in range(size)
+    ]
+    patches = np.stack(shifted, axis=3).reshape(-1, size * size * x.shape[-1]).astype(np.float64)
     cov = np.cov(patches, rowvar=False)
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
     filters = eigenvectors / np.sqrt(eigenvalues + eps)  # columns are whitening filters
@@ -148,7 +149,11 @@ def build_model(recipe: Recipe, x_train: np.ndarray, n_classes: int) -> Any:
         x = layers.BatchNormalization(momentum=0.9)(x)
         return layers.ReLU()(x)
 
-    sample = x_train[np.random.default_rng(recipe.seed).choice(len(x_train), min(5000, len(x_train)), replace=False)]
+    sample = x_train[
+        np.random.default_rng(recipe.seed).choice(
+            len(x_train), min(5000, len(x_train)), replace=False
+        )
+    ]
     kernel = whitening_kernel((sample - mean) / np.sqrt(var))
     whiten = layers.Conv2D(
         kernel.shape[-1], 2, padding="same", use_bias=False, trainable=False, name="whiten"
@@ -311,6 +316,12 @@ def quantise(model: Any, calibration: np.ndarray) -> bytes:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     return bytes(converter.convert())
+
+
+def tensor_spec(details: dict[str, Any]) -> dict[str, Any]:
+    """dtype and quantisation of a TFLite tensor, as the manifest records them."""
+    q = Quantization.of(details)
+    return {"dtype": q.dtype, "quantization": {"scale": q.scale, "zero_point": q.zero_point}}
 
 
 def float_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
@@ -500,7 +511,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tflite = quantise(model, calibration)
     (run_dir / mf.MODEL_NAME).write_bytes(tflite)
     version = f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}-{sha256_hex(tflite)[:8]}"
-    sizes = {
+    sizes: dict[str, float] = {
         "keras_bytes": (run_dir / "model.keras").stat().st_size,
         "h5_bytes": (run_dir / "model.h5").stat().st_size,
         "tflite_int8_bytes": len(tflite),
@@ -523,17 +534,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "class_names": list(dataset.class_names),
         "input": {
             "shape": [32, 32, 3],
-            "dtype": np.dtype(in_detail["dtype"]).name,
-            "quantization": dict(
-                zip(("scale", "zero_point"), map(float, in_detail["quantization"]))
-            ),
+            **tensor_spec(in_detail),
             "pixels": "RGB 0..255, decoded by classifier.core.image_to_array",
         },
         "output": {
-            "dtype": np.dtype(out_detail["dtype"]).name,
-            "quantization": dict(
-                zip(("scale", "zero_point"), map(float, out_detail["quantization"]))
-            ),
+            **tensor_spec(out_detail),
             "meaning": "softmax probabilities in class_names order",
         },
         "created": stamp.isoformat(timespec="seconds"),
@@ -541,9 +546,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "data": {
             "source": dataset.source,
             "fingerprint_sha256": fingerprint,
-            "train_images": int(len(x_train)),
-            "validation_images": int(len(x_val)),
-            "test_images": int(len(x_test)),
+            "train_images": len(x_train),
+            "validation_images": len(x_val),
+            "test_images": len(x_test),
             "limit": args.limit,
         },
         "parameters": int(model.count_params()),
@@ -554,10 +559,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "python_version": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
-    fields["input"]["quantization"]["zero_point"] = int(fields["input"]["quantization"]["zero_point"])
-    fields["output"]["quantization"]["zero_point"] = int(
-        fields["output"]["quantization"]["zero_point"]
-    )
     (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     write_manifest(run_dir, fields)  # provisional: evaluate.py needs the model and its manifest
     int8 = evaluate_int8(run_dir, x_test, y_test)
@@ -585,12 +586,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         np.asarray(int8["confusion"]), dataset.class_names, run_dir / "confusion_matrix.png"
     )
     plots.examples(
-        x_test, y_test, np.asarray(int8["predictions"]), dataset.class_names, run_dir / "examples.png"
+        x_test,
+        y_test,
+        np.asarray(int8["predictions"]),
+        dataset.class_names,
+        run_dir / "examples.png",
     )
     if recipe.augment == "rotate-zoom-flip" or recipe.name == "report":
-        plots.augmentations(x_train[:8], make_augmenter(RECIPES["report"]), run_dir / "augmentations.png", "rotation, zoom, flip (report)")
+        plots.augmentations(
+            x_train[:8],
+            make_augmenter(RECIPES["report"]),
+            run_dir / "augmentations.png",
+            "rotation, zoom, flip (report)",
+        )
     else:
-        plots.augmentations(x_train[:8], make_augmenter(recipe), run_dir / "augmentations.png", f"flip + {recipe.translate_px}px translate")
+        plots.augmentations(
+            x_train[:8],
+            make_augmenter(recipe),
+            run_dir / "augmentations.png",
+            f"flip + {recipe.translate_px}px translate",
+        )
     clock.lap("plots", start)
     total = time.monotonic() - wall
     metrics["wall_minutes"] = round(total / 60, 2)

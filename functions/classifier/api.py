@@ -1,9 +1,9 @@
 """The HTTP API: FastAPI locally (uvicorn) and in Lambda (Mangum behind API Gateway).
 
-    POST /predict          one image: multipart field ``file``, or a raw image/png|jpeg body
-    POST /predict/batch    up to 32 ``file`` parts, one result each, in order
-    GET  /health           is the model loaded, which runtime, which version
-    GET  /model            the model's manifest
+POST /predict          one image: multipart field ``file``, or a raw image/png|jpeg body
+POST /predict/batch    up to 32 ``file`` parts, one result each, in order
+GET  /health           is the model loaded, which runtime, which version
+GET  /model            the model's manifest
 """
 
 from __future__ import annotations
@@ -115,7 +115,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
     for code, text in (
         (400, "not a decodable image"),
-        (413, f"body over the size limit, image over the pixel limit, or over {MAX_BATCH_FILES} files"),
+        (
+            413,
+            f"body over the size limit, image over the pixel limit, or over {MAX_BATCH_FILES} "
+            "files",
+        ),
         (415, "not multipart, image/png or image/jpeg; or an image of another format"),
         (422, "no `file` part"),
         (503, "the model cannot be loaded"),
@@ -193,7 +197,7 @@ async def _files(request: Request) -> list[tuple[str | None, bytes]]:
     await _body(request)
     try:
         form = await request.form(max_files=MAX_BATCH_FILES + 1, max_fields=100)
-    except Exception as exc:  # noqa: BLE001 - malformed multipart is the client's error
+    except Exception as exc:
         raise RequestError(400, f"the multipart body cannot be parsed: {exc}") from exc
     parts = form.getlist("file")
     if not parts:
@@ -273,7 +277,9 @@ async def predict_batch(request: Request) -> BatchOut:
             results.append(BatchItemOut(filename=name, status=_error_status(exc), error=str(exc)))
         else:
             results.append(
-                BatchItemOut(filename=name, status=200, prediction=PredictionOut(**prediction.as_dict()))
+                BatchItemOut(
+                    filename=name, status=200, prediction=PredictionOut(**prediction.as_dict())
+                )
             )
     return BatchOut(results=results)
 

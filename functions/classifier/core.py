@@ -256,17 +256,16 @@ class Classifier:
     def predict_arrays(self, pixels: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
         """Probabilities (N, classes) for uint8 RGB pixels (N, H, W, 3); each row sums to 1."""
         if pixels.ndim != 4 or tuple(pixels.shape[1:]) != self.input_shape:
-            raise ValueError(
-                f"pixels have shape {pixels.shape}; expected (N, {', '.join(map(str, self.input_shape))})"
-            )
-        chunks = [
-            self._run(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)
-        ]
+            expected = ", ".join(map(str, self.input_shape))
+            raise ValueError(f"pixels have shape {pixels.shape}; expected (N, {expected})")
+        chunks = [self._run(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
         probs = np.concatenate(chunks) if chunks else np.zeros((0, len(self.class_names)))
         probs = np.clip(probs, 0.0, None)
         # An int8 softmax is quantised in steps of 1/256: renormalise so each row sums to 1.
         totals = probs.sum(axis=1, keepdims=True)
-        return np.divide(probs, totals, out=np.full_like(probs, 1 / probs.shape[1]), where=totals > 0)
+        return np.divide(
+            probs, totals, out=np.full_like(probs, 1 / probs.shape[1]), where=totals > 0
+        )
 
     def _prediction(self, row: np.ndarray) -> Prediction:
         best = int(np.argmax(row))

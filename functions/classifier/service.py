@@ -43,7 +43,7 @@ def read_uri(uri: str) -> bytes:
             return f.read()
     except ModelError:
         raise
-    except Exception as exc:  # noqa: BLE001 - botocore and OS errors alike mean "no model"
+    except Exception as exc:
         raise ModelError(f"cannot read {uri}: {exc}") from exc
 
 

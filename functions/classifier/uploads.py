@@ -159,8 +159,8 @@ def process(event: dict[str, Any]) -> dict[str, Any]:
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:sqs":
         processor = BatchProcessor(event_type=EventType.SQS)
-        return process_partial_response(
-            event=event, record_handler=_sqs_record, processor=processor
+        return dict(
+            process_partial_response(event=event, record_handler=_sqs_record, processor=processor)
         )
     if records and records[0].get("eventSource") == "aws:s3":
         results = [classify_object(obj) for obj in objects_in_notification(event)]

@@ -29,7 +29,15 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "functions" / "classifier"
-PROVIDED_BY_RUNTIME = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"}
+PROVIDED_BY_RUNTIME = {
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "urllib3",
+    "python-dateutil",
+    "six",
+}
 LAMBDA_LIMIT_BYTES = 250 * 1024 * 1024  # unzipped code + layers
 
 
@@ -56,7 +64,7 @@ PY311_X86 = Target("3.11", lambda_.Architecture.X86_64, ("manylinux2014_x86_64",
 PY313_ARM = Target(
     "3.13",
     lambda_.Architecture.ARM_64,
-    tuple(f"manylinux_2_{minor}_aarch64" for minor in (34, 28, 27, 17)) + ("manylinux2014_aarch64",),
+    (*(f"manylinux_2_{minor}_aarch64" for minor in (34, 28, 27, 17)), "manylinux2014_aarch64"),
 )
 TARGETS = {"python3.11-x86_64": PY311_X86, "python3.13-arm64": PY313_ARM}
 
@@ -64,8 +72,8 @@ TARGETS = {"python3.11-x86_64": PY311_X86, "python3.13-arm64": PY313_ARM}
 def lambda_requirements(target: Target) -> list[str]:
     """The ``lambda`` extra of pyproject.toml that applies to ``target``, boto3 excepted."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    env = {
-        **default_environment(),
+    env: dict[str, str] = {
+        **{k: str(v) for k, v in default_environment().items()},
         "python_version": target.python,
         "python_full_version": f"{target.python}.0",
         "platform_machine": target.machine,
@@ -86,17 +94,34 @@ def lambda_requirements(target: Target) -> list[str]:
 
 def install(target: Target, output_dir: Path) -> None:
     """Fill ``output_dir`` with the wheels for ``target`` and the serving package."""
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
-               "--disable-pip-version-check", "--target", str(output_dir),
-               "--implementation", "cp", "--python-version", target.python,
-               "--only-binary=:all:", "--upgrade"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-compile",
+        "--disable-pip-version-check",
+        "--target",
+        str(output_dir),
+        "--implementation",
+        "cp",
+        "--python-version",
+        target.python,
+        "--only-binary=:all:",
+        "--upgrade",
+    ]
     for platform in target.platforms:
         command += ["--platform", platform]
     subprocess.run(command + lambda_requirements(target), check=True)
     for leftover in output_dir.glob("bin"):
         shutil.rmtree(leftover)  # console scripts point at this machine's Python
-    shutil.copytree(PACKAGE, output_dir / "classifier",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
+    shutil.copytree(
+        PACKAGE,
+        output_dir / "classifier",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        dirs_exist_ok=True,
+    )
 
 
 def folder_size(path: Path) -> int:
@@ -115,9 +140,14 @@ class LocalBundling:
         install(self.target, out)
         size = folder_size(out)
         if size > LAMBDA_LIMIT_BYTES:
-            raise RuntimeError(f"the bundle is {size / 2**20:.0f} MB unzipped; Lambda allows 250 MB")
-        print(f"bundled {PACKAGE.name} for python{self.target.python} {self.target.machine}: "
-              f"{size / 2**20:.1f} MB unzipped", file=sys.stderr)
+            raise RuntimeError(
+                f"the bundle is {size / 2**20:.0f} MB unzipped; Lambda allows 250 MB"
+            )
+        print(
+            f"bundled {PACKAGE.name} for python{self.target.python} {self.target.machine}: "
+            f"{size / 2**20:.1f} MB unzipped",
+            file=sys.stderr,
+        )
         return True
 
 
@@ -138,7 +168,9 @@ def lambda_code(target: Target) -> lambda_.Code:
         asset_hash_type=cdk.AssetHashType.CUSTOM,
         bundling=cdk.BundlingOptions(
             # Required by the API, never pulled: local bundling always succeeds or raises.
-            image=lambda_.Runtime(f"python{target.python}", lambda_.RuntimeFamily.PYTHON).bundling_image,
+            image=lambda_.Runtime(
+                f"python{target.python}", lambda_.RuntimeFamily.PYTHON
+            ).bundling_image,
             local=LocalBundling(target),
         ),
     )

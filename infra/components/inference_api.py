@@ -8,9 +8,9 @@ from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from classifier import settings as env
 from constructs import Construct
 
-from classifier import settings as env
 from infra.components.bundling import Target, lambda_code
 
 ROUTES = (
@@ -42,10 +42,21 @@ class AccessLogs:
 class InferenceApi(Construct):
     """``POST /predict`` and friends; the function reads the model at ``model_uri``."""
 
-    def __init__(self, scope: Construct, id_: str, *, target: Target, model_uri: str,
-                 memory_mb: int, timeout_s: int, rate_limit: int, burst_limit: int,
-                 cors_origins: list[str], log_retention: logs.RetentionDays,
-                 tracing: bool) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        target: Target,
+        model_uri: str,
+        memory_mb: int,
+        timeout_s: int,
+        rate_limit: int,
+        burst_limit: int,
+        cors_origins: list[str],
+        log_retention: logs.RetentionDays,
+        tracing: bool,
+    ) -> None:
         super().__init__(scope, id_)
         self.log_group = logs.LogGroup(self, "FunctionLogs", retention=log_retention)
         self.function = lambda_.Function(

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELS_PREFIX = "models/"
 
 
-def secure_bucket(scope: Construct, id_: str, *, access_logs: s3.IBucket | None,
-                  log_prefix: str, **kwargs: object) -> s3.Bucket:
+def secure_bucket(
+    scope: Construct, id_: str, *, access_logs: s3.IBucket | None, log_prefix: str, **kwargs: object
+) -> s3.Bucket:
     """Encrypted, versioned, private, TLS-only, retained on stack deletion."""
     return s3.Bucket(
         scope,
@@ -35,10 +36,19 @@ def secure_bucket(scope: Construct, id_: str, *, access_logs: s3.IBucket | None,
 class ModelStore(Construct):
     """An S3 bucket of models; the first deploy uploads the repository's published model."""
 
-    def __init__(self, scope: Construct, id_: str, *, access_logs: s3.IBucket,
-                 models_dir: Path = ROOT / "models", model_version: str | None = None) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        access_logs: s3.IBucket,
+        models_dir: Path = ROOT / "models",
+        model_version: str | None = None,
+    ) -> None:
         super().__init__(scope, id_)
-        self.bucket = secure_bucket(self, "Bucket", access_logs=access_logs, log_prefix="models-bucket/")
+        self.bucket = secure_bucket(
+            self, "Bucket", access_logs=access_logs, log_prefix="models-bucket/"
+        )
         self.prefix = MODELS_PREFIX
         version = model_version or "latest"
         self.manifest_key = f"{MODELS_PREFIX}{version}/manifest.json"

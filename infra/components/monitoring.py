@@ -19,15 +19,18 @@ class Monitoring(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, alarm_email: str | None = None) -> None:
         super().__init__(scope, id_)
-        self.topic = sns.Topic(self, "Alarms", display_name="CIFAR-10 classifier alarms",
-                               enforce_ssl=True)
-        self.topic.add_to_resource_policy(iam.PolicyStatement(
-            effect=iam.Effect.DENY,
-            principals=[iam.AnyPrincipal()],
-            actions=["sns:Publish"],
-            resources=[self.topic.topic_arn],
-            conditions={"Bool": {"aws:SecureTransport": "false"}},
-        ))
+        self.topic = sns.Topic(
+            self, "Alarms", display_name="CIFAR-10 classifier alarms", enforce_ssl=True
+        )
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={"Bool": {"aws:SecureTransport": "false"}},
+            )
+        )
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
         self.alarms: list[cloudwatch.Alarm] = []
@@ -48,16 +51,27 @@ class Monitoring(Construct):
 
     def watch_function(self, name: str, function: lambda_.IFunction) -> None:
         period = Duration.minutes(5)
-        self._alarm(f"{name}Errors", function.metric_errors(period=period),
-                    f"{name} Lambda raised errors in the last 5 minutes")
-        self._alarm(f"{name}Throttles", function.metric_throttles(period=period),
-                    f"{name} Lambda was throttled in the last 5 minutes")
+        self._alarm(
+            f"{name}Errors",
+            function.metric_errors(period=period),
+            f"{name} Lambda raised errors in the last 5 minutes",
+        )
+        self._alarm(
+            f"{name}Throttles",
+            function.metric_throttles(period=period),
+            f"{name} Lambda was throttled in the last 5 minutes",
+        )
 
     def watch_api(self, api: apigw.HttpApi) -> None:
-        self._alarm("Api5xx", api.metric_server_error(period=Duration.minutes(5)),
-                    "The HTTP API answered 5xx in the last 5 minutes")
+        self._alarm(
+            "Api5xx",
+            api.metric_server_error(period=Duration.minutes(5)),
+            "The HTTP API answered 5xx in the last 5 minutes",
+        )
 
     def watch_dead_letters(self, queue: sqs.IQueue) -> None:
-        self._alarm("DeadLetters",
-                    queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
-                    "Uploads could not be classified after retries: see the dead-letter queue")
+        self._alarm(
+            "DeadLetters",
+            queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
+            "Uploads could not be classified after retries: see the dead-letter queue",
+        )

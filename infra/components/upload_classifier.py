@@ -10,9 +10,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
+from classifier import settings as env
 from constructs import Construct
 
-from classifier import settings as env
 from infra.components.bundling import Target, lambda_code
 from infra.components.model_store import secure_bucket
 
@@ -23,10 +23,22 @@ RESULTS_PREFIX = "results/"
 class UploadClassifier(Construct):
     """A bucket whose ``uploads/*.png`` are classified into ``results/<name>.png.json``."""
 
-    def __init__(self, scope: Construct, id_: str, *, target: Target, model_uri: str,
-                 access_logs: s3.IBucket, memory_mb: int, timeout_s: int, batch_size: int,
-                 max_receive_count: int, results_days: int,
-                 log_retention: logs.RetentionDays, tracing: bool) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        target: Target,
+        model_uri: str,
+        access_logs: s3.IBucket,
+        memory_mb: int,
+        timeout_s: int,
+        batch_size: int,
+        max_receive_count: int,
+        results_days: int,
+        log_retention: logs.RetentionDays,
+        tracing: bool,
+    ) -> None:
         super().__init__(scope, id_)
         self.bucket = secure_bucket(
             self,
@@ -34,11 +46,16 @@ class UploadClassifier(Construct):
             access_logs=access_logs,
             log_prefix="uploads-bucket/",
             lifecycle_rules=[
-                s3.LifecycleRule(id="ExpireOldResults", prefix=RESULTS_PREFIX,
-                                 expiration=Duration.days(results_days)),
-                s3.LifecycleRule(id="ExpireOldVersions",
-                                 noncurrent_version_expiration=Duration.days(results_days),
-                                 abort_incomplete_multipart_upload_after=Duration.days(7)),
+                s3.LifecycleRule(
+                    id="ExpireOldResults",
+                    prefix=RESULTS_PREFIX,
+                    expiration=Duration.days(results_days),
+                ),
+                s3.LifecycleRule(
+                    id="ExpireOldVersions",
+                    noncurrent_version_expiration=Duration.days(results_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
             ],
         )
         self.dead_letters = sqs.Queue(
@@ -55,8 +72,9 @@ class UploadClassifier(Construct):
             visibility_timeout=Duration.seconds(6 * timeout_s),
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters,
-                                                  max_receive_count=max_receive_count),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letters, max_receive_count=max_receive_count
+            ),
         )
         self.bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,
@@ -93,11 +111,15 @@ class UploadClassifier(Construct):
             )
         )
         # Least privilege: read uploads, write results, nothing else in this bucket.
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:GetObject", "s3:GetObjectVersion"],
-            resources=[self.bucket.arn_for_objects(f"{UPLOADS_PREFIX}*")],
-        ))
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:PutObject"],
-            resources=[self.bucket.arn_for_objects(f"{RESULTS_PREFIX}*")],
-        ))
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[self.bucket.arn_for_objects(f"{UPLOADS_PREFIX}*")],
+            )
+        )
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(f"{RESULTS_PREFIX}*")],
+            )
+        )

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from classifier import api, service
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from classifier import api, service
 from scripts.invoke import LocalContext
 from tests.conftest import IMGS, load_event
 from tests.unit.test_core import png_header_only
@@ -47,8 +47,12 @@ def assert_prediction(body: dict[str, Any], manifest: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["apigw-v2-multipart.json", "apigw-v2-raw-png.json", "apigw-v1-multipart.json",
-     "apigw-v1-raw-png.json"],
+    [
+        "apigw-v2-multipart.json",
+        "apigw-v2-raw-png.json",
+        "apigw-v1-multipart.json",
+        "apigw-v1-raw-png.json",
+    ],
 )
 def test_predict_through_mangum(name: str, use_model: Path) -> None:
     status, body, headers = call(load_event(name))
@@ -58,7 +62,10 @@ def test_predict_through_mangum(name: str, use_model: Path) -> None:
 
 
 def test_multipart_and_raw_body_give_the_same_answer(use_model: Path) -> None:
-    assert call(load_event("apigw-v2-multipart.json"))[1] == call(load_event("apigw-v2-raw-png.json"))[1]
+    assert (
+        call(load_event("apigw-v2-multipart.json"))[1]
+        == call(load_event("apigw-v2-raw-png.json"))[1]
+    )
 
 
 def test_health_through_mangum(use_model: Path) -> None:
@@ -93,7 +100,9 @@ def test_openapi_docs_work_behind_a_rest_api_stage(use_model: Path) -> None:
     assert status == 200
     assert {"/predict", "/predict/batch", "/health", "/model"} <= set(spec["paths"])
     assert spec["servers"] == [{"url": "/prod"}]
-    response = api.handler(with_path(load_event("apigw-v1-raw-png.json"), "GET", "/docs"), LocalContext())
+    response = api.handler(
+        with_path(load_event("apigw-v1-raw-png.json"), "GET", "/docs"), LocalContext()
+    )
     assert response["statusCode"] == 200
     assert "/prod/openapi.json" in response["body"]
 
@@ -136,7 +145,9 @@ def test_batch_of_more_than_32_files_is_413(client: TestClient) -> None:
 def test_jpeg_raw_body_is_accepted(client: TestClient) -> None:
     buffer = io.BytesIO()
     Image.open(IMGS / "cat.png").save(buffer, "JPEG", quality=95)
-    response = client.post("/predict", content=buffer.getvalue(), headers={"content-type": "image/jpeg"})
+    response = client.post(
+        "/predict", content=buffer.getvalue(), headers={"content-type": "image/jpeg"}
+    )
     assert response.status_code == 200
 
 
@@ -168,7 +179,9 @@ def test_body_over_4_mib_through_mangum_is_413(use_model: Path) -> None:
 
 
 def test_image_over_25_megapixels_is_413(client: TestClient) -> None:
-    response = client.post("/predict", files={"file": ("big.png", png_header_only(6000, 5000), "image/png")})
+    response = client.post(
+        "/predict", files={"file": ("big.png", png_header_only(6000, 5000), "image/png")}
+    )
     assert response.status_code == 413
     assert "6000x5000 (30.0 MP)" in response.json()["detail"]
 
@@ -193,7 +206,9 @@ def test_missing_file_part_is_422(client: TestClient) -> None:
     assert "`file`" in response.json()["detail"]
 
 
-def test_broken_model_is_503_and_health_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_broken_model_is_503_and_health_says_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("MODEL_URI", str(tmp_path / "missing" / "manifest.json"))
     service.reset()
     try:
@@ -207,7 +222,9 @@ def test_broken_model_is_503_and_health_says_why(monkeypatch: pytest.MonkeyPatch
         service.reset()
 
 
-def test_the_model_is_loaded_once_per_container(use_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_model_is_loaded_once_per_container(
+    use_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loads = []
     original = service.load_model
 

@@ -25,7 +25,7 @@ def test_invoke_runs_every_event_file(path: Path, tiny_manifest: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    # Handler logs are one JSON line each (as in CloudWatch); the response is printed last, indented.
+    # Handler logs are one JSON line each (as in CloudWatch); the response comes last, indented.
     lines = done.stdout.splitlines()
     start = max(i for i, line in enumerate(lines) if line == "{")
     response = json.loads("\n".join(lines[start:]))

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto import mock_aws
-
 from classifier import service
 from classifier.core import ModelError
+from moto import mock_aws
+
 from training.publish import publish
 
 pytestmark = pytest.mark.slow
@@ -27,11 +27,15 @@ def bucket(aws_env: None, tiny_run: dict[str, Any]) -> Any:
         service.reset()
 
 
-def test_model_uri_from_s3_loads_the_latest_model(bucket: Any, monkeypatch: pytest.MonkeyPatch, tiny_run: dict[str, Any]) -> None:
+def test_model_uri_from_s3_loads_the_latest_model(
+    bucket: Any, monkeypatch: pytest.MonkeyPatch, tiny_run: dict[str, Any]
+) -> None:
     monkeypatch.setenv("MODEL_URI", "s3://models-bucket/team/models/latest/manifest.json")
     service.reset()
     classifier = service.classifier()
-    expected = json.loads((Path(tiny_run["run_dir"]) / "manifest.json").read_text())["model_version"]
+    expected = json.loads((Path(tiny_run["run_dir"]) / "manifest.json").read_text())[
+        "model_version"
+    ]
     assert classifier.model_version == expected
     assert classifier.runtime.startswith("tflite-runtime")
     assert service.classifier() is classifier  # cached per container
@@ -45,13 +49,15 @@ def test_a_pinned_version_loads_from_its_own_folder(bucket: Any, tiny_run: dict[
 
 def test_a_tampered_model_in_s3_is_refused(bucket: Any, tiny_run: dict[str, Any]) -> None:
     version = json.loads((Path(tiny_run["run_dir"]) / "manifest.json").read_text())["model_version"]
-    bucket.put_object(Bucket="models-bucket", Key=f"team/models/{version}/model.tflite", Body=b"junk")
+    bucket.put_object(
+        Bucket="models-bucket", Key=f"team/models/{version}/model.tflite", Body=b"junk"
+    )
     with pytest.raises(ModelError, match="does not match the manifest"):
         service.load_model("s3://models-bucket/team/models/latest/manifest.json")
 
 
 def test_a_missing_manifest_in_s3_names_the_uri(bucket: Any) -> None:
-    with pytest.raises(ModelError, match="cannot read s3://models-bucket/nope/manifest.json"):
+    with pytest.raises(ModelError, match=r"cannot read s3://models-bucket/nope/manifest\.json"):
         service.load_model("s3://models-bucket/nope/manifest.json")
 
 

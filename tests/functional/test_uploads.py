@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from classifier import service, uploads
 from moto import mock_aws
 
-from classifier import service, uploads
 from scripts.invoke import LocalContext
 from tests.conftest import IMGS, load_event
 
@@ -91,7 +91,9 @@ def test_a_non_image_gets_a_result_with_an_error(s3: Any) -> None:
     assert "category" not in record
 
 
-def test_an_oversized_object_gets_an_error_without_being_read(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_oversized_object_gets_an_error_without_being_read(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MAX_BODY_BYTES", "1000")
     service.settings.cache_clear()
     put(s3, KEY, (IMGS / "cat.png").read_bytes())
@@ -104,7 +106,9 @@ def test_keys_under_the_results_prefix_are_ignored(s3: Any) -> None:
     event["Records"][0]["s3"]["object"]["key"] = "results/my+cat%2B1.png.json"
     put(s3, "results/my cat+1.png.json", b"{}")
     assert invoke(event) == {"results": []}
-    assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == ["results/my cat+1.png.json"]
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == [
+        "results/my cat+1.png.json"
+    ]
 
 
 def test_prefixes_come_from_the_environment(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,7 +173,9 @@ def test_an_unknown_event_is_refused_by_name(s3: Any) -> None:
         invoke({"hello": "world"})
 
 
-def test_a_model_that_cannot_load_is_retried(s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_model_that_cannot_load_is_retried(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     put(s3, KEY, (IMGS / "cat.png").read_bytes())
     monkeypatch.setenv("MODEL_URI", str(tmp_path / "nothing.json"))
     service.reset()

@@ -42,9 +42,15 @@ def synthesised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 @pytest.fixture(scope="module")
 def arm(tmp_path_factory: pytest.TempPathFactory) -> Any:
     # No bundling for this variant: only its template is inspected.
-    template, _ = synth(tmp_path_factory.mktemp("cdk.out-arm"), runtime="python3.13-arm64",
-                        apiRateLimit="5", apiBurstLimit="10", modelVersion="20260101-000000-fast-abc",
-                        tracing="true", **{"aws:cdk:bundling-stacks": []})
+    template, _ = synth(
+        tmp_path_factory.mktemp("cdk.out-arm"),
+        runtime="python3.13-arm64",
+        apiRateLimit="5",
+        apiBurstLimit="10",
+        modelVersion="20260101-000000-fast-abc",
+        tracing="true",
+        **{"aws:cdk:bundling-stacks": []},
+    )
     return template
 
 
@@ -86,45 +92,90 @@ def test_context_switches_to_python_313_on_arm64_and_pins_a_model(arm: Any) -> N
     from aws_cdk.assertions import Match
 
     for handler in ("classifier.api.handler", "classifier.uploads.handler"):
-        arm.has_resource_properties("AWS::Lambda::Function", {
-            "Handler": handler,
-            "Runtime": "python3.13",
-            "Architectures": ["arm64"],
-            "TracingConfig": {"Mode": "Active"},
-            "Environment": {"Variables": Match.object_like({
-                "MODEL_URI": Match.object_like({"Fn::Join": ["", Match.array_with([
-                    Match.string_like_regexp("/models/20260101-000000-fast-abc/manifest.json")])]}),
-            })},
-        })
-    arm.has_resource_properties("AWS::ApiGatewayV2::Stage", {
-        "DefaultRouteSettings": {"ThrottlingRateLimit": 5, "ThrottlingBurstLimit": 10},
-    })
+        arm.has_resource_properties(
+            "AWS::Lambda::Function",
+            {
+                "Handler": handler,
+                "Runtime": "python3.13",
+                "Architectures": ["arm64"],
+                "TracingConfig": {"Mode": "Active"},
+                "Environment": {
+                    "Variables": Match.object_like(
+                        {
+                            "MODEL_URI": Match.object_like(
+                                {
+                                    "Fn::Join": [
+                                        "",
+                                        Match.array_with(
+                                            [
+                                                Match.string_like_regexp(
+                                                    "/models/20260101-000000-fast-abc/manifest.json"
+                                                )
+                                            ]
+                                        ),
+                                    ]
+                                }
+                            ),
+                        }
+                    )
+                },
+            },
+        )
+    arm.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {
+            "DefaultRouteSettings": {"ThrottlingRateLimit": 5, "ThrottlingBurstLimit": 10},
+        },
+    )
 
 
 def test_http_api_routes_reach_the_api_function(synthesised: dict[str, Any]) -> None:
-    routes = {r["Properties"]["RouteKey"] for r in resources(synthesised["raw"], "AWS::ApiGatewayV2::Route").values()}
-    assert routes == {"POST /predict", "POST /predict/batch", "GET /health", "GET /model",
-                      "GET /docs", "GET /openapi.json"}
-    synthesised["template"].has_resource_properties("AWS::ApiGatewayV2::Integration", {
-        "IntegrationType": "AWS_PROXY", "PayloadFormatVersion": "2.0",
-    })
+    routes = {
+        r["Properties"]["RouteKey"]
+        for r in resources(synthesised["raw"], "AWS::ApiGatewayV2::Route").values()
+    }
+    assert routes == {
+        "POST /predict",
+        "POST /predict/batch",
+        "GET /health",
+        "GET /model",
+        "GET /docs",
+        "GET /openapi.json",
+    }
+    synthesised["template"].has_resource_properties(
+        "AWS::ApiGatewayV2::Integration",
+        {
+            "IntegrationType": "AWS_PROXY",
+            "PayloadFormatVersion": "2.0",
+        },
+    )
 
 
 def test_stage_is_throttled_logged_and_the_api_has_cors(synthesised: dict[str, Any]) -> None:
     from aws_cdk.assertions import Match
 
     template = synthesised["template"]
-    template.has_resource_properties("AWS::ApiGatewayV2::Stage", {
-        "StageName": "$default",
-        "AutoDeploy": True,
-        "DefaultRouteSettings": {"ThrottlingRateLimit": 20, "ThrottlingBurstLimit": 40},
-        "AccessLogSettings": Match.object_like({"DestinationArn": Match.any_value()}),
-    })
-    template.has_resource_properties("AWS::ApiGatewayV2::Api", {
-        "ProtocolType": "HTTP",
-        "CorsConfiguration": Match.object_like({"AllowOrigins": ["*"], "AllowMethods": ["GET", "POST"]}),
-    })
-    template.has_output("*", {"Value": Match.any_value(), "Description": Match.string_like_regexp("predict")})
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {
+            "StageName": "$default",
+            "AutoDeploy": True,
+            "DefaultRouteSettings": {"ThrottlingRateLimit": 20, "ThrottlingBurstLimit": 40},
+            "AccessLogSettings": Match.object_like({"DestinationArn": Match.any_value()}),
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Api",
+        {
+            "ProtocolType": "HTTP",
+            "CorsConfiguration": Match.object_like(
+                {"AllowOrigins": ["*"], "AllowMethods": ["GET", "POST"]}
+            ),
+        },
+    )
+    template.has_output(
+        "*", {"Value": Match.any_value(), "Description": Match.string_like_regexp("predict")}
+    )
 
 
 def test_uploads_png_notifications_go_to_the_queue(synthesised: dict[str, Any]) -> None:
@@ -135,21 +186,29 @@ def test_uploads_png_notifications_go_to_the_queue(synthesised: dict[str, Any]) 
     assert rules == {"prefix": "uploads/", "suffix": ".png"}
 
 
-def test_queue_has_a_dead_letter_queue_and_batched_partial_responses(synthesised: dict[str, Any]) -> None:
+def test_queue_has_a_dead_letter_queue_and_batched_partial_responses(
+    synthesised: dict[str, Any],
+) -> None:
     from aws_cdk.assertions import Match
 
     template = synthesised["template"]
-    template.has_resource_properties("AWS::SQS::Queue", {
-        "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 3},
-        "VisibilityTimeout": 360,
-        "SqsManagedSseEnabled": True,
-    })
+    template.has_resource_properties(
+        "AWS::SQS::Queue",
+        {
+            "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 3},
+            "VisibilityTimeout": 360,
+            "SqsManagedSseEnabled": True,
+        },
+    )
     template.has_resource_properties("AWS::SQS::Queue", {"MessageRetentionPeriod": 14 * 24 * 3600})
-    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
-        "BatchSize": 10,
-        "MaximumBatchingWindowInSeconds": 2,
-        "FunctionResponseTypes": ["ReportBatchItemFailures"],
-    })
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "BatchSize": 10,
+            "MaximumBatchingWindowInSeconds": 2,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        },
+    )
 
 
 def test_every_bucket_is_encrypted_private_and_tls_only(synthesised: dict[str, Any]) -> None:
@@ -158,28 +217,48 @@ def test_every_bucket_is_encrypted_private_and_tls_only(synthesised: dict[str, A
     assert len(buckets) == 3  # models, uploads, access logs
     for name, bucket in buckets.items():
         props = bucket["Properties"]
-        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
-            "ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256", name
+        assert (
+            props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+                "ServerSideEncryptionByDefault"
+            ]["SSEAlgorithm"]
+            == "AES256"
+        ), name
         assert props["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True,
-            "IgnorePublicAcls": True, "RestrictPublicBuckets": True}, name
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }, name
     tls_only = set()
     for policy in resources(raw, "AWS::S3::BucketPolicy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             if statement["Effect"] == "Deny" and statement.get("Condition") == {
-                    "Bool": {"aws:SecureTransport": "false"}}:
+                "Bool": {"aws:SecureTransport": "false"}
+            }:
                 tls_only.add(policy["Properties"]["Bucket"]["Ref"])
     assert tls_only == set(buckets)
 
 
-def test_model_and_upload_buckets_are_versioned_and_results_expire(synthesised: dict[str, Any]) -> None:
+def test_model_and_upload_buckets_are_versioned_and_results_expire(
+    synthesised: dict[str, Any],
+) -> None:
     from aws_cdk.assertions import Match
 
-    synthesised["template"].has_resource_properties("AWS::S3::Bucket", {
-        "VersioningConfiguration": {"Status": "Enabled"},
-        "LifecycleConfiguration": {"Rules": Match.array_with([Match.object_like(
-            {"Prefix": "results/", "ExpirationInDays": 90, "Status": "Enabled"})])},
-    })
+    synthesised["template"].has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [
+                        Match.object_like(
+                            {"Prefix": "results/", "ExpirationInDays": 90, "Status": "Enabled"}
+                        )
+                    ]
+                )
+            },
+        },
+    )
 
 
 def statements(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -215,7 +294,9 @@ def prefixes_of(statement: dict[str, Any]) -> set[str]:
 def test_the_functions_read_and_write_only_their_prefixes(synthesised: dict[str, Any]) -> None:
     granted: dict[str, set[tuple[str, str]]] = {}
     for name, statement in statements(synthesised["raw"]):
-        if not (name.startswith("InferenceApiFunction") or name.startswith("UploadClassifierFunction")):
+        if not (
+            name.startswith("InferenceApiFunction") or name.startswith("UploadClassifierFunction")
+        ):
             continue
         for action in as_list(statement["Action"]):
             if action.startswith("s3:"):
@@ -233,12 +314,16 @@ def test_the_functions_read_and_write_only_their_prefixes(synthesised: dict[str,
 def test_alarms_watch_errors_throttles_5xx_and_dead_letters(synthesised: dict[str, Any]) -> None:
     alarms = resources(synthesised["raw"], "AWS::CloudWatch::Alarm").values()
     metrics = sorted((a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms)
-    assert metrics == sorted([
-        ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Errors"),
-        ("AWS/Lambda", "Throttles"), ("AWS/Lambda", "Throttles"),
-        ("AWS/ApiGateway", "5xx"),
-        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
-    ])
+    assert metrics == sorted(
+        [
+            ("AWS/Lambda", "Errors"),
+            ("AWS/Lambda", "Errors"),
+            ("AWS/Lambda", "Throttles"),
+            ("AWS/Lambda", "Throttles"),
+            ("AWS/ApiGateway", "5xx"),
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ]
+    )
     for alarm in alarms:
         assert alarm["Properties"]["AlarmActions"], "every alarm notifies the topic"
 
@@ -251,8 +336,11 @@ def test_function_logs_are_retained_for_a_month(synthesised: dict[str, Any]) -> 
 
 def test_the_template_passes_cfn_lint_without_errors(synthesised: dict[str, Any]) -> None:
     (template,) = synthesised["outdir"].glob("*.template.json")
-    done = subprocess.run([sys.executable, "-m", "cfnlint", str(template), "--format", "parseable"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "cfnlint", str(template), "--format", "parseable"],
+        capture_output=True,
+        text=True,
+    )
     errors = [line for line in done.stdout.splitlines() if ":E" in line]
     assert errors == [] and done.returncode & 2 == 0, done.stdout
 
@@ -271,19 +359,32 @@ def test_cdk_nag_aws_solutions_has_no_unacknowledged_findings(synthesised: dict[
 
 # --- the bundled asset ---------------------------------------------------------------------------
 def api_asset(synthesised: dict[str, Any]) -> Path:
-    (function,) = [r for r in resources(synthesised["raw"], "AWS::Lambda::Function").values()
-                   if r["Properties"].get("Handler") == "classifier.api.handler"]
+    (function,) = [
+        r
+        for r in resources(synthesised["raw"], "AWS::Lambda::Function").values()
+        if r["Properties"].get("Handler") == "classifier.api.handler"
+    ]
     asset_hash = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
     (manifest,) = Path(synthesised["outdir"]).glob("*.assets.json")
     source = json.loads(manifest.read_text())["files"][asset_hash]["source"]["path"]
     return Path(synthesised["outdir"]) / source
 
 
-def test_the_bundle_is_complete_small_and_free_of_tensorflow_and_boto3(synthesised: dict[str, Any]) -> None:
+def test_the_bundle_is_complete_small_and_free_of_tensorflow_and_boto3(
+    synthesised: dict[str, Any],
+) -> None:
     bundle = api_asset(synthesised)
     names = {p.name for p in bundle.iterdir()}
-    assert {"classifier", "tflite_runtime", "numpy", "PIL", "fastapi", "mangum",
-            "aws_lambda_powertools", "multipart"} <= names
+    assert {
+        "classifier",
+        "tflite_runtime",
+        "numpy",
+        "PIL",
+        "fastapi",
+        "mangum",
+        "aws_lambda_powertools",
+        "multipart",
+    } <= names
     assert not names & {"tensorflow", "keras", "boto3", "botocore", "tests", "training", "moto"}
     size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
     print(f"API bundle: {size / 2**20:.1f} MB unzipped")
@@ -297,7 +398,8 @@ import json, sys
 sys.path[:0] = [sys.argv[1]]
 from classifier.api import handler
 import classifier, tflite_runtime
-assert classifier.__file__.startswith(sys.argv[1]) and tflite_runtime.__file__.startswith(sys.argv[1])
+for module in (classifier, tflite_runtime):
+    assert module.__file__.startswith(sys.argv[1]), module
 assert "boto3" not in sys.modules and "tensorflow" not in sys.modules
 class Context:
     function_name = "bundle"; memory_limit_in_mb = 1024; aws_request_id = "1"
@@ -307,7 +409,9 @@ print(json.dumps(response))
 """
 
 
-def test_the_bundle_answers_a_v2_event_from_a_clean_folder(synthesised: dict[str, Any], tmp_path: Path, tiny_manifest: Path) -> None:
+def test_the_bundle_answers_a_v2_event_from_a_clean_folder(
+    synthesised: dict[str, Any], tmp_path: Path, tiny_manifest: Path
+) -> None:
     clean = tmp_path / "lambda-task-root"
     shutil.copytree(api_asset(synthesised), clean)
     event = tmp_path / "event.json"
@@ -315,11 +419,24 @@ def test_the_bundle_answers_a_v2_event_from_a_clean_folder(synthesised: dict[str
     python = getattr(sys, "_base_executable", sys.executable)
     done = subprocess.run(
         [python, "-S", "-E", "-c", HANDLER_IN_BUNDLE, str(clean), str(event)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
         env={"MODEL_URI": str(tiny_manifest), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     response = json.loads(done.stdout.strip().splitlines()[-1])
     assert response["statusCode"] == 200, response
     assert json.loads(response["body"])["category"] in {
-        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    }

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from classifier.manifest import FORMAT, Manifest
+from classifier.runtime import load_classifier
 from moto import mock_aws
 from PIL import Image
 
-from classifier.manifest import FORMAT, Manifest
-from classifier.runtime import load_classifier
 from tests.conftest import DATASET, IMGS, PUBLISHED, ROOT, subprocess_env
 from training import data as cifar
 from training.publish import publish
@@ -29,15 +29,21 @@ STAGES = {"prepare", "build", "train", "quantise", "evaluate", "plots"}
 
 def run_cli(*args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=subprocess_env(**env), capture_output=True,
-        text=True, timeout=timeout,
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 # --- data sources -------------------------------------------------------------------------------
-def test_folder_and_python_batches_give_the_same_arrays(synthetic_data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_folder_and_python_batches_give_the_same_arrays(
+    synthetic_data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path))
-    x_train, y_train, x_test, y_test = synthetic_data["arrays"]
+    x_train, y_train, _, y_test = synthetic_data["arrays"]
     from_batches, _ = cifar.load(str(synthetic_data["batches"]))
     from_folder, _ = cifar.load(str(synthetic_data["folder"]))
     for dataset in (from_batches, from_folder):
@@ -48,10 +54,14 @@ def test_folder_and_python_batches_give_the_same_arrays(synthetic_data: dict[str
     order = np.lexsort((from_folder.y_train,))
     assert sorted(map(bytes, from_folder.x_train)) == sorted(map(bytes, x_train))
     assert np.array_equal(np.bincount(from_folder.y_train[order]), np.bincount(y_train))
-    assert np.array_equal(from_batches.x_train, x_train) and np.array_equal(from_batches.y_test, y_test)
+    assert np.array_equal(from_batches.x_train, x_train) and np.array_equal(
+        from_batches.y_test, y_test
+    )
 
 
-def test_the_second_load_comes_from_the_cache(synthetic_data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_second_load_comes_from_the_cache(
+    synthetic_data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path))
     first, cached_first = cifar.load(str(synthetic_data["folder"]))
     second, cached_second = cifar.load(str(synthetic_data["folder"]))
@@ -69,8 +79,15 @@ def test_a_folder_without_splits_is_refused_by_name(tmp_path: Path) -> None:
 
 def test_keras_offline_fails_naming_the_other_sources(tmp_path: Path) -> None:
     done = run_cli(
-        "-m", "training.train", "--data", "keras", "--epochs", "1",
-        KERAS_HOME=str(tmp_path), HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9",
+        "-m",
+        "training.train",
+        "--data",
+        "keras",
+        "--epochs",
+        "1",
+        KERAS_HOME=str(tmp_path),
+        HTTPS_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
     )
     assert done.returncode != 0
     assert "keras.datasets.cifar10 could not be downloaded" in done.stderr
@@ -87,14 +104,19 @@ def test_help_lists_the_options() -> None:
 # --- one tiny run -------------------------------------------------------------------------------
 def test_the_run_prints_a_line_per_stage(tiny_run: dict[str, Any]) -> None:
     for stage in ("prepare", "build", "train", "quantise", "evaluate", "publish", "done"):
-        assert f"] " in tiny_run["stdout"] and f"{stage:>8}]" in tiny_run["stdout"]
+        assert "] " in tiny_run["stdout"] and f"{stage:>8}]" in tiny_run["stdout"]
 
 
 def test_the_run_folder_has_models_manifest_metrics_and_plots(tiny_run: dict[str, Any]) -> None:
     run_dir = Path(tiny_run["run_dir"])
     names = {p.name for p in run_dir.iterdir()}
     assert {"model.keras", "model.h5", "model.tflite", "manifest.json", "metrics.json"} <= names
-    for plot in ("augmentations.png", "training_curves.png", "confusion_matrix.png", "examples.png"):
+    for plot in (
+        "augmentations.png",
+        "training_curves.png",
+        "confusion_matrix.png",
+        "examples.png",
+    ):
         with Image.open(run_dir / plot) as image:
             assert image.format == "PNG" and image.width > 300 and image.height > 200
 
@@ -106,14 +128,16 @@ def test_the_manifest_records_checksums_settings_and_provenance(tiny_run: dict[s
     for name, entry in manifest["files"].items():
         content = (run_dir / name).read_bytes()
         assert entry == {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}, name
-    assert {"model.tflite", "model.h5", "model.keras", "metrics.json", "examples.png"} <= set(manifest["files"])
+    assert {"model.tflite", "model.h5", "model.keras", "metrics.json", "examples.png"} <= set(
+        manifest["files"]
+    )
     assert manifest["recipe"]["name"] == "fast" and manifest["recipe"]["widths"] == [8, 16, 16]
     assert manifest["recipe"]["epochs"] == 4
     assert len(manifest["data"]["fingerprint_sha256"]) == 64
     assert manifest["data"]["train_images"] + manifest["data"]["validation_images"] == 400
     assert manifest["tensorflow_version"].startswith("2.")
     assert manifest["code_version"]
-    assert STAGES <= set(manifest["stage_seconds"])
+    assert set(manifest["stage_seconds"]) >= STAGES
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert manifest["metrics"] == metrics
     assert set(metrics["int8_per_class"]) == set(manifest["class_names"])
@@ -129,7 +153,9 @@ def test_the_tiny_model_learned_the_synthetic_classes(tiny_run: dict[str, Any]) 
     assert metrics["int8_test_accuracy"] > 0.3  # chance is 0.1
 
 
-def test_the_quantised_model_is_int8_in_and_out_and_loads_in_tflite_runtime(tiny_run: dict[str, Any]) -> None:
+def test_the_quantised_model_is_int8_in_and_out_and_loads_in_tflite_runtime(
+    tiny_run: dict[str, Any],
+) -> None:
     from tflite_runtime.interpreter import Interpreter
 
     model = (Path(tiny_run["run_dir"]) / "model.tflite").read_bytes()
@@ -171,23 +197,46 @@ def test_tflite_runtime_agrees_with_tensorflows_interpreter(tiny_run: dict[str, 
     classifier = load_classifier((run_dir / "model.tflite").read_bytes(), manifest)
     ours = [classifier.predict(p.read_bytes()) for p in images]
     assert [p.category for p in ours] == [manifest.class_names[i] for i in reference.argmax(axis=1)]
-    raw = [[(v - classifier.output_quantization.zero_point) * classifier.output_quantization.scale
-            for v in row] for row in reference]
+    raw = [
+        [
+            (v - classifier.output_quantization.zero_point) * classifier.output_quantization.scale
+            for v in row
+        ]
+        for row in reference
+    ]
     for prediction, row in zip(ours, raw):
-        assert max(abs(a - b) for a, b in zip(prediction.probabilities.values(), np.asarray(row) / sum(row))) < 0.02
+        assert (
+            max(
+                abs(a - b)
+                for a, b in zip(prediction.probabilities.values(), np.asarray(row) / sum(row))
+            )
+            < 0.02
+        )
 
 
-def test_the_evaluate_command_reproduces_the_reported_accuracy(tiny_run: dict[str, Any], synthetic_data: dict[str, Any], tmp_path: Path) -> None:
+def test_the_evaluate_command_reproduces_the_reported_accuracy(
+    tiny_run: dict[str, Any], synthetic_data: dict[str, Any], tmp_path: Path
+) -> None:
     out = tmp_path / "eval.json"
-    done = run_cli("-m", "training.evaluate", str(tiny_run["manifest"]), "--data",
-                   str(synthetic_data["batches"]), "--json", str(out), CIFAR10_CACHE=str(tmp_path))
+    done = run_cli(
+        "-m",
+        "training.evaluate",
+        str(tiny_run["manifest"]),
+        "--data",
+        str(synthetic_data["batches"]),
+        "--json",
+        str(out),
+        CIFAR10_CACHE=str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((Path(tiny_run["run_dir"]) / "metrics.json").read_text())
     assert json.loads(out.read_text())["accuracy"] == metrics["int8_test_accuracy"]
 
 
 # --- publishing ---------------------------------------------------------------------------------
-def test_publish_to_s3_writes_the_version_then_latest_last(tiny_run: dict[str, Any], aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_publish_to_s3_writes_the_version_then_latest_last(
+    tiny_run: dict[str, Any], aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import boto3
 
     run_dir = Path(tiny_run["run_dir"])
@@ -196,14 +245,25 @@ def test_publish_to_s3_writes_the_version_then_latest_last(tiny_run: dict[str, A
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="models")
         order: list[str] = []
-        s3.meta.events.register("before-parameter-build.s3.PutObject", lambda params, **_: order.append(params["Key"]))
+        s3.meta.events.register(
+            "before-parameter-build.s3.PutObject", lambda params, **_: order.append(params["Key"])
+        )
         monkeypatch.setattr(boto3, "client", lambda *a, **k: s3)
         keys = publish(run_dir, "s3://models/prefix")
         assert order == keys
         assert order[-1] == "prefix/models/latest/manifest.json"
-        expected = {f"prefix/models/{version}/{n}" for n in (
-            "model.tflite", "manifest.json", "metrics.json", "augmentations.png",
-            "training_curves.png", "confusion_matrix.png", "examples.png")}
+        expected = {
+            f"prefix/models/{version}/{n}"
+            for n in (
+                "model.tflite",
+                "manifest.json",
+                "metrics.json",
+                "augmentations.png",
+                "training_curves.png",
+                "confusion_matrix.png",
+                "examples.png",
+            )
+        }
         assert set(order[:-1]) == expected
         latest = json.loads(s3.get_object(Bucket="models", Key=order[-1])["Body"].read())
         assert latest["model_path"] == f"../{version}/model.tflite"
@@ -213,18 +273,22 @@ def test_publish_to_s3_writes_the_version_then_latest_last(tiny_run: dict[str, A
 
 
 def test_publish_refuses_an_incomplete_run(tmp_path: Path) -> None:
-    (tmp_path / "manifest.json").write_text(json.dumps({"model_version": "v", "model_path": "model.tflite"}))
-    with pytest.raises(FileNotFoundError, match="model.tflite"):
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"model_version": "v", "model_path": "model.tflite"})
+    )
+    with pytest.raises(FileNotFoundError, match=r"model\.tflite"):
         publish(tmp_path, str(tmp_path / "out"))
 
 
-# --- the published model (needs the full data set) -------------------------------------------------
+# --- the published model (needs the full data set) ----------------------------------------------
 @pytest.mark.dataset
 @pytest.mark.skipif(not DATASET.is_dir(), reason="needs ../shared/datasets/cifar10-jpeg")
 @pytest.mark.skipif(not PUBLISHED.is_file(), reason="no published model in models/ yet")
 def test_the_published_model_meets_the_bar_on_the_jpeg_test_split(tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
-    done = run_cli("-m", "training.evaluate", str(PUBLISHED), "--data", str(DATASET), "--json", str(out))
+    done = run_cli(
+        "-m", "training.evaluate", str(PUBLISHED), "--data", str(DATASET), "--json", str(out)
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     manifest = json.loads(PUBLISHED.read_text())

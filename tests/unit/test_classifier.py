@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from classifier.core import ModelError, image_to_array
 from classifier.manifest import Manifest, resolve
 from classifier.runtime import load_classifier, runtime_name
+
 from tests.conftest import IMGS
 
 pytestmark = pytest.mark.slow

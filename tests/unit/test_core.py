@@ -10,10 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from PIL import Image
-
 from classifier import core
 from classifier.core import (
     ImageTooLarge,
@@ -23,6 +19,10 @@ from classifier.core import (
     image_to_array,
     quantize,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
 from tests.conftest import IMGS
 
 
@@ -36,7 +36,9 @@ def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height, with no pixel data at all."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-
 from classifier.core import ModelError
 from classifier.manifest import FORMAT, Manifest, latest_manifest, resolve
 
@@ -51,5 +50,7 @@ def test_latest_points_back_at_the_versioned_model() -> None:
     latest = latest_manifest(sample())
     assert latest["model_path"] == "../20261125-120000-fast-abcdef12/model.tflite"
     here = "models/latest/manifest.json"
-    assert resolve(here, latest["model_path"]) == "models/20261125-120000-fast-abcdef12/model.tflite"
+    assert (
+        resolve(here, latest["model_path"]) == "models/20261125-120000-fast-abcdef12/model.tflite"
+    )
     assert Manifest.from_dict(latest).model_sha256 == "00" * 32
