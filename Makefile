@@ -11,7 +11,7 @@ CDK_CLI ?= aws-cdk@2.1148.1
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help install test test-fast lint format serve demo invoke client train train-report evaluate bench synth deploy destroy clean
+.PHONY: help install test test-fast lint format serve demo invoke client train train-report evaluate bench synth bootstrap deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -67,11 +67,14 @@ bench: install ## latency of /predict through Mangum (warm) and of a cold start
 synth: install ## synthesise the CDK app offline into infra/cdk.out (no Docker, no credentials)
 	cd infra && ../$(PY) app.py
 
-deploy: install ## cdk deploy (needs AWS credentials and a bootstrapped account)
-	cd infra && npx --yes $(CDK_CLI) deploy --require-approval broadening
+bootstrap: install ## cdk bootstrap, once per account and region (needs AWS credentials)
+	cd infra && npx --yes $(CDK_CLI) bootstrap $(CDK_ARGS)
+
+deploy: install ## cdk deploy (needs AWS credentials and a bootstrapped account); CDK_ARGS="-c k=v"
+	cd infra && npx --yes $(CDK_CLI) deploy --require-approval broadening $(CDK_ARGS)
 
 destroy: install ## cdk destroy (buckets are retained; see README)
-	cd infra && npx --yes $(CDK_CLI) destroy
+	cd infra && npx --yes $(CDK_CLI) destroy $(CDK_ARGS)
 
 clean: ## remove caches and build output (not .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache infra/cdk.out demo-output

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -117,6 +117,36 @@ class ClassifierStack(Stack):
         self.monitoring.watch_function("Uploads", self.uploads.function)
         self.monitoring.watch_api(self.api.http_api)
         self.monitoring.watch_dead_letters(self.uploads.dead_letters)
+        CfnOutput(
+            self,
+            "ApiUrl",
+            value=self.api.url,
+            description="the API; POST an image to <ApiUrl>predict",
+        )
+        CfnOutput(
+            self,
+            "ModelBucket",
+            value=self.models.bucket.bucket_name,
+            description="publish models here: python -m training.train --upload s3://<this>",
+        )
+        CfnOutput(
+            self,
+            "UploadsBucket",
+            value=self.uploads.bucket.bucket_name,
+            description="put PNGs under uploads/, read results/",
+        )
+        CfnOutput(
+            self,
+            "DeadLetterQueue",
+            value=self.uploads.dead_letters.queue_url,
+            description="uploads that failed after retries",
+        )
+        CfnOutput(
+            self,
+            "ModelUri",
+            value=self.models.manifest_uri,
+            description="the manifest both functions load",
+        )
         self._suppress_nag_findings(tracing=config.tracing)
 
     def _suppress_nag_findings(self, *, tracing: bool) -> None:

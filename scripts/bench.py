@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "warm_p90_ms": round(warm_ms[int(0.9 * (len(warm_ms) - 1))], 2),
         "cold_first_answer_p50_ms": round(statistics.median(colds) * 1000, 1),
         "cold_samples": len(colds),
+        # Peak resident memory of this process (handler, model, 300 requests): sizes the Lambda.
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "warm_runs": len(warm),
     }
     from classifier import service

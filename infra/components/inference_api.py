@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import jsii
-from aws_cdk import CfnOutput, Duration
+from aws_cdk import Duration
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_lambda as lambda_
@@ -103,4 +103,3 @@ class InferenceApi(Construct):
         for path, method in ROUTES:
             self.http_api.add_routes(path=path, methods=[method], integration=integration)
         self.url = self.stage.url
-        CfnOutput(self, "Url", value=self.stage.url, description="POST an image to <Url>predict")
