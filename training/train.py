@@ -324,9 +324,16 @@ def tensor_spec(details: dict[str, Any]) -> dict[str, Any]:
     return {"dtype": q.dtype, "quantization": {"scale": q.scale, "zero_point": q.zero_point}}
 
 
-def float_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
-    probs = model.predict(x.astype(np.float32), batch_size=512, verbose=0)
-    return float((probs.argmax(axis=1) == y).mean())
+def float_accuracy(
+    model: Any, x: np.ndarray, y: np.ndarray, names: tuple[str, ...]
+) -> tuple[float, dict[str, float]]:
+    """Overall and per-class test accuracy of the float Keras model."""
+    predicted = model.predict(x.astype(np.float32), batch_size=512, verbose=0).argmax(axis=1)
+    per_class = {
+        name: round(float((predicted[y == i] == i).mean()), 4) if (y == i).any() else 0.0
+        for i, name in enumerate(names)
+    }
+    return float((predicted == y).mean()), per_class
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,7 +532,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # Evaluate --------------------------------------------------------------------------------
     start = time.monotonic()
-    float_acc = float_accuracy(model, x_test, y_test)
+    float_acc, float_per_class = float_accuracy(model, x_test, y_test, dataset.class_names)
     interpreter = tf.lite.Interpreter(model_content=tflite)
     in_detail, out_detail = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     fields: dict[str, Any] = {
@@ -566,6 +573,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "float_test_accuracy": round(float_acc, 4),
         "int8_test_accuracy": int8["accuracy"],
         "int8_minus_float": round(int8["accuracy"] - float_acc, 4),
+        "float_per_class": float_per_class,
         "int8_per_class": int8["per_class"],
         "best_validation_accuracy": round(history["val_accuracy"][best], 4),
         "best_epoch": best + 1,

@@ -141,6 +141,7 @@ def test_the_manifest_records_checksums_settings_and_provenance(tiny_run: dict[s
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert manifest["metrics"] == metrics
     assert set(metrics["int8_per_class"]) == set(manifest["class_names"])
+    assert set(metrics["float_per_class"]) == set(manifest["class_names"])
     assert 0.0 <= metrics["int8_test_accuracy"] <= 1.0
     assert metrics["int8_runtime"].startswith("tflite-runtime")
     sizes = manifest["sizes"]
