@@ -19,12 +19,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from training.data import CIFAR10_CLASSES
+
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 IMGS = ROOT / "imgs"
 DATASET = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
 PUBLISHED = ROOT / "models" / "latest" / "manifest.json"
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CLASSES = CIFAR10_CLASSES
 
 
 def load_event(name: str) -> dict[str, Any]:

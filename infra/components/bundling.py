@@ -24,6 +24,9 @@ except ModuleNotFoundError:  # Python 3.10
 import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from classifier import settings as env
+from constructs import Construct
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
@@ -174,3 +177,40 @@ def lambda_code(target: Target) -> lambda_.Code:
             local=LocalBundling(target),
         ),
     )
+
+
+def serving_function(
+    scope: Construct,
+    id_: str,
+    *,
+    target: Target,
+    handler: str,
+    description: str,
+    service: str,
+    memory_mb: int,
+    timeout_s: int,
+    environment: dict[str, str],
+    log_retention: logs.RetentionDays,
+    tracing: bool,
+) -> tuple[lambda_.Function, logs.LogGroup]:
+    """A Lambda running ``handler`` from the bundled serving code, with its own log group."""
+    log_group = logs.LogGroup(scope, f"{id_}Logs", retention=log_retention)
+    function = lambda_.Function(
+        scope,
+        id_,
+        description=description,
+        runtime=target.runtime,
+        architecture=target.architecture,
+        handler=handler,
+        code=lambda_code(target),
+        memory_size=memory_mb,
+        timeout=cdk.Duration.seconds(timeout_s),
+        environment={
+            **environment,
+            env.SERVICE_NAME: service,
+            env.METRICS_NAMESPACE: env.DEFAULT_NAMESPACE,
+        },
+        log_group=log_group,
+        tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
+    )
+    return function, log_group

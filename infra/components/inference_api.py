@@ -6,12 +6,11 @@ import jsii
 from aws_cdk import Duration
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from classifier import settings as env
 from constructs import Construct
 
-from infra.components.bundling import Target, lambda_code
+from infra.components.bundling import Target, serving_function
 
 ROUTES = (
     ("/predict", apigw.HttpMethod.POST),
@@ -58,24 +57,18 @@ class InferenceApi(Construct):
         tracing: bool,
     ) -> None:
         super().__init__(scope, id_)
-        self.log_group = logs.LogGroup(self, "FunctionLogs", retention=log_retention)
-        self.function = lambda_.Function(
+        self.function, self.log_group = serving_function(
             self,
             "Function",
-            description="CIFAR-10 classifier API (FastAPI through Mangum, int8 TFLite)",
-            runtime=target.runtime,
-            architecture=target.architecture,
+            target=target,
             handler="classifier.api.handler",
-            code=lambda_code(target),
-            memory_size=memory_mb,
-            timeout=Duration.seconds(timeout_s),
-            environment={
-                env.MODEL_URI: model_uri,
-                env.SERVICE_NAME: "cifar10-api",
-                env.METRICS_NAMESPACE: env.DEFAULT_NAMESPACE,
-            },
-            log_group=self.log_group,
-            tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
+            description="CIFAR-10 classifier API (FastAPI through Mangum, int8 TFLite)",
+            service="cifar10-api",
+            memory_mb=memory_mb,
+            timeout_s=timeout_s,
+            environment={env.MODEL_URI: model_uri},
+            log_retention=log_retention,
+            tracing=tracing,
         )
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention)
         self.http_api = apigw.HttpApi(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -13,7 +12,7 @@ from aws_cdk import aws_sqs as sqs
 from classifier import settings as env
 from constructs import Construct
 
-from infra.components.bundling import Target, lambda_code
+from infra.components.bundling import Target, serving_function
 from infra.components.model_store import secure_bucket
 
 UPLOADS_PREFIX = "uploads/"
@@ -81,26 +80,22 @@ class UploadClassifier(Construct):
             s3n.SqsDestination(self.queue),
             s3.NotificationKeyFilter(prefix=UPLOADS_PREFIX, suffix=".png"),
         )
-        self.log_group = logs.LogGroup(self, "FunctionLogs", retention=log_retention)
-        self.function = lambda_.Function(
+        self.function, self.log_group = serving_function(
             self,
             "Function",
-            description="Classifies PNGs dropped under uploads/ into results/",
-            runtime=target.runtime,
-            architecture=target.architecture,
+            target=target,
             handler="classifier.uploads.handler",
-            code=lambda_code(target),
-            memory_size=memory_mb,
-            timeout=Duration.seconds(timeout_s),
+            description="Classifies PNGs dropped under uploads/ into results/",
+            service="cifar10-uploads",
+            memory_mb=memory_mb,
+            timeout_s=timeout_s,
             environment={
                 env.MODEL_URI: model_uri,
                 env.UPLOADS_PREFIX: UPLOADS_PREFIX,
                 env.RESULTS_PREFIX: RESULTS_PREFIX,
-                env.SERVICE_NAME: "cifar10-uploads",
-                env.METRICS_NAMESPACE: env.DEFAULT_NAMESPACE,
             },
-            log_group=self.log_group,
-            tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
+            log_retention=log_retention,
+            tracing=tracing,
         )
         self.function.add_event_source(
             sources.SqsEventSource(
