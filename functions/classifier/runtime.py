@@ -8,36 +8,48 @@ from typing import Any
 from classifier.core import Classifier, ModelError
 from classifier.manifest import Manifest
 
-
-def _interpreter_class() -> tuple[Any, str]:
-    try:
-        from tflite_runtime.interpreter import Interpreter
-
-        return Interpreter, f"tflite-runtime {metadata.version('tflite-runtime')}"
-    except ImportError:
-        pass
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        return Interpreter, f"ai-edge-litert {metadata.version('ai-edge-litert')}"
-    except ImportError as exc:
-        raise ModelError(
-            "no TFLite runtime is installed: install tflite-runtime (Python <= 3.11) "
-            "or ai-edge-litert (Python >= 3.10)"
-        ) from exc
+RUNTIMES = ("tflite-runtime", "ai-edge-litert")
 
 
-def runtime_name() -> str:
+def _interpreter_class(prefer: str | None = None) -> tuple[Any, str]:
+    """The Interpreter class of the first importable runtime (``prefer`` first if given)."""
+    if prefer is not None and prefer not in RUNTIMES:
+        raise ModelError(f"TFLite runtime {prefer!r} is unknown; choose one of {RUNTIMES}")
+    order = [prefer] if prefer else list(RUNTIMES)
+    for name in order:
+        try:
+            if name == "tflite-runtime":
+                from tflite_runtime.interpreter import Interpreter
+            else:
+                from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            continue
+        return Interpreter, f"{name} {metadata.version(name)}"
+    raise ModelError(
+        f"no TFLite runtime among {order} is installed: install tflite-runtime (Python <= 3.11) "
+        "or ai-edge-litert (Python >= 3.10)"
+    )
+
+
+def runtime_name(prefer: str | None = None) -> str:
     """Which TFLite runtime this process uses, with its version."""
-    return _interpreter_class()[1]
+    return _interpreter_class(prefer)[1]
 
 
 def load_classifier(
-    model: bytes, manifest: Manifest, *, num_threads: int | None = None, **kwargs: Any
+    model: bytes,
+    manifest: Manifest,
+    *,
+    num_threads: int | None = None,
+    runtime: str | None = None,
+    **kwargs: Any,
 ) -> Classifier:
-    """Check ``model`` against ``manifest`` and return a ready :class:`Classifier`."""
+    """Check ``model`` against ``manifest`` and return a ready :class:`Classifier`.
+
+    ``runtime`` picks "tflite-runtime" or "ai-edge-litert"; by default the first installed.
+    """
     manifest.verify(model)
-    interpreter_class, name = _interpreter_class()
+    interpreter_class, name = _interpreter_class(runtime)
     try:
         interpreter = interpreter_class(model_content=model, num_threads=num_threads)
     except (ValueError, RuntimeError) as exc:

@@ -61,7 +61,10 @@ def load_model(manifest_uri: str, *, num_threads: int | None = None, **kwargs: A
 def _classifier() -> Classifier:
     config = settings()
     return load_model(
-        config.model_uri, num_threads=config.num_threads, max_pixels=config.max_image_pixels
+        config.model_uri,
+        num_threads=config.num_threads,
+        runtime=config.runtime,
+        max_pixels=config.max_image_pixels,
     )
 
 

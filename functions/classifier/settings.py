@@ -18,6 +18,7 @@ RESULTS_PREFIX = "RESULTS_PREFIX"  # where it writes results (and which it never
 MAX_BODY_BYTES = "MAX_BODY_BYTES"  # largest accepted request body / image object
 MAX_IMAGE_PIXELS = "MAX_IMAGE_PIXELS"  # largest accepted image, in pixels
 TFLITE_NUM_THREADS = "TFLITE_NUM_THREADS"  # interpreter threads (unset: runtime default)
+TFLITE_RUNTIME = "TFLITE_RUNTIME"  # "tflite-runtime" or "ai-edge-litert" (unset: first installed)
 METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 
@@ -35,6 +36,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_BODY_BYTES
     max_image_pixels: int = MAX_PIXELS
     num_threads: int | None = None
+    runtime: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -47,4 +49,5 @@ class Settings:
             max_body_bytes=int(env.get(MAX_BODY_BYTES, DEFAULT_BODY_BYTES)),
             max_image_pixels=int(env.get(MAX_IMAGE_PIXELS, MAX_PIXELS)),
             num_threads=int(threads) if threads else None,
+            runtime=env.get(TFLITE_RUNTIME) or None,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,29 @@ class Spy:
 
 def test_runtime_is_tflite_runtime_on_python_311() -> None:
     assert runtime_name().startswith("tflite-runtime 2.14")
+
+
+def test_ai_edge_litert_gives_the_same_answers(tiny_manifest: Path) -> None:
+    litert = load(tiny_manifest, runtime="ai-edge-litert")
+    assert litert.runtime.startswith("ai-edge-litert")
+    tflite = load(tiny_manifest)
+    images = [p.read_bytes() for p in sorted(IMGS.glob("*.png"))]
+    assert [p.category for p in litert.predict_many(images)] == [
+        p.category for p in tflite.predict_many(images)
+    ]
+
+
+def test_without_tflite_runtime_it_falls_back_to_ai_edge_litert(
+    tiny_manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)  # as on Python 3.12+
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+    assert load(tiny_manifest).runtime.startswith("ai-edge-litert")
+
+
+def test_an_unknown_runtime_is_refused_by_name(tiny_manifest: Path) -> None:
+    with pytest.raises(ModelError, match="'onnx' is unknown"):
+        load(tiny_manifest, runtime="onnx")
 
 
 def test_input_quantisation_is_read_from_the_model(tiny_manifest: Path) -> None:

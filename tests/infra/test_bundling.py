@@ -1,0 +1,44 @@
+"""Which requirements each Lambda target gets (the install itself is tested in test_stack)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "infra"))
+pytestmark = pytest.mark.infra
+
+
+def names(requirements: list[str]) -> set[str]:
+    return {r.split("=")[0].split("<")[0].split(">")[0] for r in requirements}
+
+
+def test_python_311_x86_gets_tflite_runtime_and_numpy_1() -> None:
+    from infra.components.bundling import PY311_X86, lambda_requirements
+
+    requirements = lambda_requirements(PY311_X86)
+    assert "tflite-runtime==2.14.0" in requirements and "numpy==1.26.4" in requirements
+    assert "ai-edge-litert" not in names(requirements)
+    assert PY311_X86.platforms == ("manylinux2014_x86_64",)  # Amazon Linux 2, glibc 2.26
+
+
+def test_python_313_arm_gets_ai_edge_litert() -> None:
+    from infra.components.bundling import PY313_ARM, lambda_requirements
+
+    requirements = lambda_requirements(PY313_ARM)
+    assert "ai-edge-litert==2.3.0" in requirements
+    assert "tflite-runtime" not in names(requirements)
+    assert all(p.endswith("aarch64") for p in PY313_ARM.platforms)
+
+
+def test_boto3_is_left_to_the_lambda_runtime() -> None:
+    from infra.components.bundling import PY311_X86, PY313_ARM, lambda_requirements
+
+    for target in (PY311_X86, PY313_ARM):
+        assert "boto3" not in names(lambda_requirements(target))
+        assert {"fastapi", "mangum", "pillow", "aws-lambda-powertools"} <= names(
+            lambda_requirements(target)
+        )
