@@ -73,7 +73,8 @@ def open_image(
         ) from exc
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"the image is too large to decode: {exc}") from exc
-    if img.format not in formats:
+    # Phones write multi-picture JPEGs, which Pillow names MPO: they are JPEGs to the user.
+    if ("JPEG" if img.format == "MPO" else img.format) not in formats:
         raise UnsupportedImage(
             f"image format {img.format} is not accepted; send one of {', '.join(formats)}"
         )

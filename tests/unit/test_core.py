@@ -97,6 +97,13 @@ def test_cmyk_jpeg_is_converted_to_rgb() -> None:
     assert red > 200 and green < 60 and blue < 60
 
 
+def test_a_phones_multi_picture_jpeg_is_accepted() -> None:
+    first, second = Image.new("RGB", (40, 30), SOLID), Image.new("RGB", (40, 30), (0, 0, 0))
+    data = encode(first, "MPO", save_all=True, append_images=[second], quality=95)
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    assert np.abs(image_to_array(data)[16, 16].astype(int) - SOLID).max() <= 3
+
+
 def test_float_mode_is_clipped_into_eight_bits() -> None:
     img = Image.fromarray(np.full((32, 32), 300.0, np.float32), "F")
     assert (np.asarray(core.to_rgb(img)) == 255).all()
