@@ -130,6 +130,8 @@ def tiny_run(
         str(out),
         "--upload",
         str(published),
+        "--tta-flip",
+        "on",
     ]
     done = subprocess.run(
         command,

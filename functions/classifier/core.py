@@ -204,8 +204,10 @@ class Classifier:
         runtime: str,
         max_pixels: int = MAX_PIXELS,
         metadata: dict[str, Any] | None = None,
+        flip_average: bool = False,
     ) -> None:
         self._interpreter = interpreter
+        self.flip_average = flip_average
         self.metadata = dict(metadata or {})
         self.class_names = tuple(class_names)
         self.model_version = model_version
@@ -248,10 +250,16 @@ class Classifier:
         )
         self._interpreter.invoke()
         o = self.output_quantization
-        return dequantize(
+        probs = dequantize(
             self._interpreter.get_tensor(self._output["index"]),
             scale=o.scale,
             zero_point=o.zero_point,
+        )
+        probs = np.clip(probs, 0.0, None)
+        # An int8 softmax is quantised in steps of 1/256: renormalise so each row sums to 1.
+        totals = probs.sum(axis=1, keepdims=True)
+        return np.divide(
+            probs, totals, out=np.full_like(probs, 1 / probs.shape[1]), where=totals > 0
         )
 
     def predict_arrays(self, pixels: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
@@ -259,14 +267,15 @@ class Classifier:
         if pixels.ndim != 4 or tuple(pixels.shape[1:]) != self.input_shape:
             expected = ", ".join(map(str, self.input_shape))
             raise ValueError(f"pixels have shape {pixels.shape}; expected (N, {expected})")
-        chunks = [self._run(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
-        probs = np.concatenate(chunks) if chunks else np.zeros((0, len(self.class_names)))
-        probs = np.clip(probs, 0.0, None)
-        # An int8 softmax is quantised in steps of 1/256: renormalise so each row sums to 1.
-        totals = probs.sum(axis=1, keepdims=True)
-        return np.divide(
-            probs, totals, out=np.full_like(probs, 1 / probs.shape[1]), where=totals > 0
-        )
+        chunks = [np.zeros((0, len(self.class_names)), np.float32)]
+        for i in range(0, len(pixels), batch_size):
+            chunk = pixels[i : i + batch_size]
+            probs = self._run(chunk)
+            if self.flip_average:
+                # Test-time augmentation the model was validated with: also see the mirror image.
+                probs = (probs + self._run(chunk[:, :, ::-1])) / 2
+            chunks.append(probs)
+        return np.concatenate(chunks)
 
     def _prediction(self, row: np.ndarray) -> Prediction:
         best = int(np.argmax(row))

@@ -31,6 +31,7 @@ class Manifest:
     model_sha256: str
     model_bytes: int
     raw: dict[str, Any] = field(repr=False, compare=False)
+    flip_average: bool = False  # average each image's probabilities with its mirror image's
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
@@ -53,6 +54,7 @@ class Manifest:
                 model_sha256=str(entry["sha256"]),
                 model_bytes=int(entry["bytes"]),
                 raw=data,
+                flip_average=bool(data.get("inference", {}).get("flip_average", False)),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"the manifest lacks or mangles a required field: {exc!r}") from exc

@@ -60,6 +60,7 @@ def load_classifier(
         model_version=manifest.model_version,
         runtime=name,
         metadata=manifest.raw,
+        flip_average=manifest.flip_average,
         **kwargs,
     )
     if classifier.input_shape != manifest.input_shape:

@@ -178,12 +178,17 @@ interpreter = tf.lite.Interpreter(model_path=model)
 interpreter.allocate_tensors()
 i, o = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
 scale, zero = i["quantization"]
-rows = []
-for path in images:
-    x = image_to_array(open(path, "rb").read())[None].astype(np.float32) / scale + zero
+def run(pixels):
+    x = pixels[None].astype(np.float32) / scale + zero
     interpreter.set_tensor(i["index"], np.clip(np.rint(x), -128, 127).astype(np.int8))
     interpreter.invoke()
-    rows.append(interpreter.get_tensor(o["index"])[0].tolist())
+    q = interpreter.get_tensor(o["index"])[0].astype(np.float32)
+    probs = (q - o["quantization"][1]) * o["quantization"][0]
+    return probs / probs.sum()
+rows = []
+for path in images:
+    pixels = image_to_array(open(path, "rb").read())
+    rows.append(((run(pixels) + run(pixels[:, ::-1])) / 2).tolist())  # manifest: flip_average
 print(json.dumps(rows))
 """
 
@@ -194,25 +199,15 @@ def test_tflite_runtime_agrees_with_tensorflows_interpreter(tiny_run: dict[str, 
     done = run_cli("-c", TF_REFERENCE, str(run_dir / "model.tflite"), *map(str, images))
     assert done.returncode == 0, done.stderr[-2000:]
     reference = np.asarray(json.loads(done.stdout.strip().splitlines()[-1]))
+    reference = reference / reference.sum(axis=1, keepdims=True)
     manifest = Manifest.from_bytes((run_dir / "manifest.json").read_bytes())
+    assert manifest.flip_average
     classifier = load_classifier((run_dir / "model.tflite").read_bytes(), manifest)
     ours = [classifier.predict(p.read_bytes()) for p in images]
     assert [p.category for p in ours] == [manifest.class_names[i] for i in reference.argmax(axis=1)]
-    raw = [
-        [
-            (v - classifier.output_quantization.zero_point) * classifier.output_quantization.scale
-            for v in row
-        ]
-        for row in reference
-    ]
-    for prediction, row in zip(ours, raw):
-        assert (
-            max(
-                abs(a - b)
-                for a, b in zip(prediction.probabilities.values(), np.asarray(row) / sum(row))
-            )
-            < 0.02
-        )
+    for prediction, row in zip(ours, reference):
+        # XNNPACK and TensorFlow's kernels may round differently: allow two int8 steps.
+        assert np.allclose(list(prediction.probabilities.values()), row, atol=2 / 256)
 
 
 def test_the_evaluate_command_reproduces_the_reported_accuracy(

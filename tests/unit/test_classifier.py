@@ -86,9 +86,23 @@ def test_the_fed_tensor_uses_the_models_scale_and_zero_point(tiny_manifest: Path
     classifier.predict(data)
     q = classifier.input_quantization
     expected = np.clip(np.rint(image_to_array(data) / q.scale + q.zero_point), -128, 127)
-    (fed,) = spy.fed
+    fed, mirrored = spy.fed  # the tiny model's manifest asks for flip averaging
     assert fed.dtype == np.int8
     assert np.array_equal(fed[0], expected.astype(np.int8))
+    assert np.array_equal(mirrored[0], expected[:, ::-1].astype(np.int8))
+
+
+def test_flip_averaging_is_the_mean_of_the_image_and_its_mirror(tiny_manifest: Path) -> None:
+    classifier = load(tiny_manifest)
+    assert classifier.flip_average is True
+    pixels = np.stack([image_to_array(p.read_bytes()) for p in sorted(IMGS.glob("*.png"))])
+    averaged = classifier.predict_arrays(pixels)
+    classifier.flip_average = False
+    single = classifier.predict_arrays(pixels)
+    mirror = classifier.predict_arrays(pixels[:, :, ::-1])
+    assert np.allclose(averaged, (single + mirror) / 2, atol=1e-6)
+    classifier.flip_average = True
+    assert np.allclose(classifier.predict_arrays(pixels[:, :, ::-1]), averaged, atol=1e-6)
 
 
 def test_prediction_has_all_classes_summing_to_one(tiny_manifest: Path) -> None:
