@@ -79,7 +79,11 @@ class ClassifierStack(Stack):
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(config.log_retention_days))],
         )
         self.models = ModelStore(
-            self, "ModelStore", access_logs=self.access_logs, model_version=config.model_version
+            self,
+            "ModelStore",
+            access_logs=self.access_logs,
+            model_version=config.model_version,
+            log_retention=retention,
         )
         self.api = InferenceApi(
             self,
@@ -195,6 +199,27 @@ class ClassifierStack(Stack):
                     self,
                     f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}]",
                     f"Scoped to one prefix, {prefix}: {what}.",
+                )
+            )
+        models_id = self.get_logical_id(self.models.bucket.node.default_child)  # type: ignore[arg-type]
+        deployment_findings = [
+            "Action::s3:Abort*",
+            "Action::s3:DeleteObject*",
+            "Action::s3:GetBucket*",
+            "Action::s3:GetObject*",
+            "Action::s3:List*",
+            f"Resource::<{models_id}.Arn>/*",
+            "Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-"
+            "<AWS::Region>/*",
+        ]
+        for finding in deployment_findings:
+            accept.append(
+                (
+                    self,
+                    f"AwsSolutions::AwsSolutions-IAM5[{finding}]",
+                    "CDK's BucketDeployment handler, which copies the repository's published "
+                    "model from the CDK assets bucket into models/ at deploy time, gets these "
+                    "grants from CDK.",
                 )
             )
         if tracing:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
@@ -44,6 +45,7 @@ class ModelStore(Construct):
         access_logs: s3.IBucket,
         models_dir: Path = ROOT / "models",
         model_version: str | None = None,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, id_)
         self.bucket = secure_bucket(
@@ -62,6 +64,7 @@ class ModelStore(Construct):
                 destination_key_prefix=MODELS_PREFIX,
                 prune=False,
                 retain_on_delete=True,
+                log_group=logs.LogGroup(self, "DeploymentLogs", retention=log_retention),
             )
 
     @property
