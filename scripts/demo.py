@@ -72,7 +72,13 @@ def api_and_client(manifest: Path, port: int) -> None:
 
     banner(f"API on http://127.0.0.1:{port} (model {manifest.relative_to(ROOT)})")
     path = os.pathsep.join([str(ROOT / "functions"), str(ROOT)])
-    env = {**os.environ, "MODEL_URI": str(manifest), "PYTHONPATH": path}
+    # The server's JSON request logs would interleave with the client's lines below.
+    env = {
+        **os.environ,
+        "MODEL_URI": str(manifest),
+        "PYTHONPATH": path,
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
     server = subprocess.Popen(
         [
             sys.executable,
