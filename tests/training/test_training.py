@@ -193,21 +193,47 @@ print(json.dumps(rows))
 """
 
 
-def test_tflite_runtime_agrees_with_tensorflows_interpreter(tiny_run: dict[str, Any]) -> None:
-    run_dir = Path(tiny_run["run_dir"])
-    images = sorted(IMGS.glob("*.png"))
-    done = run_cli("-c", TF_REFERENCE, str(run_dir / "model.tflite"), *map(str, images))
+def compare_with_tensorflow(model_path: Path, manifest_path: Path, images: list[Path]) -> float:
+    """Classes and probabilities from TensorFlow's interpreter (a subprocess) against ours.
+
+    Returns the share of images with a clear winner, the ones whose class must agree: kernels
+    may round an int8 output one or two steps (1/256) apart, which can swap a near tie.
+    """
+    done = run_cli("-c", TF_REFERENCE, str(model_path), *map(str, images))
     assert done.returncode == 0, done.stderr[-2000:]
     reference = np.asarray(json.loads(done.stdout.strip().splitlines()[-1]))
     reference = reference / reference.sum(axis=1, keepdims=True)
-    manifest = Manifest.from_bytes((run_dir / "manifest.json").read_bytes())
-    assert manifest.flip_average
-    classifier = load_classifier((run_dir / "model.tflite").read_bytes(), manifest)
-    ours = [classifier.predict(p.read_bytes()) for p in images]
-    assert [p.category for p in ours] == [manifest.class_names[i] for i in reference.argmax(axis=1)]
-    for prediction, row in zip(ours, reference):
-        # XNNPACK and TensorFlow's kernels may round differently: allow two int8 steps.
-        assert np.allclose(list(prediction.probabilities.values()), row, atol=2 / 256)
+    manifest = Manifest.from_bytes(manifest_path.read_bytes())
+    assert manifest.flip_average  # TF_REFERENCE averages with the mirror image too
+    classifier = load_classifier(model_path.read_bytes(), manifest)
+    ours = np.asarray(
+        [list(classifier.predict(p.read_bytes()).probabilities.values()) for p in images]
+    )
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 6 / 256
+    assert np.array_equal(ours.argmax(axis=1)[clear], reference.argmax(axis=1)[clear])
+    assert np.allclose(ours, reference, atol=4 / 256)
+    return float(clear.mean())
+
+
+def test_tflite_runtime_agrees_with_tensorflows_interpreter(
+    tiny_run: dict[str, Any], synthetic_data: dict[str, Any], tmp_path: Path
+) -> None:
+    run_dir = Path(tiny_run["run_dir"])
+    images = [tmp_path / f"{i}.png" for i in range(30)]
+    for path, pixels in zip(images, synthetic_data["arrays"][2]):
+        Image.fromarray(pixels).save(path)
+    assert (
+        compare_with_tensorflow(run_dir / "model.tflite", run_dir / "manifest.json", images) > 0.5
+    )
+
+
+@pytest.mark.skipif(not PUBLISHED.is_file(), reason="no published model in models/ yet")
+def test_the_published_model_gives_tensorflows_classes_in_tflite_runtime() -> None:
+    manifest = json.loads(PUBLISHED.read_text())
+    model = (PUBLISHED.parent / manifest["model_path"]).resolve()
+    images = sorted(IMGS.glob("*.png"))
+    assert compare_with_tensorflow(model, PUBLISHED, images) == 1.0  # every photo: a clear winner
 
 
 def test_the_evaluate_command_reproduces_the_reported_accuracy(

@@ -42,14 +42,23 @@ def test_runtime_is_tflite_runtime_on_python_311() -> None:
     assert runtime_name().startswith("tflite-runtime 2.14")
 
 
-def test_ai_edge_litert_gives_the_same_answers(tiny_manifest: Path) -> None:
+def test_ai_edge_litert_gives_the_same_answers(
+    tiny_manifest: Path, synthetic_data: dict[str, Any]
+) -> None:
     litert = load(tiny_manifest, runtime="ai-edge-litert")
     assert litert.runtime.startswith("ai-edge-litert")
     tflite = load(tiny_manifest)
-    images = [p.read_bytes() for p in sorted(IMGS.glob("*.png"))]
-    assert [p.category for p in litert.predict_many(images)] == [
-        p.category for p in tflite.predict_many(images)
-    ]
+    # The tiny model is sure of its synthetic test images (on photos it is near a coin toss,
+    # where one int8 step between kernels could swap two classes).
+    pixels = synthetic_data["arrays"][2][:50]
+    ours, theirs = tflite.predict_arrays(pixels), litert.predict_arrays(pixels)
+    # Kernels may round an int8 output one or two steps (1/256) apart, so only a clear winner
+    # must agree; the probabilities must all be close.
+    top2 = np.sort(ours, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 6 / 256
+    assert clear.mean() > 0.5
+    assert np.array_equal(ours.argmax(axis=1)[clear], theirs.argmax(axis=1)[clear])
+    assert np.allclose(ours, theirs, atol=4 / 256)
 
 
 def test_without_tflite_runtime_it_falls_back_to_ai_edge_litert(
