@@ -64,8 +64,10 @@ evaluate: install ## int8 accuracy of MODEL on DATA's test split, as the Lambdas
 bench: install ## latency of /predict through Mangum (warm) and of a cold start
 	$(PY) scripts/bench.py
 
-synth: install ## synthesise the CDK app offline into infra/cdk.out (no Docker, no credentials)
+synth: install ## synthesise into infra/cdk.out (cdk-nag at synth, then cfn-lint; no Docker)
 	cd infra && ../$(PY) app.py
+	@# cfn-lint exits with bit 2 for errors, 4 for warnings: only errors fail the build.
+	rc=0; $(VENV)/bin/cfn-lint infra/cdk.out/*.template.json || rc=$$?; test $$((rc & 2)) -eq 0
 
 bootstrap: install ## cdk bootstrap, once per account and region (needs AWS credentials)
 	cd infra && npx --yes $(CDK_CLI) bootstrap $(CDK_ARGS)
