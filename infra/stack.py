@@ -9,7 +9,15 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
+from aws_cdk import (
+    Acknowledgment,
+    CfnOutput,
+    DefaultStackSynthesizer,
+    Duration,
+    Stack,
+    Token,
+    Validations,
+)
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -153,6 +161,16 @@ class ClassifierStack(Stack):
         )
         self._suppress_nag_findings(tracing=config.tracing)
 
+    def _assets_bucket_arn(self) -> str:
+        """The CDK assets bucket's ARN as cdk-nag prints it (concrete parts when known)."""
+        qualifier = (
+            self.node.try_get_context("@aws-cdk/core:bootstrapQualifier")
+            or DefaultStackSynthesizer.DEFAULT_QUALIFIER
+        )
+        partition = _literal(self.partition, "Partition")
+        account, region = _literal(self.account, "AccountId"), _literal(self.region, "Region")
+        return f"arn:{partition}:s3:::cdk-{qualifier}-assets-{account}-{region}"
+
     def _suppress_nag_findings(self, *, tracing: bool) -> None:
         """cdk-nag AwsSolutions findings we accept, each with its reason."""
         accept = [
@@ -209,8 +227,7 @@ class ClassifierStack(Stack):
             "Action::s3:GetObject*",
             "Action::s3:List*",
             f"Resource::<{models_id}.Arn>/*",
-            "Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-"
-            "<AWS::Region>/*",
+            f"Resource::{self._assets_bucket_arn()}/*",
         ]
         for finding in deployment_findings:
             accept.append(
@@ -233,6 +250,11 @@ class ClassifierStack(Stack):
             )
         for scope, rule, reason in accept:
             Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+def _literal(value: str, name: str) -> str:
+    """How cdk-nag prints ``value`` in a finding: itself, or <AWS::Name> while it is a token."""
+    return f"<AWS::{name}>" if Token.is_unresolved(value) else value
 
 
 RETENTION = {

@@ -346,6 +346,17 @@ def test_the_template_passes_cfn_lint_without_errors(synthesised: dict[str, Any]
     assert errors == [] and done.returncode & 2 == 0, done.stdout
 
 
+def test_cdk_nag_passes_for_a_concrete_account_and_region(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `cdk synth` / `cdk deploy` see with credentials: the account and region are known.
+    monkeypatch.setenv("CDK_DEFAULT_ACCOUNT", "123456789012")
+    monkeypatch.setenv("CDK_DEFAULT_REGION", "eu-west-1")
+    synth(tmp_path, **{"aws:cdk:bundling-stacks": []})  # raises if cdk-nag reports an error
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    assert report["pluginReports"][0]["violations"] == []
+
+
 def test_cdk_nag_aws_solutions_has_no_unacknowledged_findings(synthesised: dict[str, Any]) -> None:
     report = json.loads((synthesised["outdir"] / "validation-report.json").read_text())
     (plugin,) = report["pluginReports"]
