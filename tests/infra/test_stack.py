@@ -365,8 +365,7 @@ def test_cdk_nag_aws_solutions_has_no_unacknowledged_findings(synthesised: dict[
     suppressed = plugin["suppressedViolations"]
     assert suppressed, "the acknowledgements were seen by cdk-nag"
     for finding in suppressed:
-        reasons = json.dumps(finding)
-        assert "reason" in reasons.lower() or "acknowledg" in reasons.lower(), finding
+        assert len(finding["reason"].split()) >= 5, finding["acknowledgedId"]  # a real reason
 
 
 # --- the bundled asset ---------------------------------------------------------------------------
