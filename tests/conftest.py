@@ -110,7 +110,7 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def tiny_run(
     tmp_path_factory: pytest.TempPathFactory, synthetic_data: dict[str, Any]
 ) -> dict[str, Any]:
-    """A real run of the training CLI: tiny net, synthetic data, four epochs, published locally."""
+    """A real run of the training CLI: tiny net, synthetic data, eight epochs, published locally."""
     out = tmp_path_factory.mktemp("runs")
     published = tmp_path_factory.mktemp("published")
     cache = tmp_path_factory.mktemp("cache")
@@ -121,7 +121,7 @@ def tiny_run(
         "--data",
         str(synthetic_data["batches"]),
         "--epochs",
-        "4",
+        "8",
         "--widths",
         "8,16,16",
         "--batch-size",

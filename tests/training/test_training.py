@@ -1,4 +1,4 @@
-"""The training job, quickly: synthetic data, a tiny net, four epochs (the `tiny_run` fixture).
+"""The training job, quickly: synthetic data, a tiny net, eight epochs (the `tiny_run` fixture).
 
 TensorFlow runs only in subprocesses here; this process checks the results with tflite-runtime.
 """
@@ -132,7 +132,7 @@ def test_the_manifest_records_checksums_settings_and_provenance(tiny_run: dict[s
         manifest["files"]
     )
     assert manifest["recipe"]["name"] == "fast" and manifest["recipe"]["widths"] == [8, 16, 16]
-    assert manifest["recipe"]["epochs"] == 4
+    assert manifest["recipe"]["epochs"] == 8
     assert len(manifest["data"]["fingerprint_sha256"]) == 64
     assert manifest["data"]["train_images"] + manifest["data"]["validation_images"] == 400
     assert manifest["tensorflow_version"].startswith("2.")
@@ -223,9 +223,8 @@ def test_tflite_runtime_agrees_with_tensorflows_interpreter(
     images = [tmp_path / f"{i}.png" for i in range(30)]
     for path, pixels in zip(images, synthetic_data["arrays"][2]):
         Image.fromarray(pixels).save(path)
-    assert (
-        compare_with_tensorflow(run_dir / "model.tflite", run_dir / "manifest.json", images) > 0.5
-    )
+    clear = compare_with_tensorflow(run_dir / "model.tflite", run_dir / "manifest.json", images)
+    assert clear >= 1 / 3  # enough clear winners to compare
 
 
 @pytest.mark.skipif(not PUBLISHED.is_file(), reason="no published model in models/ yet")

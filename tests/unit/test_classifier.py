@@ -56,7 +56,7 @@ def test_ai_edge_litert_gives_the_same_answers(
     # must agree; the probabilities must all be close.
     top2 = np.sort(ours, axis=1)[:, -2:]
     clear = top2[:, 1] - top2[:, 0] > 6 / 256
-    assert clear.mean() > 0.5
+    assert clear.sum() >= 10  # enough clear winners to compare
     assert np.array_equal(ours.argmax(axis=1)[clear], theirs.argmax(axis=1)[clear])
     assert np.allclose(ours, theirs, atol=4 / 256)
 
