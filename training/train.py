@@ -261,22 +261,22 @@ def make_datasets(
     return train, val
 
 
-class TimeBudget:
-    """Stops training once the wall-time budget of the recipe is spent (for equal-time runs)."""
+def time_budget(minutes: float) -> Any:
+    """A callback that stops training once ``minutes`` of wall time are spent (equal-time runs)."""
+    import keras
 
-    def __new__(cls, minutes: float) -> Any:  # a Keras callback built lazily (imports keras)
-        import keras
+    started: list[float] = []
 
-        class _Budget(keras.callbacks.Callback):
-            def on_train_begin(self, logs: Any = None) -> None:
-                self.start = time.monotonic()
+    def begin(logs: Any = None) -> None:
+        started.append(time.monotonic())
 
-            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-                if time.monotonic() - self.start > minutes * 60:
-                    print(f"time budget of {minutes:g} min spent after epoch {epoch + 1}")
-                    self.model.stop_training = True
+    def check(epoch: int, logs: Any = None) -> None:
+        if time.monotonic() - started[0] > minutes * 60:
+            print(f"time budget of {minutes:g} min spent after epoch {epoch + 1}")
+            callback.model.stop_training = True
 
-        return _Budget()
+    callback = keras.callbacks.LambdaCallback(on_train_begin=begin, on_epoch_end=check)
+    return callback
 
 
 def train(model: Any, recipe: Recipe, train_ds: Any, val_ds: Any) -> dict[str, list[float]]:
@@ -292,7 +292,7 @@ def train(model: Any, recipe: Recipe, train_ds: Any, val_ds: Any) -> dict[str, l
         )
     ]
     if recipe.time_budget_minutes:
-        callbacks.append(TimeBudget(recipe.time_budget_minutes))
+        callbacks.append(time_budget(recipe.time_budget_minutes))
     history = model.fit(
         train_ds,
         validation_data=val_ds,

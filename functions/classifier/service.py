@@ -73,10 +73,6 @@ def classifier() -> Classifier:
     return _classifier()
 
 
-def loaded() -> bool:
-    return _classifier.cache_info().currsize > 0
-
-
 def reset() -> None:
     for cached in (settings, s3_client, _classifier):
         cached.cache_clear()
