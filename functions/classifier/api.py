@@ -16,22 +16,24 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from classifier import service
+from classifier import contract, service
 from classifier.core import (
+    Classifier,
     ImageError,
     ImageTooLarge,
     ModelError,
     UndecodableImage,
     UnsupportedImage,
 )
-from classifier.settings import MAX_BATCH_FILES
+from classifier.settings import MAX_BATCH_FILES, SettingsError
 
-logger = Logger(service="cifar10-api")
+logger = Logger(service=contract.API_SERVICE)
 
-IMAGE_TYPES = ("image/png", "image/jpeg")
+IMAGE_TYPES = contract.MEDIA_TYPES
 STATUS = {UndecodableImage: 400, ImageTooLarge: 413, UnsupportedImage: 415}
 
 
@@ -117,12 +119,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "not a decodable image"),
         (
             413,
-            f"body over the size limit, image over the pixel limit, or over {MAX_BATCH_FILES} "
-            "files",
+            "body over the size limit, an image over the per-image pixel limit, images over the "
+            f"per-request pixel budget, or over {MAX_BATCH_FILES} files",
         ),
         (415, "not multipart, image/png or image/jpeg; or an image of another format"),
         (422, "no `file` part"),
-        (503, "the model cannot be loaded"),
+        (503, "the model cannot be loaded, or a setting is invalid (the reason is given)"),
     )
 }
 
@@ -170,10 +172,16 @@ async def _image_error(request: Request, exc: ImageError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=_error_status(exc))
 
 
+def _unavailable(exc: ModelError) -> str:
+    if isinstance(exc, SettingsError):
+        return f"the service is misconfigured: {exc}"
+    return f"the model is unavailable: {exc}"
+
+
 @app.exception_handler(ModelError)
 async def _model_error(request: Request, exc: ModelError) -> JSONResponse:
-    logger.error("model unavailable", extra={"error": str(exc)})
-    return JSONResponse({"detail": f"the model is unavailable: {exc}"}, status_code=503)
+    logger.error("service unavailable", extra={"error": str(exc)})
+    return JSONResponse({"detail": _unavailable(exc)}, status_code=503)
 
 
 async def _body(request: Request) -> bytes:
@@ -196,10 +204,16 @@ async def _files(request: Request) -> list[tuple[str | None, bytes]]:
     """The ``file`` parts of a multipart request, as (filename, bytes)."""
     await _body(request)
     try:
-        # Counted by us below (413 past 32); the 4 MiB body limit already bounds the work.
-        form = await request.form(max_files=1000, max_fields=1000)
+        form = await request.form(max_files=MAX_BATCH_FILES, max_fields=MAX_BATCH_FILES)
     except Exception as exc:
-        raise RequestError(400, f"the multipart body cannot be parsed: {exc}") from exc
+        reason = str(getattr(exc, "detail", None) or getattr(exc, "message", None) or exc)
+        if reason.startswith("Too many"):
+            raise RequestError(
+                413,
+                f"more than {MAX_BATCH_FILES} files or fields sent; at most {MAX_BATCH_FILES} "
+                "files are accepted per request",
+            ) from exc
+        raise RequestError(400, f"the multipart body cannot be parsed: {reason}") from exc
     parts = form.getlist("file")
     if not parts:
         raise RequestError(422, "the multipart body has no `file` part; send the image as `file`")
@@ -240,7 +254,8 @@ async def predict(request: Request) -> PredictionOut:
         raise _unsupported(media)
     classifier = service.classifier()
     start = time.perf_counter()
-    prediction = classifier.predict(data)
+    # CPU-bound: off the event loop, so /health answers while images decode (make serve).
+    prediction = await run_in_threadpool(classifier.predict, data)
     logger.info(
         "predicted",
         extra={
@@ -270,6 +285,32 @@ async def predict_batch(request: Request) -> BatchOut:
             413, f"{len(files)} files sent; at most {MAX_BATCH_FILES} are accepted per batch"
         )
     classifier = service.classifier()
+    _check_request_budget(classifier, [data for _, data in files])
+    return await run_in_threadpool(_classify_batch, classifier, files)
+
+
+def _check_request_budget(classifier: Classifier, images: list[bytes]) -> None:
+    """Refuse (413) a request whose images would decode to more pixels than the budget.
+
+    Read from the headers only (JPEGs counted at the scale they will be decoded at); an image
+    that cannot be opened costs nothing here and gets its own error below.
+    """
+    budget = service.settings().max_request_pixels
+    total = 0
+    for data in images:
+        try:
+            total += classifier.decode_cost(data)
+        except ImageError:
+            continue
+    if total > budget:
+        raise RequestError(
+            413,
+            f"the {len(images)} images would decode to {total / 1e6:.1f} MP in all; at most "
+            f"{budget / 1e6:g} MP per request is accepted (send fewer or smaller images)",
+        )
+
+
+def _classify_batch(classifier: Classifier, files: list[tuple[str | None, bytes]]) -> BatchOut:
     results = []
     for name, data in files:
         try:
@@ -310,4 +351,10 @@ def model() -> dict[str, Any]:
 
 asgi = StagePrefix(app)
 # Lifespan off: Mangum would run it per invocation; the model loads lazily at first use instead.
-handler = Mangum(asgi, lifespan="off")
+_mangum = Mangum(asgi, lifespan="off")
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entry point: request id and cold start in every log line, then Mangum."""
+    return dict(_mangum(event, context))

@@ -6,9 +6,13 @@ serving cannot drift from what the model was measured on.
 
 Preprocessing rules (the contract the README documents):
 
-* Formats: PNG and JPEG only; anything else is :class:`UnsupportedImage`.
+* Formats: PNG and JPEG only (``classifier.contract``); anything else is :class:`UnsupportedImage`.
 * Size: an image over ``max_pixels`` (25 MP by default) is refused from its header, before its
   pixels are decoded, so decompression bombs cost nothing.
+* Bounded cost: a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when it is
+  far larger than the model's input; any image is then box-reduced to about three times the input
+  size (centre square only) *before* colour conversion, EXIF rotation and compositing, which so
+  run on a small image. No full-size float or RGBA copies: the decoded image is the peak.
 * Orientation: the EXIF orientation tag is applied.
 * Colour: every mode becomes 8-bit RGB. Transparent pixels are composited onto **white** (the
   usual background of a cut-out object); 16-bit and 32-bit greyscale are scaled to 8 bits;
@@ -29,13 +33,29 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from classifier.contract import ACCEPTED_FORMATS
 
 IMAGE_SIZE = 32
 MAX_PIXELS = 25_000_000
-ACCEPTED_FORMATS = ("PNG", "JPEG")
 RESIZE_FILTER = Image.Resampling.BICUBIC
 BACKGROUND = (255, 255, 255)
+# Shrink cheaply (JPEG DCT scaling, box reduction) only down to this many times the model's
+# input, so the final bicubic filter still has the detail it antialiases from.
+REDUCING_GAP = 3
+WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+STRIP_ROWS = 256  # rows converted at a time from 16/32-bit greyscale: bounded temporary memory
+# EXIF orientation -> the transpose that shows the image upright (EXIF 2.3, tag 0x0112).
+ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageError(ValueError):
@@ -55,17 +75,25 @@ class ImageTooLarge(ImageError):
 
 
 class ModelError(RuntimeError):
-    """The model or its manifest cannot be used."""
+    """The model or its manifest cannot be used (the service answers 503)."""
 
 
 def open_image(
-    data: bytes, *, max_pixels: int = MAX_PIXELS, formats: Sequence[str] = ACCEPTED_FORMATS
+    data: bytes,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    formats: Sequence[str] = ACCEPTED_FORMATS,
+    size: int | None = None,
 ) -> Image.Image:
-    """Decode PNG or JPEG bytes, refusing oversized images before reading their pixels."""
+    """Open PNG or JPEG bytes from their header, refusing oversized images; nothing is decoded.
+
+    With ``size``, a JPEG much larger than ``size`` is set to decode at a reduced scale, and
+    ``img.size`` then says how many pixels decoding will cost (:func:`decode_cost`).
+    """
     if not data:
         raise UndecodableImage("the image is empty (0 bytes)")
     try:
-        # Image.open reads only the header; pixels are decoded by load() below.
+        # Image.open reads only the header; pixels are decoded by load() later.
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         raise UndecodableImage(
@@ -84,27 +112,47 @@ def open_image(
             f"image is {width}x{height} ({width * height / 1e6:.1f} MP); "
             f"at most {max_pixels / 1e6:g} MP is accepted"
         )
+    if size is not None and img.format in ("JPEG", "MPO"):
+        # The scale stays at or above the target on both sides (Pillow picks 1, 1/2, 1/4, 1/8).
+        img.draft(None, (size * REDUCING_GAP, size * REDUCING_GAP))
+    return img
+
+
+def decode_cost(data: bytes, *, size: int = IMAGE_SIZE, max_pixels: int = MAX_PIXELS) -> int:
+    """Pixels that decoding ``data`` will produce (from its header); refuses as open_image does."""
+    width, height = open_image(data, max_pixels=max_pixels, size=size).size
+    return width * height
+
+
+def _load(img: Image.Image) -> None:
     try:
         img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UndecodableImage(f"the {img.format} image is truncated or corrupt: {exc}") from exc
-    return img
+
+
+def _wide_grey_to_l(img: Image.Image) -> Image.Image:
+    """16/32-bit integer or float greyscale to 8-bit L, a strip of rows at a time."""
+    values = np.asarray(img)
+    out = np.empty(values.shape, np.uint8)
+    scale = 1.0 if img.mode == "F" else 257.0  # I;16 and I hold 0..65535 from 16-bit PNGs
+    for top in range(0, values.shape[0], STRIP_ROWS):
+        strip = values[top : top + STRIP_ROWS].astype(np.float32)
+        out[top : top + STRIP_ROWS] = np.clip(np.rint(strip / scale), 0, 255)
+    return Image.fromarray(out, "L")
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (
+        img.mode in ("P", "L", "RGB") and "transparency" in img.info
+    )
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB, compositing transparency onto white."""
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit PNGs open as I;16 or I (values 0..65535): scale to 0..255.
-        wide = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), "L")
-    elif img.mode == "F":
-        flat = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray(np.clip(np.rint(flat), 0, 255).astype(np.uint8), "L")
-    has_alpha = img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (
-        img.mode in ("P", "L", "RGB") and "transparency" in img.info
-    )
-    if has_alpha:
+    if img.mode in WIDE_GREY:
+        img = _wide_grey_to_l(img)
+    if _has_alpha(img):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
@@ -113,21 +161,50 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def fit_to_input(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
-    """Centre-crop to a square and resize to ``size`` x ``size`` with the bicubic filter."""
-    width, height = img.size
-    if (width, height) == (size, size):
-        return img
+def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
-    return img.resize((size, size), RESIZE_FILTER, box=(left, top, left + side, top + side))
+    return left, top, left + side, top + side
+
+
+def fit_to_input(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
+    """Centre-crop to a square and resize to ``size`` x ``size`` with the bicubic filter."""
+    if img.size == (size, size):
+        return img
+    return img.resize((size, size), RESIZE_FILTER, box=centre_square(*img.size))
+
+
+def reduce_to_input(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
+    """Decode an opened image into the model's ``size`` x ``size`` RGB, at bounded cost.
+
+    The centre square is converted to RGB and box-reduced a strip of rows at a time (strips
+    aligned to the reduction factor, so the result equals reducing it whole): the decoded image
+    is the only full-size allocation, whatever its mode.
+    """
+    _load(img)
+    orientation = img.getexif().get(0x0112)  # PNG may keep its eXIf chunk after the pixels
+    left, top, right, bottom = centre_square(*img.size)
+    side = right - left
+    factor = max(1, side // (size * REDUCING_GAP))
+    rows = max(1, STRIP_ROWS // factor) * factor
+    if factor == 1 and img.size == (side, side):
+        square = to_rgb(img)
+    else:
+        reduced = -(-side // factor)
+        square = Image.new("RGB", (reduced, reduced))
+        for y in range(top, bottom, rows):
+            strip = to_rgb(img.crop((left, y, right, min(y + rows, bottom))))
+            square.paste(strip.reduce(factor) if factor > 1 else strip, (0, (y - top) // factor))
+    if orientation in ORIENTATION:
+        square = square.transpose(ORIENTATION[orientation])
+    return fit_to_input(square, size)
 
 
 def image_to_array(
     data: bytes, *, size: int = IMAGE_SIZE, max_pixels: int = MAX_PIXELS
 ) -> np.ndarray:
     """Decode image bytes into the model's pixels: uint8 RGB of shape (size, size, 3)."""
-    img = fit_to_input(to_rgb(open_image(data, max_pixels=max_pixels)), size)
+    img = reduce_to_input(open_image(data, max_pixels=max_pixels, size=size), size)
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -285,6 +362,10 @@ class Classifier:
             probabilities={n: round(float(p), 6) for n, p in zip(self.class_names, row)},
             model_version=self.model_version,
         )
+
+    def decode_cost(self, data: bytes) -> int:
+        """Pixels that decoding ``data`` for this model will produce (from the header)."""
+        return decode_cost(data, size=self.image_size, max_pixels=self.max_pixels)
 
     def to_array(self, data: bytes) -> np.ndarray:
         return image_to_array(data, size=self.image_size, max_pixels=self.max_pixels)

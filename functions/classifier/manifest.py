@@ -12,7 +12,18 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from classifier.core import ModelError, sha256_hex
 
@@ -20,6 +31,58 @@ FORMAT = "cifar10-serverless.manifest/v1"
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.tflite"
 LATEST = "latest"
+
+Name = Annotated[StrictStr, Field(min_length=1)]
+Positive = Annotated[StrictInt, Field(gt=0)]
+
+
+class _Quantization(BaseModel):
+    scale: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+    zero_point: StrictInt
+
+
+class _Input(BaseModel):
+    shape: tuple[Positive, Positive, Positive]
+    dtype: StrictStr | None = None
+    quantization: _Quantization | None = None
+
+
+class _Inference(BaseModel):
+    flip_average: StrictBool = False
+
+
+class _File(BaseModel):
+    sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
+    bytes: Annotated[StrictInt, Field(ge=0)]
+
+
+class _Schema(BaseModel):
+    """What serving relies on; other fields (recipe, metrics, ...) are kept but not checked."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: StrictStr
+    model_version: Name
+    model_path: Name
+    class_names: Annotated[list[Name], Field(min_length=1)]
+    input: _Input
+    inference: _Inference = _Inference()
+    files: dict[str, _File]
+
+    @model_validator(mode="after")
+    def _model_file_is_listed(self) -> _Schema:
+        name = posixpath.basename(self.model_path)
+        if name not in self.files:
+            raise ValueError(f"model_path {self.model_path!r}: {name!r} is not among files")
+        return self
+
+
+def _describe(exc: ValidationError) -> str:
+    """Pydantic's errors as one line that names each field."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}"
+        for error in exc.errors()[:5]
+    )
 
 
 @dataclass(frozen=True)
@@ -32,35 +95,34 @@ class Manifest:
     model_bytes: int
     raw: dict[str, Any] = field(repr=False, compare=False)
     flip_average: bool = False  # average each image's probabilities with its mirror image's
+    input_quantization: tuple[float, int] | None = None  # (scale, zero point) as recorded
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
-        """Check a parsed manifest and keep what serving needs; errors name the field."""
+        """Validate a parsed manifest against its schema; errors name the field."""
         if not isinstance(data, dict):
             raise ModelError("the manifest is not a JSON object")
         if data.get("format") != FORMAT:
             raise ModelError(f"manifest format is {data.get('format')!r}; expected {FORMAT!r}")
         try:
-            model_path = str(data["model_path"])
-            files = data["files"]
-            name = posixpath.basename(model_path)
-            entry = files[name]
-            shape = tuple(int(v) for v in data["input"]["shape"])
-            manifest = cls(
-                model_version=str(data["model_version"]),
-                model_path=model_path,
-                class_names=tuple(str(c) for c in data["class_names"]),
-                input_shape=(shape[0], shape[1], shape[2]),
-                model_sha256=str(entry["sha256"]),
-                model_bytes=int(entry["bytes"]),
-                raw=data,
-                flip_average=bool(data.get("inference", {}).get("flip_average", False)),
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ModelError(f"the manifest lacks or mangles a required field: {exc!r}") from exc
-        if len(shape) != 3 or not manifest.class_names:
-            raise ModelError(f"the manifest's input shape {shape} or class names are invalid")
-        return manifest
+            checked = _Schema.model_validate(data)
+        except ValidationError as exc:
+            raise ModelError(f"the manifest is invalid: {_describe(exc)}") from exc
+        entry = checked.files[posixpath.basename(checked.model_path)]
+        quantization = checked.input.quantization
+        return cls(
+            model_version=checked.model_version,
+            model_path=checked.model_path,
+            class_names=tuple(checked.class_names),
+            input_shape=checked.input.shape,
+            model_sha256=entry.sha256,
+            model_bytes=entry.bytes,
+            raw=data,
+            flip_average=checked.inference.flip_average,
+            input_quantization=(
+                (quantization.scale, quantization.zero_point) if quantization else None
+            ),
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:

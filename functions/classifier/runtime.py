@@ -68,14 +68,12 @@ def load_classifier(
             f"the model's input shape {classifier.input_shape} differs from the manifest's "
             f"{manifest.input_shape}"
         )
-    recorded = manifest.raw.get("input", {}).get("quantization")
+    recorded = manifest.input_quantization
     actual = classifier.input_quantization
-    if recorded and (
-        abs(float(recorded["scale"]) - actual.scale) > 1e-9
-        or int(recorded["zero_point"]) != actual.zero_point
-    ):
+    if recorded and (abs(recorded[0] - actual.scale) > 1e-9 or recorded[1] != actual.zero_point):
         raise ModelError(
             f"the model's input quantisation (scale {actual.scale}, zero point "
-            f"{actual.zero_point}) differs from the manifest's {recorded}"
+            f"{actual.zero_point}) differs from the manifest's (scale {recorded[0]}, zero point "
+            f"{recorded[1]})"
         )
     return classifier

@@ -1,6 +1,8 @@
-"""Settings read from the environment, in this one place.
+"""Settings read from the environment, in this one place, checked when read.
 
 The infrastructure (infra/) imports these names to set the very same variables on the Lambdas.
+A value that cannot be used raises :class:`SettingsError`, which the API answers with 503 and
+the reason (never 500), and the drop folder retries (then parks in the dead-letter queue).
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from classifier.core import MAX_PIXELS
+from classifier import contract
+from classifier.core import MAX_PIXELS, ModelError
 
 MODEL_URI = "MODEL_URI"  # s3://bucket/models/latest/manifest.json, or a local path
 UPLOADS_PREFIX = "UPLOADS_PREFIX"  # where the S3 classifier expects images
 RESULTS_PREFIX = "RESULTS_PREFIX"  # where it writes results (and which it never reads)
 MAX_BODY_BYTES = "MAX_BODY_BYTES"  # largest accepted request body / image object
 MAX_IMAGE_PIXELS = "MAX_IMAGE_PIXELS"  # largest accepted image, in pixels
+MAX_REQUEST_PIXELS = "MAX_REQUEST_PIXELS"  # most pixels one request may make us decode
 TFLITE_NUM_THREADS = "TFLITE_NUM_THREADS"  # interpreter threads (unset: runtime default)
 TFLITE_RUNTIME = "TFLITE_RUNTIME"  # "tflite-runtime" or "ai-edge-litert" (unset: first installed)
 METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -24,30 +28,66 @@ SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 
 REPO_MODEL = Path(__file__).resolve().parents[2] / "models" / "latest" / "manifest.json"
 DEFAULT_BODY_BYTES = 4 * 1024 * 1024  # API Gateway/Lambda allow 6 MB, base64 makes 4 MiB of it
-DEFAULT_NAMESPACE = "Cifar10Classifier"
+# Two images at the per-image limit: the costliest such pair (16-bit RGBA PNGs) decodes in about
+# 1 s on our 2-core machine (`make bench-worst`), inside the 2 s a request may take.
+DEFAULT_REQUEST_PIXELS = 2 * MAX_PIXELS
+DEFAULT_NAMESPACE = contract.METRICS_NAMESPACE
 MAX_BATCH_FILES = 32
+
+
+class SettingsError(ModelError):
+    """An environment variable holds a value the service cannot use."""
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"setting {name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"setting {name}={value} is below its minimum, {minimum}")
+    return value
+
+
+def _prefix(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default)
+    if not value.endswith("/") or value.startswith("/"):
+        raise SettingsError(f"setting {name}={value!r} must be a key prefix like {default!r}")
+    return value
 
 
 @dataclass(frozen=True)
 class Settings:
     model_uri: str
-    uploads_prefix: str = "uploads/"
-    results_prefix: str = "results/"
+    uploads_prefix: str = contract.UPLOADS_PREFIX
+    results_prefix: str = contract.RESULTS_PREFIX
     max_body_bytes: int = DEFAULT_BODY_BYTES
     max_image_pixels: int = MAX_PIXELS
+    max_request_pixels: int = DEFAULT_REQUEST_PIXELS
     num_threads: int | None = None
     runtime: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings, or :class:`SettingsError` naming the variable that cannot be used."""
         env = os.environ if env is None else env
-        threads = env.get(TFLITE_NUM_THREADS)
-        return cls(
+        threads = _integer(env, TFLITE_NUM_THREADS, 0)
+        settings = cls(
             model_uri=env.get(MODEL_URI) or str(REPO_MODEL),
-            uploads_prefix=env.get(UPLOADS_PREFIX, "uploads/"),
-            results_prefix=env.get(RESULTS_PREFIX, "results/"),
-            max_body_bytes=int(env.get(MAX_BODY_BYTES, DEFAULT_BODY_BYTES)),
-            max_image_pixels=int(env.get(MAX_IMAGE_PIXELS, MAX_PIXELS)),
-            num_threads=int(threads) if threads else None,
+            uploads_prefix=_prefix(env, UPLOADS_PREFIX, contract.UPLOADS_PREFIX),
+            results_prefix=_prefix(env, RESULTS_PREFIX, contract.RESULTS_PREFIX),
+            max_body_bytes=_integer(env, MAX_BODY_BYTES, DEFAULT_BODY_BYTES),
+            max_image_pixels=_integer(env, MAX_IMAGE_PIXELS, MAX_PIXELS),
+            max_request_pixels=_integer(env, MAX_REQUEST_PIXELS, DEFAULT_REQUEST_PIXELS),
+            num_threads=threads or None,
             runtime=env.get(TFLITE_RUNTIME) or None,
         )
+        if settings.uploads_prefix.startswith(settings.results_prefix):
+            raise SettingsError(
+                f"{UPLOADS_PREFIX}={settings.uploads_prefix!r} lies inside "
+                f"{RESULTS_PREFIX}={settings.results_prefix!r}: results would be classified"
+            )
+        return settings

@@ -1,12 +1,20 @@
-"""The S3-upload classifier: PNGs dropped under ``uploads/`` get a JSON result under ``results/``.
+"""The S3-upload classifier: images dropped under ``uploads/`` get a JSON result under ``results/``.
 
-One handler takes the three shapes S3 can deliver: S3 event notifications, SQS messages whose
-bodies are S3 event notifications (the deployed wiring, with partial batch responses so only
-failed messages return to the queue), and EventBridge "Object Created" events.
+One handler takes the three shapes S3 can deliver, parsed with Powertools' event classes: S3
+event notifications, SQS messages whose bodies are S3 event notifications (the deployed wiring,
+with partial batch responses so only failed messages return to the queue), and EventBridge
+"Object Created" events.
 
-An object that is not a usable image gets a result with an ``error`` field: retrying would not
-change it. A read or write failure, or a model that will not load, raises, so the message is
-retried and finally parked in the dead-letter queue; nothing is dropped silently.
+Every object gets an answer. The notification does not filter on the name (see
+``classifier.contract``): the content decides. An object that is not a usable PNG or JPEG gets a
+result with an ``error`` field, since retrying would not change it. A read or write failure, or a
+model that will not load, raises, so the message is retried and finally parked in the
+dead-letter queue; nothing is dropped silently.
+
+No stale results: a result records the S3 ``sequencer`` of the upload it describes, and is
+written only if no result of a later upload of that key is there (S3 conditional writes close
+the race between two writers). A standard queue delivers out of order and more than once; the
+result always describes the newest version of its object.
 """
 
 from __future__ import annotations
@@ -25,18 +33,30 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes.s3_event import (
+    S3EventBridgeNotificationEvent,
+)
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import ClientError
 
-from classifier import service
+from classifier import contract, service
 from classifier.core import ImageError, ImageTooLarge
-from classifier.settings import DEFAULT_NAMESPACE
 
-logger = Logger(service="cifar10-uploads")
-metrics = Metrics(namespace=DEFAULT_NAMESPACE, service="cifar10-uploads")
+logger = Logger(service=contract.UPLOADS_SERVICE)
+metrics = Metrics(namespace=contract.METRICS_NAMESPACE, service=contract.UPLOADS_SERVICE)
+
+SEQUENCER_METADATA = "sequencer"  # x-amz-meta-sequencer on each result object
+CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
+WRITE_ATTEMPTS = 5
 
 
 class UnknownEvent(ValueError):
     """The event is none of the shapes this handler accepts."""
+
+
+class ResultConflict(RuntimeError):
+    """The result kept changing under us; the message is retried."""
 
 
 @dataclass(frozen=True)
@@ -46,40 +66,51 @@ class S3Object:
     version_id: str | None = None
     etag: str | None = None
     size: int | None = None
+    sequencer: str | None = None  # orders the events of one key; None: write unconditionally
 
 
 def objects_in_notification(notification: dict[str, Any]) -> list[S3Object]:
-    """The objects of an S3 event notification (keys arrive URL-encoded: decode each)."""
+    """The created objects of an S3 event notification (keys arrive URL-encoded: decoded here)."""
     if notification.get("Event") == "s3:TestEvent":
         return []  # sent once when the notification is configured; nothing to classify
     found = []
-    for record in notification.get("Records", []):
-        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+    for record in S3Event(notification).records:
+        if not record.event_name.startswith("ObjectCreated"):
             continue
-        s3 = record["s3"]
-        obj = s3["object"]
+        obj = record.s3.get_object
         found.append(
             S3Object(
-                bucket=s3["bucket"]["name"],
-                key=unquote_plus(obj["key"]),
-                version_id=obj.get("versionId"),
-                etag=obj.get("eTag"),
+                bucket=record.s3.bucket.name,
+                key=unquote_plus(obj.key),
+                version_id=obj.version_id,
+                etag=obj.etag or None,
                 size=obj.get("size"),
+                sequencer=obj.get("sequencer"),
             )
         )
     return found
 
 
 def object_in_eventbridge(event: dict[str, Any]) -> S3Object:
-    detail = event["detail"]
-    obj = detail["object"]
+    detail = S3EventBridgeNotificationEvent(event).detail
+    obj = detail.object
     return S3Object(
-        bucket=detail["bucket"]["name"],
-        key=unquote_plus(obj["key"]),
+        bucket=detail.bucket.name,
+        key=obj.key,  # Powertools decodes it
         version_id=obj.get("version-id"),
-        etag=obj.get("etag"),
-        size=obj.get("size"),
+        etag=obj.etag or None,
+        size=obj.size,
+        sequencer=obj.get("sequencer"),
     )
+
+
+def later(sequencer: str, than: str) -> bool:
+    """Whether S3 sequencer ``sequencer`` comes after ``than`` (same key only).
+
+    AWS: pad the shorter hexadecimal string with zeros on the right, then compare them as strings.
+    """
+    width = max(len(sequencer), len(than))
+    return sequencer.upper().ljust(width, "0") > than.upper().ljust(width, "0")
 
 
 def result_key(key: str, uploads_prefix: str, results_prefix: str) -> str:
@@ -105,6 +136,7 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
         "key": obj.key,
         "version_id": obj.version_id or response.get("VersionId"),
         "etag": (obj.etag or response.get("ETag", "")).strip('"') or None,
+        "sequencer": obj.sequencer,
         "classified_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }
     size = int(response.get("ContentLength") or 0)
@@ -119,13 +151,19 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
         result.update(classifier.predict(data).as_dict())
     except ImageError as exc:
         result["error"] = str(exc)
-        metrics.add_metric(name="ImagesRejected", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=contract.METRIC_REJECTED, unit=MetricUnit.Count, value=1)
         logger.warning("not classified", extra={"key": obj.key, "error": str(exc)})
     else:
         latency = (time.perf_counter() - start) * 1000
-        metrics.add_metric(name="ImagesClassified", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="ClassifyLatency", unit=MetricUnit.Milliseconds, value=latency)
-        metrics.add_metric(name=f"Category_{result['category']}", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=contract.METRIC_CLASSIFIED, unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name=contract.METRIC_LATENCY, unit=MetricUnit.Milliseconds, value=latency
+        )
+        metrics.add_metric(
+            name=f"{contract.METRIC_CATEGORY_PREFIX}{result['category']}",
+            unit=MetricUnit.Count,
+            value=1,
+        )
         logger.info(
             "classified",
             extra={
@@ -136,14 +174,52 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
             },
         )
     out_key = result_key(obj.key, config.uploads_prefix, config.results_prefix)
-    s3.put_object(
-        Bucket=obj.bucket,
-        Key=out_key,
-        Body=json.dumps(result, indent=2).encode(),
-        ContentType="application/json",
-    )
     result["result_key"] = out_key
+    if not write_result(s3, obj.bucket, out_key, result, obj.sequencer):
+        result["superseded"] = True
+        metrics.add_metric(name=contract.METRIC_SUPERSEDED, unit=MetricUnit.Count, value=1)
+        logger.info("not written: a later upload's result is there", extra={"key": obj.key})
     return result
+
+
+def _conflict(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return str(error.get("Code")) in CONFLICTS or status in ("409", "412")
+
+
+def write_result(
+    s3: Any, bucket: str, key: str, result: dict[str, Any], sequencer: str | None
+) -> bool:
+    """Write ``result`` unless a result of a later upload (by sequencer) is already there.
+
+    Returns whether it was written. Create-if-absent, else replace-if-unchanged (S3 conditional
+    writes), so two writers of one key cannot interleave a stale result after a fresh one.
+    """
+    body = {"Body": json.dumps(result, indent=2).encode(), "ContentType": "application/json"}
+    if sequencer is None:
+        s3.put_object(Bucket=bucket, Key=key, **body)
+        return True
+    condition: dict[str, str] = {"IfNoneMatch": "*"}
+    for _ in range(WRITE_ATTEMPTS):
+        try:
+            s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Metadata={SEQUENCER_METADATA: sequencer},
+                **condition,
+                **body,
+            )
+            return True
+        except ClientError as exc:
+            if not _conflict(exc):
+                raise
+        head = s3.head_object(Bucket=bucket, Key=key)
+        existing = head.get("Metadata", {}).get(SEQUENCER_METADATA)
+        if existing and not later(sequencer, existing):
+            return False  # the same upload (a duplicate delivery) or a later one wrote it
+        condition = {"IfMatch": head["ETag"]}
+    raise ResultConflict(f"the result {key} kept changing during {WRITE_ATTEMPTS} attempts")
 
 
 def _sqs_record(record: SQSRecord) -> list[dict[str, Any] | None]:

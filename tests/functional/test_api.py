@@ -139,7 +139,14 @@ def test_batch_of_more_than_32_files_is_413(client: TestClient) -> None:
     files = [("file", (f"{i}.png", CAT, "image/png")) for i in range(40)]
     response = client.post("/predict/batch", files=files)
     assert response.status_code == 413
-    assert "40 files sent; at most 32" in response.json()["detail"]
+    assert "more than 32 files or fields sent; at most 32" in response.json()["detail"]
+
+
+def test_more_than_1000_multipart_parts_is_413_not_400(client: TestClient) -> None:
+    files = [("file", (f"{i}.png", b"x", "image/png")) for i in range(1001)]
+    response = client.post("/predict/batch", files=files)
+    assert response.status_code == 413
+    assert "at most 32" in response.json()["detail"]
 
 
 def test_jpeg_raw_body_is_accepted(client: TestClient) -> None:

@@ -1,0 +1,39 @@
+"""The contract between the functions and the infrastructure that deploys them.
+
+Prefixes, accepted image types, service and metric names live here, in one module that both
+``functions/`` and ``infra/`` import, so the wiring cannot drift from the code (as the drop
+folder's old ``.png``-only notification filter once did). Nothing here imports anything.
+"""
+
+from __future__ import annotations
+
+# Where the drop folder takes images and writes results (the results prefix is never read).
+UPLOADS_PREFIX = "uploads/"
+RESULTS_PREFIX = "results/"
+
+# Image formats the decoder accepts (Pillow's names), with their media types and the file
+# extensions people give them. The S3 notification does not filter on these: S3 matches suffixes
+# literally and case-sensitively, so `IMG_0042.JPG` or a file with no extension would never
+# arrive. The handler reads the content instead and answers every object (see README).
+IMAGE_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "PNG": ("image/png", (".png",)),
+    "JPEG": ("image/jpeg", (".jpg", ".jpeg", ".jpe", ".jfif")),
+}
+ACCEPTED_FORMATS = tuple(IMAGE_FORMATS)
+MEDIA_TYPES = tuple(media for media, _ in IMAGE_FORMATS.values())
+
+# The S3 notification that feeds the drop folder's queue: the uploads prefix, no suffix.
+UPLOADS_NOTIFICATION_FILTER = {"prefix": UPLOADS_PREFIX}
+
+# Powertools service names (log field `service`, metric dimension `service`).
+API_SERVICE = "cifar10-api"
+UPLOADS_SERVICE = "cifar10-uploads"
+
+# CloudWatch metrics (namespace and names), emitted by the functions, graphed and alarmed on by
+# the infrastructure.
+METRICS_NAMESPACE = "Cifar10Classifier"
+METRIC_CLASSIFIED = "ImagesClassified"
+METRIC_REJECTED = "ImagesRejected"  # not an image the model accepts: an error result is written
+METRIC_SUPERSEDED = "ResultsSuperseded"  # a newer version's result was already there: not written
+METRIC_LATENCY = "ClassifyLatency"
+METRIC_CATEGORY_PREFIX = "Category_"
