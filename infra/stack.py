@@ -9,15 +9,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from aws_cdk import (
-    Acknowledgment,
-    CfnOutput,
-    DefaultStackSynthesizer,
-    Duration,
-    Stack,
-    Token,
-    Validations,
-)
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -27,6 +19,7 @@ from infra.components.inference_api import InferenceApi
 from infra.components.model_store import ModelStore
 from infra.components.monitoring import Monitoring
 from infra.components.upload_classifier import UploadClassifier
+from infra.nag import acknowledge_nag_findings
 
 
 @dataclass(frozen=True)
@@ -38,9 +31,13 @@ class Config:
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
     api_memory_mb: int = 1024  # see README "Sizing": CPU share, not RAM, is what counts
     api_timeout_s: int = 10
+    # Concurrency kept for the API alone, so a burst of uploads cannot throttle it (None: share
+    # the account's pool; an account's unreserved pool must stay >= 100, see README).
+    api_reserved_concurrency: int | None = 10
     uploads_memory_mb: int = 1024
     uploads_timeout_s: int = 60
     uploads_batch_size: int = 10
+    uploads_max_concurrency: int = 5  # concurrent drop-folder functions (SQS: 2 to 1000)
     max_receive_count: int = 3  # deliveries before a message goes to the dead-letter queue
     results_days: int = 90  # results and old object versions expire after this
     log_retention_days: int = 30
@@ -59,7 +56,7 @@ class Config:
             if isinstance(raw, str) and f.type not in ("str | None", "str"):
                 raw = (
                     json.loads(raw)
-                    if raw[:1] in "[{" or raw in ("true", "false") or raw.isdigit()
+                    if raw[:1] in "[{" or raw in ("true", "false", "null") or raw.isdigit()
                     else raw
                 )
             values[f.name] = raw
@@ -67,6 +64,16 @@ class Config:
         if config.runtime not in TARGETS:
             raise ValueError(
                 f"context runtime={config.runtime!r}; expected one of {sorted(TARGETS)}"
+            )
+        if not 2 <= config.uploads_max_concurrency <= 1000:
+            raise ValueError(
+                f"context uploadsMaxConcurrency={config.uploads_max_concurrency}; SQS event "
+                "sources take 2 to 1000"
+            )
+        if config.api_reserved_concurrency is not None and config.api_reserved_concurrency < 1:
+            raise ValueError(
+                f"context apiReservedConcurrency={config.api_reserved_concurrency}; use at least "
+                "1, or null to share the account's pool (0 would stop the API)"
             )
         return config
 
@@ -100,6 +107,7 @@ class ClassifierStack(Stack):
             model_uri=self.models.manifest_uri,
             memory_mb=config.api_memory_mb,
             timeout_s=config.api_timeout_s,
+            reserved_concurrency=config.api_reserved_concurrency,
             rate_limit=config.api_rate_limit,
             burst_limit=config.api_burst_limit,
             cors_origins=config.cors_origins,
@@ -115,6 +123,7 @@ class ClassifierStack(Stack):
             memory_mb=config.uploads_memory_mb,
             timeout_s=config.uploads_timeout_s,
             batch_size=config.uploads_batch_size,
+            max_concurrency=config.uploads_max_concurrency,
             max_receive_count=config.max_receive_count,
             results_days=config.results_days,
             log_retention=retention,
@@ -145,7 +154,7 @@ class ClassifierStack(Stack):
             self,
             "UploadsBucket",
             value=self.uploads.bucket.bucket_name,
-            description="put PNGs under uploads/, read results/",
+            description="put images under uploads/, read results/<name>.json",
         )
         CfnOutput(
             self,
@@ -159,102 +168,7 @@ class ClassifierStack(Stack):
             value=self.models.manifest_uri,
             description="the manifest both functions load",
         )
-        self._suppress_nag_findings(tracing=config.tracing)
-
-    def _assets_bucket_arn(self) -> str:
-        """The CDK assets bucket's ARN as cdk-nag prints it (concrete parts when known)."""
-        qualifier = (
-            self.node.try_get_context("@aws-cdk/core:bootstrapQualifier")
-            or DefaultStackSynthesizer.DEFAULT_QUALIFIER
-        )
-        partition = _literal(self.partition, "Partition")
-        account, region = _literal(self.account, "AccountId"), _literal(self.region, "Region")
-        return f"arn:{partition}:s3:::cdk-{qualifier}-assets-{account}-{region}"
-
-    def _suppress_nag_findings(self, *, tracing: bool) -> None:
-        """cdk-nag AwsSolutions findings we accept, each with its reason."""
-        accept = [
-            (
-                self.access_logs,
-                "AwsSolutions-S1",
-                "This is the access-log bucket itself; logging it to itself would loop.",
-            ),
-            (
-                self.uploads.dead_letters,
-                "AwsSolutions-SQS3",
-                "This queue is the dead-letter queue.",
-            ),
-            (
-                self,
-                "AwsSolutions-L1",
-                "python3.11 is pinned on purpose: tflite-runtime has no wheels for newer Pythons "
-                "(context runtime=python3.13-arm64 switches to ai-edge-litert). CDK's "
-                "custom-resource handlers choose their own runtimes.",
-            ),
-            (
-                self,
-                "AwsSolutions-APIG4",
-                "A public classifier API, throttled at the stage; put a JWT or IAM authorizer in "
-                "front when the API must not be public.",
-            ),
-            (
-                self,
-                "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
-                "service-role/AWSLambdaBasicExecutionRole]",
-                "AWSLambdaBasicExecutionRole only lets a function write its own logs; CDK gives it "
-                "to Lambda functions and to its custom-resource handlers.",
-            ),
-        ]
-        prefixes = [
-            (self.models.bucket, "models/*", "the model objects, read-only"),
-            (self.uploads.bucket, "uploads/*", "the uploaded images, read-only"),
-            (self.uploads.bucket, "results/*", "the results, write-only"),
-        ]
-        for bucket, prefix, what in prefixes:
-            logical_id = self.get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
-            accept.append(
-                (
-                    self,
-                    f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}]",
-                    f"Scoped to one prefix, {prefix}: {what}.",
-                )
-            )
-        models_id = self.get_logical_id(self.models.bucket.node.default_child)  # type: ignore[arg-type]
-        deployment_findings = [
-            "Action::s3:Abort*",
-            "Action::s3:DeleteObject*",
-            "Action::s3:GetBucket*",
-            "Action::s3:GetObject*",
-            "Action::s3:List*",
-            f"Resource::<{models_id}.Arn>/*",
-            f"Resource::{self._assets_bucket_arn()}/*",
-        ]
-        for finding in deployment_findings:
-            accept.append(
-                (
-                    self,
-                    f"AwsSolutions::AwsSolutions-IAM5[{finding}]",
-                    "CDK's BucketDeployment handler, which copies the repository's published "
-                    "model from the CDK assets bucket into models/ at deploy time, gets these "
-                    "grants from CDK.",
-                )
-            )
-        if tracing:
-            accept.append(
-                (
-                    self,
-                    "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-                    "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level "
-                    "permissions: AWS documents Resource * for them (only when tracing is on).",
-                )
-            )
-        for scope, rule, reason in accept:
-            Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
-
-
-def _literal(value: str, name: str) -> str:
-    """How cdk-nag prints ``value`` in a finding: itself, or <AWS::Name> while it is a token."""
-    return f"<AWS::{name}>" if Token.is_unresolved(value) else value
+        acknowledge_nag_findings(self, tracing=config.tracing)
 
 
 RETENTION = {

@@ -1,18 +1,38 @@
-"""Publish a run folder: ``models/<version>/`` first, ``models/latest/manifest.json`` last.
+"""Publish a run: verified, ``models/<version>/`` first, ``models/latest/manifest.json`` last.
 
-The destination is ``s3://bucket/prefix`` or a local folder; both get the same layout. Writing
-the latest pointer last means a reader following it never finds a manifest whose model is missing.
+    python -m training.publish runs/<run> s3://bucket[/prefix] | ./folder
+
+The destination is ``s3://bucket/prefix`` or a local folder; both get the same layout. This is the
+one writer of ``latest`` (a deploy never moves it). Before ``latest`` moves:
+
+1. the run's model is loaded by the serving code in a TensorFlow-free process and must answer
+   (``training.verify``): schema, size, sha256, quantisation, a first prediction;
+2. the copy just written to ``models/<version>/`` is read back and must match its manifest.
+
+Writing the latest pointer last means a reader following it never finds a manifest whose model is
+missing or different.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 from classifier import manifest as mf
+from classifier.core import ModelError
 
+ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = (mf.MODEL_NAME, mf.MANIFEST_NAME, "metrics.json")
 CONTENT_TYPES = {".json": "application/json", ".png": "image/png"}
+
+
+class PublishError(RuntimeError):
+    """The run cannot be published; ``latest`` was not moved."""
 
 
 def published_files(run_dir: Path) -> list[Path]:
@@ -24,31 +44,91 @@ def published_files(run_dir: Path) -> list[Path]:
     return files
 
 
-def publish(run_dir: Path, destination: str) -> list[str]:
-    """Copy a run to ``destination``; returns the keys or paths written, in order."""
+def verify_in_serving_process(manifest_path: Path) -> dict[str, Any]:
+    """Run ``python -m training.verify`` in a fresh process; PublishError with its reason."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "training.verify", str(manifest_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
+        raise PublishError(f"{manifest_path.parent} does not load as served: {reason}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+class _Destination:
+    """An S3 prefix or a local folder, written and read back by key."""
+
+    def __init__(self, destination: str) -> None:
+        self.s3: Any = None
+        if destination.startswith("s3://"):
+            import boto3
+
+            self.bucket, _, prefix = destination[len("s3://") :].partition("/")
+            self.prefix = prefix.strip("/")
+            self.s3 = boto3.client("s3")
+        else:
+            self.root = Path(destination)
+
+    def where(self, key: str) -> str:
+        if self.s3 is None:
+            return str(self.root / key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def write(self, key: str, body: bytes) -> str:
+        where = self.where(key)
+        if self.s3 is None:
+            Path(where).parent.mkdir(parents=True, exist_ok=True)
+            Path(where).write_bytes(body)
+        else:
+            content_type = CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream")
+            self.s3.put_object(Bucket=self.bucket, Key=where, Body=body, ContentType=content_type)
+        return where
+
+    def read(self, key: str) -> bytes:
+        where = self.where(key)
+        if self.s3 is None:
+            return Path(where).read_bytes()
+        return bytes(self.s3.get_object(Bucket=self.bucket, Key=where)["Body"].read())
+
+
+def publish(run_dir: Path, destination: str, *, verify: bool = True) -> list[str]:
+    """Copy a verified run to ``destination``; returns the keys or paths written, in order."""
+    files = published_files(run_dir)
     manifest = json.loads((run_dir / mf.MANIFEST_NAME).read_text())
     version = manifest["model_version"]
+    if verify:
+        verify_in_serving_process(run_dir / mf.MANIFEST_NAME)
+    target = _Destination(destination)
+    written = [target.write(f"models/{version}/{p.name}", p.read_bytes()) for p in files]
+    # Read back what readers of latest will get, and check it before latest moves.
+    try:
+        uploaded = mf.Manifest.from_bytes(target.read(f"models/{version}/{mf.MANIFEST_NAME}"))
+        uploaded.verify(target.read(f"models/{version}/{Path(uploaded.model_path).name}"))
+    except ModelError as exc:
+        raise PublishError(f"the copy at {destination} is not the run's model: {exc}") from exc
     latest = json.dumps(mf.latest_manifest(manifest), indent=2).encode() + b"\n"
-    items = [(f"models/{version}/{p.name}", p.read_bytes()) for p in published_files(run_dir)]
-    items.append((f"models/{mf.LATEST}/{mf.MANIFEST_NAME}", latest))  # last, always
-    if destination.startswith("s3://"):
-        import boto3
-
-        bucket, _, prefix = destination[len("s3://") :].partition("/")
-        prefix = prefix.strip("/")
-        s3 = boto3.client("s3")
-        keys = []
-        for key, body in items:
-            full = f"{prefix}/{key}" if prefix else key
-            content_type = CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream")
-            s3.put_object(Bucket=bucket, Key=full, Body=body, ContentType=content_type)
-            keys.append(full)
-        return keys
-    root = Path(destination)
-    written = []
-    for key, body in items:
-        path = root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(body)
-        written.append(str(path))
+    written.append(target.write(f"models/{mf.LATEST}/{mf.MANIFEST_NAME}", latest))  # last
     return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.publish", description=__doc__)
+    parser.add_argument("run_dir", type=Path, help="a run folder (model.tflite, manifest.json)")
+    parser.add_argument("destination", help="s3://bucket[/prefix] or a local folder")
+    args = parser.parse_args(argv)
+    try:
+        keys = publish(args.run_dir, args.destination)
+    except (PublishError, FileNotFoundError) as exc:
+        print(f"error: {exc}; models/latest was not moved", file=sys.stderr)
+        return 1
+    print(f"published {len(keys)} files to {args.destination}; latest is {keys[-1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

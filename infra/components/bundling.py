@@ -192,6 +192,7 @@ def serving_function(
     environment: dict[str, str],
     log_retention: logs.RetentionDays,
     tracing: bool,
+    reserved_concurrency: int | None = None,
 ) -> tuple[lambda_.Function, logs.LogGroup]:
     """A Lambda running ``handler`` from the bundled serving code, with its own log group."""
     log_group = logs.LogGroup(scope, f"{id_}Logs", retention=log_retention)
@@ -212,5 +213,6 @@ def serving_function(
         },
         log_group=log_group,
         tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
+        reserved_concurrent_executions=reserved_concurrency,
     )
     return function, log_group

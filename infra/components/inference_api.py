@@ -7,6 +7,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_logs as logs
+from classifier import contract
 from classifier import settings as env
 from constructs import Construct
 
@@ -50,6 +51,7 @@ class InferenceApi(Construct):
         model_uri: str,
         memory_mb: int,
         timeout_s: int,
+        reserved_concurrency: int | None,
         rate_limit: int,
         burst_limit: int,
         cors_origins: list[str],
@@ -63,7 +65,8 @@ class InferenceApi(Construct):
             target=target,
             handler="classifier.api.handler",
             description="CIFAR-10 classifier API (FastAPI through Mangum, int8 TFLite)",
-            service="cifar10-api",
+            service=contract.API_SERVICE,
+            reserved_concurrency=reserved_concurrency,
             memory_mb=memory_mb,
             timeout_s=timeout_s,
             environment={env.MODEL_URI: model_uri},

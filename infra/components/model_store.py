@@ -1,4 +1,10 @@
-"""Model store: the bucket the training job publishes to and the Lambdas read models from."""
+"""Model store: the bucket the training job publishes to and the Lambdas read models from.
+
+One writer of ``models/latest/``: the publishing path (``training.publish``). A deploy copies the
+repository's versioned model folders (immutable, named by version and hash) but never
+``latest/``; it seeds ``models/latest/manifest.json`` only where the bucket has none, by an S3
+conditional write (``If-None-Match: *``), so a ``cdk deploy`` cannot replace a published model.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,15 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
+from aws_cdk import custom_resources as cr
+from classifier import manifest as mf
 from constructs import Construct
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS_PREFIX = "models/"
+LATEST_KEY = f"{MODELS_PREFIX}{mf.LATEST}/{mf.MANIFEST_NAME}"
+# The conditional write's refusal when latest exists: the expected outcome, not a failure.
+ALREADY_PUBLISHED = "PreconditionFailed|ConditionalRequestConflict"
 
 
 def secure_bucket(
@@ -54,18 +65,60 @@ class ModelStore(Construct):
         self.prefix = MODELS_PREFIX
         version = model_version or "latest"
         self.manifest_key = f"{MODELS_PREFIX}{version}/manifest.json"
+        self.deployment: s3deploy.BucketDeployment | None = None
+        self.seed: cr.AwsCustomResource | None = None
         if any(models_dir.glob("*/manifest.json")):
-            # prune=False: models published later by `training.train --upload` stay put.
-            s3deploy.BucketDeployment(
+            # prune=False: models published later by `training.train --upload` stay put;
+            # latest/ is excluded: publishing moves it, a deploy never does.
+            self.deployment = s3deploy.BucketDeployment(
                 self,
                 "PublishedModel",
-                sources=[s3deploy.Source.asset(str(models_dir))],
+                sources=[s3deploy.Source.asset(str(models_dir), exclude=[mf.LATEST])],
                 destination_bucket=self.bucket,
                 destination_key_prefix=MODELS_PREFIX,
+                exclude=[f"{mf.LATEST}/*"],
                 prune=False,
                 retain_on_delete=True,
                 log_group=logs.LogGroup(self, "DeploymentLogs", retention=log_retention),
             )
+        latest = models_dir / mf.LATEST / mf.MANIFEST_NAME
+        if self.deployment is not None and latest.is_file():
+            self.seed = self._seed_latest(latest.read_text(), log_retention)
+            self.seed.node.add_dependency(self.deployment)  # the model files first
+
+    def _seed_latest(
+        self, manifest: str, log_retention: logs.RetentionDays
+    ) -> cr.AwsCustomResource:
+        """Write the repository's latest manifest only if the bucket has no latest yet."""
+        call = cr.AwsSdkCall(
+            service="S3",
+            action="putObject",
+            parameters={
+                "Bucket": self.bucket.bucket_name,
+                "Key": LATEST_KEY,
+                "Body": manifest,
+                "ContentType": "application/json",
+                "IfNoneMatch": "*",
+            },
+            physical_resource_id=cr.PhysicalResourceId.of(f"seed-{LATEST_KEY}"),
+            ignore_error_codes_matching=ALREADY_PUBLISHED,
+        )
+        return cr.AwsCustomResource(
+            self,
+            "SeedLatest",
+            on_create=call,
+            on_update=call,  # a newer repository model changes Body; still only if absent
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        actions=["s3:PutObject"],
+                        resources=[self.bucket.arn_for_objects(LATEST_KEY)],
+                    )
+                ]
+            ),
+            log_group=logs.LogGroup(self, "SeedLogs", retention=log_retention),
+            install_latest_aws_sdk=False,
+        )
 
     @property
     def manifest_uri(self) -> str:

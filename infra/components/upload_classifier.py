@@ -1,4 +1,4 @@
-"""Upload classifier: PNGs under uploads/ -> S3 notification -> SQS (+DLQ) -> Lambda -> results/."""
+"""Upload classifier: uploads/ objects -> S3 notification -> SQS (+DLQ) -> Lambda -> results/."""
 
 from __future__ import annotations
 
@@ -9,18 +9,24 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
+from classifier import contract
 from classifier import settings as env
 from constructs import Construct
 
 from infra.components.bundling import Target, serving_function
 from infra.components.model_store import secure_bucket
 
-UPLOADS_PREFIX = "uploads/"
-RESULTS_PREFIX = "results/"
+UPLOADS_PREFIX = contract.UPLOADS_PREFIX
+RESULTS_PREFIX = contract.RESULTS_PREFIX
 
 
 class UploadClassifier(Construct):
-    """A bucket whose ``uploads/*.png`` are classified into ``results/<name>.png.json``."""
+    """A bucket whose ``uploads/<anything>`` is classified into ``results/<anything>.json``.
+
+    The notification filters on the prefix only (``contract.UPLOADS_NOTIFICATION_FILTER``): S3
+    suffix filters are literal and case-sensitive, so `.JPG`, `.Png` or no extension would be
+    missed. The handler reads the content and answers every object, images or not.
+    """
 
     def __init__(
         self,
@@ -33,6 +39,7 @@ class UploadClassifier(Construct):
         memory_mb: int,
         timeout_s: int,
         batch_size: int,
+        max_concurrency: int,
         max_receive_count: int,
         results_days: int,
         log_retention: logs.RetentionDays,
@@ -78,15 +85,15 @@ class UploadClassifier(Construct):
         self.bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,
             s3n.SqsDestination(self.queue),
-            s3.NotificationKeyFilter(prefix=UPLOADS_PREFIX, suffix=".png"),
+            s3.NotificationKeyFilter(**contract.UPLOADS_NOTIFICATION_FILTER),
         )
         self.function, self.log_group = serving_function(
             self,
             "Function",
             target=target,
             handler="classifier.uploads.handler",
-            description="Classifies PNGs dropped under uploads/ into results/",
-            service="cifar10-uploads",
+            description="Classifies images dropped under uploads/ into results/",
+            service=contract.UPLOADS_SERVICE,
             memory_mb=memory_mb,
             timeout_s=timeout_s,
             environment={
@@ -103,9 +110,13 @@ class UploadClassifier(Construct):
                 batch_size=batch_size,
                 max_batching_window=Duration.seconds(2),
                 report_batch_item_failures=True,
+                # A burst of uploads takes at most this many concurrent functions, leaving the
+                # account's concurrency (and the API's) alone.
+                max_concurrency=max_concurrency,
             )
         )
-        # Least privilege: read uploads, write results, nothing else in this bucket.
+        # Least privilege: read uploads; write results, and read them back (HeadObject) to keep
+        # the newest; nothing else in this bucket.
         self.function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject", "s3:GetObjectVersion"],
@@ -114,7 +125,7 @@ class UploadClassifier(Construct):
         )
         self.function.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["s3:PutObject"],
+                actions=["s3:PutObject", "s3:GetObject"],
                 resources=[self.bucket.arn_for_objects(f"{RESULTS_PREFIX}*")],
             )
         )

@@ -179,12 +179,60 @@ def test_stage_is_throttled_logged_and_the_api_has_cors(synthesised: dict[str, A
     )
 
 
-def test_uploads_png_notifications_go_to_the_queue(synthesised: dict[str, Any]) -> None:
-    (notifications,) = resources(synthesised["raw"], "Custom::S3BucketNotifications").values()
-    (config,) = notifications["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
-    assert config["Events"] == ["s3:ObjectCreated:*"]
-    rules = {r["Name"]: r["Value"] for r in config["Filter"]["Key"]["FilterRules"]}
-    assert rules == {"prefix": "uploads/", "suffix": ".png"}
+def notification_filters(raw: dict[str, Any]) -> list[dict[str, str]]:
+    """The key filters of the bucket notifications that feed the uploads queue."""
+    (notifications,) = resources(raw, "Custom::S3BucketNotifications").values()
+    configs = notifications["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert all(c["Events"] == ["s3:ObjectCreated:*"] for c in configs)
+    return [{r["Name"]: r["Value"] for r in c["Filter"]["Key"]["FilterRules"]} for c in configs]
+
+
+def reaches_the_queue(key: str, filters: list[dict[str, str]]) -> bool:
+    """S3's rule: a literal, case-sensitive prefix and suffix match."""
+    return any(
+        key.startswith(f.get("prefix", "")) and key.endswith(f.get("suffix", "")) for f in filters
+    )
+
+
+def test_every_name_an_image_can_have_reaches_the_queue(synthesised: dict[str, Any]) -> None:
+    from classifier import contract
+
+    filters = notification_filters(synthesised["raw"])
+    names = ["IMG_0042", "no extension", "My Dog+1", "2026-11-26 horse", "ünïcødé/猫"]
+    keys = [f"{contract.UPLOADS_PREFIX}{name}" for name in names]
+    for _, extensions in contract.IMAGE_FORMATS.values():
+        for ext in extensions:
+            for variant in (ext, ext.upper(), ext.capitalize(), ext[:2] + ext[2:].upper()):
+                keys += [f"{contract.UPLOADS_PREFIX}{name}{variant}" for name in names]
+    missed = [key for key in keys if not reaches_the_queue(key, filters)]
+    assert not missed, f"these uploads would never reach the classifier: {missed[:5]}"
+    assert not reaches_the_queue(f"{contract.RESULTS_PREFIX}a.png.json", filters)
+    assert filters == [contract.UPLOADS_NOTIFICATION_FILTER]
+
+
+def test_a_burst_of_uploads_cannot_take_the_apis_concurrency(synthesised: dict[str, Any]) -> None:
+    template = synthesised["template"]
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping", {"ScalingConfig": {"MaximumConcurrency": 5}}
+    )
+    api = our_functions(synthesised["raw"])["classifier.api.handler"]
+    assert api["ReservedConcurrentExecutions"] == 10
+    uploads = our_functions(synthesised["raw"])["classifier.uploads.handler"]
+    assert "ReservedConcurrentExecutions" not in uploads
+
+
+def test_concurrency_settings_come_from_context(tmp_path: Path) -> None:
+    _, raw = synth(
+        tmp_path,
+        apiReservedConcurrency="null",
+        uploadsMaxConcurrency="20",
+        **{"aws:cdk:bundling-stacks": []},
+    )
+    assert "ReservedConcurrentExecutions" not in our_functions(raw)["classifier.api.handler"]
+    (mapping,) = resources(raw, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 20}
+    with pytest.raises(ValueError, match="uploadsMaxConcurrency=1; SQS event sources take 2"):
+        synth(tmp_path / "bad", uploadsMaxConcurrency="1", **{"aws:cdk:bundling-stacks": []})
 
 
 def test_queue_has_a_dead_letter_queue_and_batched_partial_responses(
@@ -309,6 +357,7 @@ def test_the_functions_read_and_write_only_their_prefixes(synthesised: dict[str,
         ("s3:GetObject", "/uploads/*"),
         ("s3:GetObjectVersion", "/uploads/*"),
         ("s3:PutObject", "/results/*"),
+        ("s3:GetObject", "/results/*"),  # HeadObject, to keep the newest result
     }
 
 
@@ -440,3 +489,76 @@ def test_the_bundle_answers_a_v2_event_from_a_clean_folder(
     response = json.loads(done.stdout.strip().splitlines()[-1])
     assert response["statusCode"] == 200, response
     assert json.loads(response["body"])["category"] in CIFAR10_CLASSES
+
+
+# --- one writer of models/latest -------------------------------------------------------------
+def seed_calls(raw: dict[str, Any], bucket_name: str) -> list[dict[str, Any]]:
+    """The SDK calls the deploy makes to seed latest (Create and Update), for ``bucket_name``."""
+    (seed,) = resources(raw, "Custom::AWS").values()
+    calls = []
+    for phase in ("Create", "Update"):
+        parts = seed["Properties"][phase]["Fn::Join"][1]
+        calls.append(json.loads("".join(bucket_name if isinstance(p, dict) else p for p in parts)))
+    return calls
+
+
+def run_like_the_custom_resource(s3: Any, call: dict[str, Any]) -> str:
+    """What CDK's AwsCustomResource handler does with a call: run it, ignore matching errors."""
+    import re
+
+    from botocore.exceptions import ClientError
+
+    assert (call["service"], call["action"]) == ("S3", "putObject")
+    try:
+        s3.put_object(**call["parameters"])
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        assert re.search(call["ignoreErrorCodesMatching"], code), code
+        return f"ignored {code}"
+    return "written"
+
+
+def test_a_deploy_copies_versioned_models_but_never_latest(synthesised: dict[str, Any]) -> None:
+    (deployment,) = resources(synthesised["raw"], "Custom::CDKBucketDeployment").values()
+    assert deployment["Properties"]["Exclude"] == ["latest/*"]
+    assert deployment["Properties"]["Prune"] is False
+    (zip_key,) = deployment["Properties"]["SourceObjectKeys"]
+    staged = synthesised["outdir"] / f"asset.{zip_key.removesuffix('.zip')}"
+    assert staged.is_dir()
+    assert not (staged / "latest").exists(), "the asset must not carry latest/"
+    assert any(staged.glob("*/model.tflite"))
+
+
+def test_a_deploy_cannot_overwrite_a_published_model(
+    synthesised: dict[str, Any], aws_env: None
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    key = "models/latest/manifest.json"
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="models-bucket")
+        published = b'{"model_version": "published-by-training"}'
+        s3.put_object(Bucket="models-bucket", Key=key, Body=published)
+        for call in seed_calls(synthesised["raw"], "models-bucket"):
+            assert call["parameters"]["Key"] == key
+            assert run_like_the_custom_resource(s3, call) == "ignored PreconditionFailed"
+        assert s3.get_object(Bucket="models-bucket", Key=key)["Body"].read() == published
+
+
+def test_a_first_deploy_seeds_latest_with_the_repositorys_model(
+    synthesised: dict[str, Any], aws_env: None
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    key = "models/latest/manifest.json"
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="models-bucket")
+        create, _ = seed_calls(synthesised["raw"], "models-bucket")
+        assert run_like_the_custom_resource(s3, create) == "written"
+        seeded = json.loads(s3.get_object(Bucket="models-bucket", Key=key)["Body"].read())
+    repository = json.loads((ROOT / "models" / "latest" / "manifest.json").read_text())
+    assert seeded == repository

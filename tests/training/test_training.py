@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,9 @@ from classifier.runtime import load_classifier
 from moto import mock_aws
 from PIL import Image
 
-from tests.conftest import DATASET, IMGS, PUBLISHED, ROOT, subprocess_env
+from tests.conftest import CLASSES, DATASET, IMGS, PUBLISHED, ROOT, subprocess_env
 from training import data as cifar
-from training.publish import publish
+from training.publish import PublishError, publish
 
 pytestmark = pytest.mark.slow
 STAGES = {"prepare", "build", "train", "quantise", "evaluate", "plots"}
@@ -291,6 +292,72 @@ def test_publish_to_s3_writes_the_version_then_latest_last(
         head = s3.head_object(Bucket="models", Key=f"prefix/models/{version}/model.tflite")
         assert head["ContentLength"] == (run_dir / "model.tflite").stat().st_size
         assert s3.head_object(Bucket="models", Key=order[-1])["ContentType"] == "application/json"
+
+
+def copy_run(tiny_run: dict[str, Any], tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run["run_dir"], run_dir)
+    return run_dir
+
+
+def test_publish_refuses_a_model_that_does_not_match_its_manifest(
+    tiny_run: dict[str, Any], tmp_path: Path
+) -> None:
+    run_dir = copy_run(tiny_run, tmp_path)
+    model = run_dir / "model.tflite"
+    model.write_bytes(model.read_bytes()[:-1] + b"\0")
+    with pytest.raises(PublishError, match="does not match the manifest"):
+        publish(run_dir, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists(), "nothing is written, latest least of all"
+
+
+def test_publish_refuses_a_model_the_runtime_cannot_load(
+    tiny_run: dict[str, Any], tmp_path: Path
+) -> None:
+    run_dir = copy_run(tiny_run, tmp_path)
+    junk = b"not a flatbuffer" * 64
+    (run_dir / "model.tflite").write_bytes(junk)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["files"]["model.tflite"] = {"sha256": hashlib.sha256(junk).hexdigest(), "bytes": 1024}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PublishError, match="does not load as served"):
+        publish(run_dir, str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "models" / "latest").exists()
+
+
+def test_publish_checks_the_uploaded_copy_before_latest_moves(
+    tiny_run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import publish as publishing
+
+    write = publishing._Destination.write
+
+    def corrupting(self: Any, key: str, body: bytes) -> str:
+        return write(self, key, b"torn" + body if key.endswith(".tflite") else body)
+
+    monkeypatch.setattr(publishing._Destination, "write", corrupting)
+    with pytest.raises(PublishError, match="is not the run's model"):
+        publish(Path(tiny_run["run_dir"]), str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "models" / "latest").exists()
+
+
+def test_verify_loads_a_model_as_served_in_a_process_without_tensorflow(
+    tiny_run: dict[str, Any],
+) -> None:
+    code = (
+        "import sys; from training.verify import main; rc = main([sys.argv[1]]); "
+        "assert 'tensorflow' not in sys.modules; sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(Path(tiny_run["run_dir"]) / "manifest.json")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["first_answer"] in CLASSES
+    assert answer["runtime"].split()[0] in ("tflite-runtime", "ai-edge-litert")
 
 
 def test_publish_refuses_an_incomplete_run(tmp_path: Path) -> None:

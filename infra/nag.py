@@ -1,0 +1,117 @@
+"""cdk-nag AwsSolutions findings this stack accepts, each with its reason, in one place.
+
+The stack calls :func:`acknowledge_nag_findings` once, after its components are built; a test
+fails on any finding that is neither fixed nor listed here with a written reason.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_cdk import Acknowledgment, DefaultStackSynthesizer, Stack, Token, Validations
+from classifier import contract
+from constructs import IConstruct
+
+if TYPE_CHECKING:
+    from infra.stack import ClassifierStack
+
+
+def _literal(value: str, name: str) -> str:
+    """How cdk-nag prints ``value`` in a finding: itself, or <AWS::Name> while it is a token."""
+    return f"<AWS::{name}>" if Token.is_unresolved(value) else value
+
+
+def assets_bucket_arn(stack: Stack) -> str:
+    """The CDK assets bucket's ARN as cdk-nag prints it (concrete parts when known)."""
+    qualifier = (
+        stack.node.try_get_context("@aws-cdk/core:bootstrapQualifier")
+        or DefaultStackSynthesizer.DEFAULT_QUALIFIER
+    )
+    partition = _literal(stack.partition, "Partition")
+    account, region = _literal(stack.account, "AccountId"), _literal(stack.region, "Region")
+    return f"arn:{partition}:s3:::cdk-{qualifier}-assets-{account}-{region}"
+
+
+def _bucket_id(stack: Stack, bucket: IConstruct) -> str:
+    return stack.get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
+
+
+def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool) -> None:
+    """Acknowledge the AwsSolutions findings we accept on ``stack``."""
+    accept: list[tuple[IConstruct, str, str]] = [
+        (
+            stack.access_logs,
+            "AwsSolutions-S1",
+            "This is the access-log bucket itself; logging it to itself would loop.",
+        ),
+        (stack.uploads.dead_letters, "AwsSolutions-SQS3", "This queue is the dead-letter queue."),
+        (
+            stack,
+            "AwsSolutions-L1",
+            "python3.11 is pinned on purpose: tflite-runtime has no wheels for newer Pythons "
+            "(context runtime=python3.13-arm64 switches to ai-edge-litert). CDK's "
+            "custom-resource handlers choose their own runtimes.",
+        ),
+        (
+            stack,
+            "AwsSolutions-APIG4",
+            "A public classifier API, throttled at the stage; put a JWT or IAM authorizer in "
+            "front when the API must not be public.",
+        ),
+        (
+            stack,
+            "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+            "service-role/AWSLambdaBasicExecutionRole]",
+            "AWSLambdaBasicExecutionRole only lets a function write its own logs; CDK gives it "
+            "to Lambda functions and to its custom-resource handlers.",
+        ),
+    ]
+    prefixes = [
+        (stack.models.bucket, "models/*", "the model objects, read-only"),
+        (stack.uploads.bucket, f"{contract.UPLOADS_PREFIX}*", "the uploaded images, read-only"),
+        (
+            stack.uploads.bucket,
+            f"{contract.RESULTS_PREFIX}*",
+            "the results, written and read back to keep the newest",
+        ),
+    ]
+    for bucket, prefix, what in prefixes:
+        accept.append(
+            (
+                stack,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::<{_bucket_id(stack, bucket)}.Arn>/"
+                f"{prefix}]",
+                f"Scoped to one prefix, {prefix}: {what}.",
+            )
+        )
+    models_id = _bucket_id(stack, stack.models.bucket)
+    deployment_findings = [
+        "Action::s3:Abort*",
+        "Action::s3:DeleteObject*",
+        "Action::s3:GetBucket*",
+        "Action::s3:GetObject*",
+        "Action::s3:List*",
+        f"Resource::<{models_id}.Arn>/*",
+        f"Resource::{assets_bucket_arn(stack)}/*",
+    ]
+    for finding in deployment_findings:
+        accept.append(
+            (
+                stack,
+                f"AwsSolutions::AwsSolutions-IAM5[{finding}]",
+                "CDK's BucketDeployment handler, which copies the repository's versioned model "
+                "folders (never latest/) from the CDK assets bucket into models/ at deploy time, "
+                "gets these grants from CDK.",
+            )
+        )
+    if tracing:
+        accept.append(
+            (
+                stack,
+                "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level "
+                "permissions: AWS documents Resource * for them (only when tracing is on).",
+            )
+        )
+    for scope, rule, reason in accept:
+        Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
