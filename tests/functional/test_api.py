@@ -243,3 +243,108 @@ def test_the_model_is_loaded_once_per_container(
     for _ in range(3):
         assert call(load_event("apigw-v2-raw-png.json"))[0] == 200
     assert len(loads) == 1
+
+
+def mangled(manifest: dict[str, Any], change: str) -> dict[str, Any]:
+    data = json.loads(json.dumps(manifest))
+    if change == "null inference":
+        data["inference"] = None
+    elif change == "no quantisation scale":
+        del data["input"]["quantization"]["scale"]
+    elif change == "flip_average as a string":
+        data["inference"] = {"flip_average": "false"}
+    elif change == "class names not a list":
+        data["class_names"] = "cat"
+    elif change == "a file entry without sha256":
+        del data["files"]["model.tflite"]["sha256"]
+    elif change == "not an object":
+        data = ["a", "list"]  # type: ignore[assignment]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ("null inference", "inference"),
+        ("no quantisation scale", "input.quantization.scale"),
+        ("flip_average as a string", "inference.flip_average"),
+        ("class names not a list", "class_names"),
+        ("a file entry without sha256", "sha256"),
+        ("not an object", "not a JSON object"),
+    ],
+)
+def test_a_malformed_manifest_is_503_with_the_reason_never_500(
+    change: str, named: str, tiny_manifest: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    good = json.loads(tiny_manifest.read_text())
+    model = (tiny_manifest.parent / good["model_path"]).read_bytes()
+    (folder / "model.tflite").write_bytes(model)
+    bad = mangled({**good, "model_path": "model.tflite"}, change)
+    (folder / "manifest.json").write_text(json.dumps(bad))
+    monkeypatch.setenv("MODEL_URI", str(folder / "manifest.json"))
+    service.reset()
+    try:
+        with TestClient(api.asgi, raise_server_exceptions=False) as c:
+            response = c.post("/predict", content=CAT, headers={"content-type": "image/png"})
+            assert response.status_code == 503, response.text
+            assert named in response.json()["detail"]
+            health = c.get("/health")
+            assert health.status_code == 503 and named in health.json()["error"]
+    finally:
+        service.reset()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("MAX_BODY_BYTES", "abc", "MAX_BODY_BYTES='abc' is not a whole number"),
+        ("MAX_IMAGE_PIXELS", "-5", "MAX_IMAGE_PIXELS=-5 is below its minimum"),
+        ("TFLITE_NUM_THREADS", "two", "TFLITE_NUM_THREADS='two'"),
+    ],
+)
+def test_a_bad_setting_is_503_with_its_name_never_500(
+    name: str, value: str, says: str, use_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name, value)
+    service.reset()
+    with TestClient(api.asgi, raise_server_exceptions=False) as c:
+        response = c.post("/predict", content=CAT, headers={"content-type": "image/png"})
+        assert response.status_code == 503, response.text
+        assert says in response.json()["detail"]
+        assert "misconfigured" in response.json()["detail"]
+        health = c.get("/health")
+        assert health.status_code == 503 and says in health.json()["error"]
+
+
+def big_png(side: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), (10, 200, 10)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_batch_over_the_pixel_budget_is_413_before_decoding(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_REQUEST_PIXELS", "1000000")
+    service.settings.cache_clear()
+    decoded = []
+    monkeypatch.setattr(service.classifier(), "predict", lambda d: decoded.append(d))
+    files = [("file", (f"{i}.png", big_png(600), "image/png")) for i in range(3)]
+    response = client.post("/predict/batch", files=files)
+    assert response.status_code == 413
+    assert "1.1 MP in all; at most 1 MP per request" in response.json()["detail"]
+    assert decoded == []
+
+
+def test_jpegs_count_at_the_scale_they_decode_at(client: TestClient) -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (10, 10, 200)).save(out, "JPEG", quality=50)
+    classifier = service.classifier()
+    assert classifier.decode_cost(out.getvalue()) == 500 * 375  # 1/8 scale
+    assert classifier.decode_cost(big_png(600)) == 600 * 600
+    files = [("file", (f"{i}.jpg", out.getvalue(), "image/jpeg")) for i in range(8)]
+    response = client.post("/predict/batch", files=files)  # 96 MP of JPEG, 1.5 MP to decode
+    assert response.status_code == 200
+    assert [r["status"] for r in response.json()["results"]] == [200] * 8

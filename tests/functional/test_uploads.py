@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,11 @@ from typing import Any
 import pytest
 from classifier import service, uploads
 from moto import mock_aws
+from PIL import Image
 
 from scripts.invoke import LocalContext
 from tests.conftest import IMGS, load_event
+from tests.functional.s3_events import s3_event, s3_record, sqs_event, sqs_message
 
 pytestmark = pytest.mark.slow
 BUCKET = "cifar10-uploads-example"
@@ -182,3 +186,107 @@ def test_a_model_that_cannot_load_is_retried(
     with pytest.raises(Exception, match="All records failed"):
         invoke(load_event("sqs-s3-put.json"))
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="results/")
+
+
+# --- every object gets an answer, whatever its name ------------------------------------------
+def png_bytes(colour: tuple[int, int, int] = (200, 30, 30), fmt: str = "PNG") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (48, 40), colour).save(out, fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("key", "fmt"),
+    [
+        ("uploads/My Dog+1.PNG", "PNG"),
+        ("uploads/ship.jpg", "JPEG"),
+        ("uploads/IMG_0042.JPG", "JPEG"),
+        ("uploads/2026-11-26 horse.jpeg", "JPEG"),
+        ("uploads/no extension", "PNG"),
+        ("uploads/a jpeg named .png", "JPEG"),
+        ("uploads/ünïcødé/猫.Png", "PNG"),
+    ],
+)
+def test_any_name_of_a_png_or_jpeg_is_classified(s3: Any, key: str, fmt: str) -> None:
+    version = put(s3, key, png_bytes(fmt=fmt))["VersionId"]
+    invoke(s3_event(s3_record(BUCKET, key, version_id=version, sequencer="0A")))
+    record = result(s3, f"results/{key.removeprefix('uploads/')}.json")
+    assert record["key"] == key
+    assert record["category"] in record["probabilities"], record
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"hello, world", "not a decodable image"),
+        (b"", "empty"),
+        (b"GIF89a" + bytes(40), "not a decodable image|not accepted"),
+    ],
+)
+def test_any_other_object_gets_an_error_result(s3: Any, body: bytes, reason: str) -> None:
+    put(s3, "uploads/notes.txt", body)
+    invoke(s3_event(s3_record(BUCKET, "uploads/notes.txt", sequencer="0A")))
+    record = result(s3, "results/notes.txt.json")
+    assert re.search(reason, record["error"]), record
+    assert "category" not in record
+
+
+# --- no stale results -------------------------------------------------------------------------
+def test_an_older_version_processed_last_does_not_replace_the_newer_result(s3: Any) -> None:
+    old = put(s3, KEY, png_bytes((200, 30, 30)))["VersionId"]
+    new = put(s3, KEY, b"the newer version is not an image")["VersionId"]
+    newer = s3_event(s3_record(BUCKET, KEY, version_id=new, sequencer="0055AED6DCD90281E6"))
+    older = s3_event(s3_record(BUCKET, KEY, version_id=old, sequencer="0055AED6DCD90281E5"))
+    invoke(sqs_event(sqs_message(newer)))
+    response = invoke(sqs_event(sqs_message(older)))
+    assert response == {"batchItemFailures": []}
+    record = result(s3)
+    assert record["version_id"] == new and "error" in record
+    head = s3.head_object(Bucket=BUCKET, Key=RESULT)
+    assert head["Metadata"]["sequencer"] == "0055AED6DCD90281E6"
+
+
+def test_a_newer_version_replaces_an_older_result(s3: Any) -> None:
+    old = put(s3, KEY, b"not an image at first")["VersionId"]
+    new = put(s3, KEY, png_bytes())["VersionId"]
+    invoke(s3_event(s3_record(BUCKET, KEY, version_id=old, sequencer="05")))
+    invoke(s3_event(s3_record(BUCKET, KEY, version_id=new, sequencer="0501")))  # longer, later
+    record = result(s3)
+    assert record["version_id"] == new and "category" in record
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "a_is_later"),
+    [
+        ("0055AED6DCD90281E6", "0055AED6DCD90281E5", True),
+        ("0055AED6DCD90281E5", "0055AED6DCD90281E5", False),
+        ("0055AED6DCD90281E5", "0055AED6DCD90281E500", False),  # equal once right-padded
+        ("0055AED6DCD90281E501", "0055AED6DCD90281E5", True),
+        ("0055aed6dcd90281e6", "0055AED6DCD90281E5", True),
+    ],
+)
+def test_sequencers_compare_right_padded(a: str, b: str, a_is_later: bool) -> None:
+    assert uploads.later(a, b) is a_is_later
+
+
+def test_a_result_written_meanwhile_by_a_newer_upload_wins_the_race(s3: Any) -> None:
+    """Between our conditional attempts another writer stores a later result: we back off."""
+    put(s3, KEY, png_bytes())
+    calls = {"n": 0}
+    put_object = s3.put_object
+
+    def racing_put(**kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1 and kwargs.get("Key") == RESULT:  # the newer writer lands first
+            put_object(Bucket=BUCKET, Key=RESULT, Body=b"{}", Metadata={"sequencer": "FF"})
+        return put_object(**kwargs)
+
+    written = uploads.write_result(
+        type("S3", (), {"put_object": staticmethod(racing_put), "head_object": s3.head_object})(),
+        BUCKET,
+        RESULT,
+        {"category": "cat"},
+        "0A",
+    )
+    assert written is False
+    assert s3.get_object(Bucket=BUCKET, Key=RESULT)["Body"].read() == b"{}"

@@ -192,3 +192,112 @@ def test_quantise_clips_to_the_integer_range(scale: float, zero_point: int) -> N
 def test_sample_images_all_decode() -> None:
     for path in sorted(Path(IMGS).glob("*.png")):
         assert image_to_array(path.read_bytes()).shape == (32, 32, 3)
+
+
+# --- bounded cost ---------------------------------------------------------------------------
+def test_every_format_in_the_contract_decodes() -> None:
+    from classifier import contract
+
+    for fmt in contract.ACCEPTED_FORMATS:
+        data = encode(Image.new("RGB", (40, 30), SOLID), fmt)
+        assert image_to_array(data).shape == (32, 32, 3), fmt
+
+
+def smooth_scene(width: int, height: int) -> np.ndarray:
+    """A photo-like image: gradients and a few blocks, no single-pixel detail."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    scene = np.stack(
+        [255 * xx / width, 255 * yy / height, 128 + 100 * np.sin(xx / 90) * np.cos(yy / 70)],
+        axis=-1,
+    )
+    scene[height // 3 : height // 2, width // 3 : width // 2] = (250, 240, 20)
+    return np.clip(scene, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [(1600, 1200), (1200, 1600), (700, 700), (5000, 200)])
+def test_cheap_reduction_matches_a_direct_bicubic_resize(size: tuple[int, int]) -> None:
+    img = Image.fromarray(smooth_scene(*size))
+    direct = np.asarray(
+        img.resize((32, 32), Image.Resampling.BICUBIC, box=core.centre_square(*img.size))
+    ).astype(int)
+    reduced = image_to_array(encode(img)).astype(int)
+    assert np.abs(reduced - direct).mean() < 1.5
+    assert np.abs(reduced - direct).max() <= 12
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale() -> None:
+    data = encode(Image.fromarray(smooth_scene(4000, 3000)), "JPEG", quality=90)
+    assert core.decode_cost(data) == 500 * 375
+    full = Image.open(io.BytesIO(data)).convert("RGB")
+    direct = np.asarray(
+        full.resize((32, 32), Image.Resampling.BICUBIC, box=core.centre_square(*full.size))
+    ).astype(int)
+    assert np.abs(image_to_array(data).astype(int) - direct).mean() < 2.0
+
+
+def test_a_large_exif_rotated_photo_is_upright() -> None:
+    stored = np.zeros((600, 1200, 3), np.uint8)
+    stored[:, :600, 0] = 255  # left half red, right half blue; EXIF 6: rotate to view
+    stored[:, 600:, 2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(Image.fromarray(stored), "JPEG", quality=95, exif=exif.tobytes())
+    viewed = image_to_array(data)
+    assert viewed[3, 16, 0] > 200 and viewed[3, 16, 2] < 60  # red on top
+    assert viewed[28, 16, 2] > 200 and viewed[28, 16, 0] < 60  # blue below
+
+
+def test_a_large_cut_out_is_composited_onto_white_before_reduction() -> None:
+    rgba = np.zeros((1000, 1000, 4), np.uint8)  # transparent black everywhere...
+    rgba[400:600, 400:600] = (255, 0, 0, 255)  # ...but an opaque red square in the middle
+    pixels = image_to_array(encode(Image.fromarray(rgba, "RGBA"))).astype(int)
+    assert (pixels[0, 0] == 255).all() and (pixels[31, 31] == 255).all()  # white, not black
+    assert pixels[16, 16, 0] > 240 and pixels[16, 16, 1:].max() < 15
+
+
+PEAK = """
+import io, resource, sys
+import numpy as np
+from PIL import Image
+from classifier.core import image_to_array
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+image_to_array(data)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) / 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "bytes_per_pixel"), [("I;16", 2), ("RGBA", 4), ("P", 1), ("LA", 2), ("CMYK", 4)]
+)
+def test_decoding_a_12_mp_image_costs_about_its_decoded_size_no_more(
+    mode: str, bytes_per_pixel: int, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    width, height = 4000, 3000
+    if mode == "I;16":
+        img = Image.fromarray(np.full((height, width), 40000, np.uint16))
+    elif mode == "P":
+        img = Image.new("P", (width, height), 3)
+        img.info["transparency"] = 0
+    else:
+        img = Image.new(mode, (width, height), (90,) * len(mode))
+    path = tmp_path / "big"
+    img.save(path, "JPEG" if mode == "CMYK" else "PNG")
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, str(path)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        check=True,
+    )
+    decoded_mb = width * height * bytes_per_pixel / 2**20
+    if mode == "CMYK":
+        decoded_mb /= 64  # a JPEG this large decodes at 1/8 scale
+    assert float(done.stdout) < decoded_mb + 30, f"{mode}: +{float(done.stdout):.0f} MB"
