@@ -11,7 +11,7 @@ CDK_CLI ?= aws-cdk@2.1148.1
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help install test test-fast lint format serve demo invoke client train train-report evaluate bench synth bootstrap deploy destroy clean
+.PHONY: help install test test-fast lint format serve demo invoke client train train-report evaluate publish bench bench-worst synth bootstrap deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -61,8 +61,15 @@ train-report: install ## the original report's recipe, for comparison
 evaluate: install ## int8 accuracy of MODEL on DATA's test split, as the Lambdas run it
 	$(PY) -m training.evaluate $(MODEL) --data $(DATA)
 
+publish: install ## verify a run as served, then publish it: make publish RUN=runs/<run> DEST=s3://bucket
+	@test -n "$(RUN)" -a -n "$(DEST)" || { echo "usage: make publish RUN=runs/<run> DEST=s3://bucket[/prefix] (or a folder)"; exit 2; }
+	$(PY) -m training.publish $(RUN) $(DEST)
+
 bench: install ## latency of /predict through Mangum (warm) and of a cold start
 	$(PY) scripts/bench.py
+
+bench-worst: install ## time and server peak RSS of the costliest requests (BEFORE=<checkout> to compare)
+	$(PY) scripts/bench_worst.py $(if $(BEFORE),--source $(BEFORE))
 
 synth: install ## synthesise into infra/cdk.out (cdk-nag at synth, then cfn-lint; no Docker)
 	cd infra && ../$(PY) app.py
