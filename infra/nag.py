@@ -48,8 +48,8 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool) -> None:
         (
             stack,
             "AwsSolutions-L1",
-            "python3.11 is pinned on purpose: tflite-runtime has no wheels for newer Pythons "
-            "(context runtime=python3.13-arm64 switches to ai-edge-litert). CDK's "
+            "The functions run python3.13, the newest Python that LiteRT's wheels and SnapStart "
+            "cover here (python3.11 stays available for tflite-runtime by context); CDK's "
             "custom-resource handlers choose their own runtimes.",
         ),
         (

@@ -14,7 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.components.bundling import TARGETS
+from infra.components.bundling import DEFAULT_TARGET, TARGETS
 from infra.components.inference_api import InferenceApi
 from infra.components.model_store import ModelStore
 from infra.components.monitoring import Monitoring
@@ -24,7 +24,7 @@ from infra.nag import acknowledge_nag_findings
 
 @dataclass(frozen=True)
 class Config:
-    runtime: str = "python3.11-x86_64"  # or "python3.13-arm64" (ai-edge-litert)
+    runtime: str = DEFAULT_TARGET  # python3.13 + LiteRT; "python3.13-arm64"; "python3.11-x86_64"
     model_version: str | None = None  # pin models/<version>/; default models/latest/
     api_rate_limit: int = 20  # requests per second, steady
     api_burst_limit: int = 40  # requests, burst

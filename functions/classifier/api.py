@@ -349,6 +349,7 @@ def model() -> dict[str, Any]:
     return service.classifier().metadata
 
 
+service.preload()  # in Lambda's init phase (SnapStart snapshots it); nothing locally
 asgi = StagePrefix(app)
 # Lifespan off: Mangum would run it per invocation; the model loads lazily at first use instead.
 _mangum = Mangum(asgi, lifespan="off")

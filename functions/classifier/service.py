@@ -5,13 +5,14 @@ Tests reset them with :func:`reset` (after ``mock_aws`` starts or the environmen
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
 from classifier.core import Classifier, ModelError
 from classifier.manifest import Manifest, resolve
 from classifier.runtime import load_classifier
-from classifier.settings import Settings
+from classifier.settings import Settings, in_lambda
 
 
 @functools.cache
@@ -71,6 +72,19 @@ def _classifier() -> Classifier:
 def classifier() -> Classifier:
     """The container's classifier, loaded lazily once; a failed load is retried next call."""
     return _classifier()
+
+
+def preload() -> None:
+    """Load the model now if this is Lambda, so it happens in the init phase.
+
+    The init phase is what SnapStart snapshots and provisioned concurrency runs ahead of traffic,
+    and it has its own 10 s budget at full CPU. A failure is not raised here: the first request
+    tries again and answers 503 with the reason. Locally (`make serve`, tests) nothing happens.
+    """
+    if not in_lambda():
+        return
+    with contextlib.suppress(ModelError):
+        classifier()
 
 
 def reset() -> None:

@@ -22,9 +22,16 @@ MAX_BODY_BYTES = "MAX_BODY_BYTES"  # largest accepted request body / image objec
 MAX_IMAGE_PIXELS = "MAX_IMAGE_PIXELS"  # largest accepted image, in pixels
 MAX_REQUEST_PIXELS = "MAX_REQUEST_PIXELS"  # most pixels one request may make us decode
 TFLITE_NUM_THREADS = "TFLITE_NUM_THREADS"  # interpreter threads (unset: runtime default)
-TFLITE_RUNTIME = "TFLITE_RUNTIME"  # "tflite-runtime" or "ai-edge-litert" (unset: first installed)
+TFLITE_RUNTIME = "TFLITE_RUNTIME"  # "ai-edge-litert" or "tflite-runtime" (unset: first installed)
+LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda itself: we run in Lambda
 METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+
+
+def in_lambda(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this process is a Lambda execution environment."""
+    return bool((os.environ if env is None else env).get(LAMBDA_FUNCTION_NAME))
+
 
 REPO_MODEL = Path(__file__).resolve().parents[2] / "models" / "latest" / "manifest.json"
 DEFAULT_BODY_BYTES = 4 * 1024 * 1024  # API Gateway/Lambda allow 6 MB, base64 makes 4 MiB of it

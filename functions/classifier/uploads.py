@@ -45,6 +45,7 @@ from classifier.core import ImageError, ImageTooLarge
 
 logger = Logger(service=contract.UPLOADS_SERVICE)
 metrics = Metrics(namespace=contract.METRICS_NAMESPACE, service=contract.UPLOADS_SERVICE)
+service.preload()  # in Lambda's init phase; nothing locally
 
 SEQUENCER_METADATA = "sequencer"  # x-amz-meta-sequencer on each result object
 CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")

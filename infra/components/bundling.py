@@ -4,11 +4,18 @@
 Lambda platform's wheels on any machine; the serving package is copied beside them. The
 requirements are the ``lambda`` extra of pyproject.toml, evaluated for the target Python, minus
 boto3/botocore (the Lambda runtime ships them). TensorFlow and the tests never enter the bundle.
+
+Then :data:`STRIP` removes, by explicit patterns, what the functions never load (tests, headers,
+type stubs, LiteRT's compiler plugins, tools and GPU accelerator, Pillow's codecs beyond PNG and
+JPEG, NumPy's unused subpackages) and debug symbols are stripped from shared libraries. The
+bundle import test answers an API event from the stripped bundle, so a pattern that removed
+something needed fails the tests.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -58,18 +65,94 @@ class Target:
 
     @property
     def machine(self) -> str:
-        return "aarch64" if self.architecture == lambda_.Architecture.ARM_64 else "x86_64"
+        # jsii hands back a new proxy object for each access: compare names, not identities.
+        return "aarch64" if self.architecture.name == lambda_.Architecture.ARM_64.name else "x86_64"
 
 
-# python3.11 runs on Amazon Linux 2 (glibc 2.26): manylinux2014 wheels only.
+def _manylinux(machine: str) -> tuple[str, ...]:
+    """Wheel platforms that run on Amazon Linux 2023 (glibc 2.34), newest first."""
+    return (
+        *(f"manylinux_2_{minor}_{machine}" for minor in (34, 28, 27, 17)),
+        f"manylinux2014_{machine}",
+    )
+
+
+# python3.13 runs on Amazon Linux 2023 (glibc 2.34): LiteRT (ai-edge-litert) and NumPy 2. Default.
+PY313_X86 = Target("3.13", lambda_.Architecture.X86_64, _manylinux("x86_64"))
+PY313_ARM = Target("3.13", lambda_.Architecture.ARM_64, _manylinux("aarch64"))
+# python3.11 runs on Amazon Linux 2 (glibc 2.26): manylinux2014 wheels only; tflite-runtime and
+# NumPy 1, for those pinned to it (AWS deprecates this runtime on 2027-06-30).
 PY311_X86 = Target("3.11", lambda_.Architecture.X86_64, ("manylinux2014_x86_64",))
-# python3.13 runs on Amazon Linux 2023 (glibc 2.34): any manylinux up to 2_34.
-PY313_ARM = Target(
-    "3.13",
-    lambda_.Architecture.ARM_64,
-    (*(f"manylinux_2_{minor}_aarch64" for minor in (34, 28, 27, 17)), "manylinux2014_aarch64"),
+TARGETS = {
+    "python3.13-x86_64": PY313_X86,
+    "python3.13-arm64": PY313_ARM,
+    "python3.11-x86_64": PY311_X86,
+}
+DEFAULT_TARGET = "python3.13-x86_64"
+
+# What the functions never load, relative to the bundle root (glob patterns, files or folders).
+STRIP = (
+    # everywhere: caches, type stubs, Cython headers, console scripts for another machine
+    "**/__pycache__",
+    "**/*.pyi",
+    "**/*.pxd",
+    "bin",
+    # NumPy: tests, C headers and static libraries, build tools, subpackages nothing imports
+    "numpy/tests",
+    "numpy/*/tests",
+    "numpy/_core/include",
+    "numpy/_core/lib",
+    "numpy/_core/_simd.*.so",
+    "numpy/_core/_*_tests.*.so",
+    "numpy/f2py",
+    "numpy/_pyinstaller",
+    "numpy/typing/tests",
+    # LiteRT: the interpreter stays; compiler plugins, tools and the WebGPU accelerator go
+    "ai_edge_litert/tools",
+    "ai_edge_litert/vendors",
+    "ai_edge_litert/aot",
+    "ai_edge_litert/*Accelerator*.so",
+    # LiteRT's dependencies that its interpreter never imports
+    "tqdm",
+    "ml_dtypes",
+    "google",
+    # Pillow: PNG and JPEG decoding stays; AVIF, WebP, fonts and colour management go
+    "PIL/_avif.*.so",
+    "PIL/_webp.*.so",
+    "PIL/_imagingft.*.so",
+    "PIL/_imagingcms.*.so",
+    "PIL/_imagingtk.*.so",
+    "pillow.libs/libavif*",
+    "pillow.libs/libwebp*",
+    "pillow.libs/libsharpyuv*",
+    "pillow.libs/libfreetype*",
+    "pillow.libs/libharfbuzz*",
+    "pillow.libs/libbrotli*",
+    "pillow.libs/libpng16*",
+    "pillow.libs/liblcms2*",
 )
-TARGETS = {"python3.11-x86_64": PY311_X86, "python3.13-arm64": PY313_ARM}
+
+
+# NumPy 2 imports these lazily, on first use, which the functions never make; NumPy 1 imports them
+# with numpy itself, so they stay in the python3.11 bundle.
+STRIP_NUMPY_2 = ("numpy/random", "numpy/fft", "numpy/polynomial")
+
+
+def strip_bundle(root: Path, target: Target) -> int:
+    """Apply :data:`STRIP` under ``root`` and strip debug symbols; returns the bytes saved."""
+    before = folder_size(root)
+    numpy_2 = any(root.glob("numpy-2.*.dist-info"))
+    for pattern in STRIP + (STRIP_NUMPY_2 if numpy_2 else ()):
+        for path in sorted(root.glob(pattern), key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists():
+                path.unlink()
+    strip = shutil.which("strip")
+    if strip and target.machine == os.uname().machine:  # GNU strip knows this machine's ELF
+        libraries = [str(p) for p in root.rglob("*.so*") if p.is_file()]
+        subprocess.run([strip, "--strip-unneeded", *libraries], check=False, capture_output=True)
+    return before - folder_size(root)
 
 
 def lambda_requirements(target: Target) -> list[str]:
@@ -117,14 +200,13 @@ def install(target: Target, output_dir: Path) -> None:
     for platform in target.platforms:
         command += ["--platform", platform]
     subprocess.run(command + lambda_requirements(target), check=True)
-    for leftover in output_dir.glob("bin"):
-        shutil.rmtree(leftover)  # console scripts point at this machine's Python
     shutil.copytree(
         PACKAGE,
         output_dir / "classifier",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         dirs_exist_ok=True,
     )
+    strip_bundle(output_dir, target)
 
 
 def folder_size(path: Path) -> int:
@@ -157,6 +239,7 @@ class LocalBundling:
 def source_hash(target: Target) -> str:
     """Changes when the serving code, its requirements or the target change (not otherwise)."""
     digest = hashlib.sha256(f"{target.python}:{target.machine}:{target.platforms}".encode())
+    digest.update("\n".join(STRIP + STRIP_NUMPY_2).encode())
     digest.update("\n".join(lambda_requirements(target)).encode())
     for path in sorted(PACKAGE.rglob("*.py")):
         digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())

@@ -71,7 +71,7 @@ def test_multipart_and_raw_body_give_the_same_answer(use_model: Path) -> None:
 def test_health_through_mangum(use_model: Path) -> None:
     status, body, _ = call(load_event("apigw-v2-health.json"))
     assert status == 200
-    assert body["model_loaded"] is True and body["runtime"].startswith("tflite-runtime")
+    assert body["model_loaded"] is True and body["runtime"].startswith("ai-edge-litert")
     assert body["model_version"] == json.loads(use_model.read_text())["model_version"]
 
 

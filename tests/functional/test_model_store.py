@@ -37,7 +37,7 @@ def test_model_uri_from_s3_loads_the_latest_model(
         "model_version"
     ]
     assert classifier.model_version == expected
-    assert classifier.runtime.startswith("tflite-runtime")
+    assert classifier.runtime.startswith("ai-edge-litert")
     assert service.classifier() is classifier  # cached per container
 
 

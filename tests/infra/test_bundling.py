@@ -25,6 +25,17 @@ def test_python_311_x86_gets_tflite_runtime_and_numpy_1() -> None:
     assert PY311_X86.platforms == ("manylinux2014_x86_64",)  # Amazon Linux 2, glibc 2.26
 
 
+def test_the_default_target_is_python_313_x86_with_litert_and_numpy_2() -> None:
+    from infra.components.bundling import DEFAULT_TARGET, TARGETS, lambda_requirements
+
+    target = TARGETS[DEFAULT_TARGET]
+    assert (target.python, target.machine) == ("3.13", "x86_64")
+    requirements = lambda_requirements(target)
+    assert "ai-edge-litert==2.3.0" in requirements and "numpy<3,>=1.26" in requirements
+    assert "tflite-runtime" not in names(requirements)
+    assert "manylinux_2_34_x86_64" in target.platforms  # Amazon Linux 2023, glibc 2.34
+
+
 def test_python_313_arm_gets_ai_edge_litert() -> None:
     from infra.components.bundling import PY313_ARM, lambda_requirements
 
@@ -35,9 +46,9 @@ def test_python_313_arm_gets_ai_edge_litert() -> None:
 
 
 def test_boto3_is_left_to_the_lambda_runtime() -> None:
-    from infra.components.bundling import PY311_X86, PY313_ARM, lambda_requirements
+    from infra.components.bundling import TARGETS, lambda_requirements
 
-    for target in (PY311_X86, PY313_ARM):
+    for target in TARGETS.values():
         assert "boto3" not in names(lambda_requirements(target))
         assert {"fastapi", "mangum", "pillow", "aws-lambda-powertools"} <= names(
             lambda_requirements(target)

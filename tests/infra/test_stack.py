@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,11 +70,11 @@ def our_functions(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def test_both_functions_run_python_311_on_x86_64_by_default(synthesised: dict[str, Any]) -> None:
+def test_both_functions_run_python_313_on_x86_64_by_default(synthesised: dict[str, Any]) -> None:
     functions = our_functions(synthesised["raw"])
     assert set(functions) == {"classifier.api.handler", "classifier.uploads.handler"}
     for props in functions.values():
-        assert props["Runtime"] == "python3.11"
+        assert props["Runtime"] == "python3.13"
         assert props["Architectures"] == ["x86_64"]
         assert props["MemorySize"] == 1024
 
@@ -430,14 +431,35 @@ def api_asset(synthesised: dict[str, Any]) -> Path:
     return Path(synthesised["outdir"]) / source
 
 
-def test_the_bundle_is_complete_small_and_free_of_tensorflow_and_boto3(
-    synthesised: dict[str, Any],
+@pytest.fixture(scope="module")
+def py311(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The python3.11 + tflite-runtime target, bundled for real."""
+    outdir = tmp_path_factory.mktemp("cdk.out-py311")
+    template, raw = synth(outdir, runtime="python3.11-x86_64")
+    return {"template": template, "raw": raw, "outdir": outdir}
+
+
+# What each target's bundle must hold: its TFLite runtime, its NumPy, its Python.
+EXPECTED = {
+    "python3.13-x86_64": ("ai_edge_litert", "numpy-2.", "3.13", 80),
+    "python3.11-x86_64": ("tflite_runtime", "numpy-1.26.4", "3.11", 85),
+}
+
+
+def bundle_of(target: str, synthesised: dict[str, Any], py311: dict[str, Any]) -> Path:
+    return api_asset(synthesised if target == "python3.13-x86_64" else py311)
+
+
+@pytest.mark.parametrize("target", sorted(EXPECTED))
+def test_each_bundle_is_complete_lean_and_free_of_tensorflow_and_boto3(
+    target: str, synthesised: dict[str, Any], py311: dict[str, Any]
 ) -> None:
-    bundle = api_asset(synthesised)
+    runtime, numpy_wheel, _, limit_mb = EXPECTED[target]
+    bundle = bundle_of(target, synthesised, py311)
     names = {p.name for p in bundle.iterdir()}
     assert {
         "classifier",
-        "tflite_runtime",
+        runtime,
         "numpy",
         "PIL",
         "fastapi",
@@ -446,37 +468,75 @@ def test_the_bundle_is_complete_small_and_free_of_tensorflow_and_boto3(
         "multipart",
     } <= names
     assert not names & {"tensorflow", "keras", "boto3", "botocore", "tests", "training", "moto"}
+    # The strip rule ran: nothing the functions never load is left (see bundling.STRIP).
+    leftovers = [
+        p.relative_to(bundle).as_posix()
+        for pattern in ("**/__pycache__", "**/*.pyi", "numpy/*/tests", "numpy/_core/include")
+        for p in bundle.glob(pattern)
+    ]
+    assert not leftovers, leftovers[:5]
+    assert not list(bundle.glob("ai_edge_litert/*Accelerator*.so"))
     size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
-    print(f"API bundle: {size / 2**20:.1f} MB unzipped")
-    assert size < 150 * 2**20  # Lambda's limit is 250 MB unzipped; keep far below it
-    wheels = {p.name for p in bundle.glob("numpy-*.dist-info")}
-    assert wheels == {"numpy-1.26.4.dist-info"}
+    print(f"{target} API bundle: {size / 2**20:.1f} MB unzipped")
+    assert size < limit_mb * 2**20, f"{size / 2**20:.1f} MB > {limit_mb} MB"
+    (wheel,) = [p.name for p in bundle.glob("numpy-*.dist-info")]
+    assert wheel.startswith(numpy_wheel)
 
 
 HANDLER_IN_BUNDLE = """
 import json, sys
 sys.path[:0] = [sys.argv[1]]
 from classifier.api import handler
-import classifier, tflite_runtime
-for module in (classifier, tflite_runtime):
-    assert module.__file__.startswith(sys.argv[1]), module
+from classifier import service
+import classifier
+assert classifier.__file__.startswith(sys.argv[1]), classifier
+runtime = service.classifier().runtime
+module = sys.modules["ai_edge_litert" if runtime.startswith("ai-edge") else "tflite_runtime"]
+assert module.__file__.startswith(sys.argv[1]), module
 assert "boto3" not in sys.modules and "tensorflow" not in sys.modules
 class Context:
     function_name = "bundle"; memory_limit_in_mb = 1024; aws_request_id = "1"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bundle"
 response = handler(json.load(open(sys.argv[2])), Context())
-print(json.dumps(response))
+print(json.dumps({"runtime": runtime, "python": sys.version.split()[0], "response": response}))
 """
 
 
-def test_the_bundle_answers_a_v2_event_from_a_clean_folder(
-    synthesised: dict[str, Any], tmp_path: Path, tiny_manifest: Path
+def find_python(version: str) -> str | None:
+    """An interpreter of ``version`` (PYTHON313=... overrides; then pyenv's; then PATH)."""
+    candidates = [os.environ.get(f"PYTHON{version.replace('.', '')}")]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += [str(p) for p in sorted(pyenv.glob(f"versions/{version}.*/bin/python{version}"))]
+    candidates.append(shutil.which(f"python{version}"))
+    for candidate in candidates:
+        if not candidate:
+            continue
+        done = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode == 0 and done.stdout.strip() == version:
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("target", sorted(EXPECTED))
+def test_each_bundle_answers_a_v2_event_from_a_clean_folder_with_its_python(
+    target: str,
+    synthesised: dict[str, Any],
+    py311: dict[str, Any],
+    tmp_path: Path,
+    tiny_manifest: Path,
 ) -> None:
+    runtime, _, version, _ = EXPECTED[target]
+    python = find_python(version)
+    if python is None:
+        pytest.skip(f"no python{version} on this machine to import the {target} bundle with")
     clean = tmp_path / "lambda-task-root"
-    shutil.copytree(api_asset(synthesised), clean)
+    shutil.copytree(bundle_of(target, synthesised, py311), clean)
     event = tmp_path / "event.json"
     event.write_text(json.dumps(load_event("apigw-v2-multipart.json")))
-    python = getattr(sys, "_base_executable", sys.executable)
     done = subprocess.run(
         [python, "-S", "-E", "-c", HANDLER_IN_BUNDLE, str(clean), str(event)],
         capture_output=True,
@@ -486,9 +546,22 @@ def test_the_bundle_answers_a_v2_event_from_a_clean_folder(
         env={"MODEL_URI": str(tiny_manifest), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    response = json.loads(done.stdout.strip().splitlines()[-1])
-    assert response["statusCode"] == 200, response
-    assert json.loads(response["body"])["category"] in CIFAR10_CLASSES
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["python"].startswith(version + ".")
+    assert answer["runtime"].startswith(runtime.replace("_", "-"))
+    assert answer["response"]["statusCode"] == 200, answer
+    assert json.loads(answer["response"]["body"])["category"] in CIFAR10_CLASSES
+
+
+def test_the_arm64_bundle_installs_aarch64_wheels(tmp_path: Path) -> None:
+    from infra.components.bundling import PY313_ARM, install
+
+    install(PY313_ARM, tmp_path)
+    (litert,) = tmp_path.glob("ai_edge_litert/_pywrap_litert_interpreter_wrapper*.so")
+    header = litert.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # AArch64
+    assert (tmp_path / "classifier" / "api.py").is_file()
+    assert not list(tmp_path.glob("ai_edge_litert/*Accelerator*.so"))
 
 
 # --- one writer of models/latest -------------------------------------------------------------

@@ -38,8 +38,9 @@ class Spy:
         return getattr(self.inner, name)
 
 
-def test_runtime_is_tflite_runtime_on_python_311() -> None:
-    assert runtime_name().startswith("tflite-runtime 2.14")
+def test_litert_is_the_default_runtime_where_installed() -> None:
+    assert runtime_name().startswith("ai-edge-litert 2.3")
+    assert runtime_name("tflite-runtime").startswith("tflite-runtime 2.14")
 
 
 def test_ai_edge_litert_gives_the_same_answers(
@@ -47,7 +48,7 @@ def test_ai_edge_litert_gives_the_same_answers(
 ) -> None:
     litert = load(tiny_manifest, runtime="ai-edge-litert")
     assert litert.runtime.startswith("ai-edge-litert")
-    tflite = load(tiny_manifest)
+    tflite = load(tiny_manifest, runtime="tflite-runtime")
     # The tiny model is sure of its synthetic test images (on photos it is near a coin toss,
     # where one int8 step between kernels could swap two classes).
     pixels = synthetic_data["arrays"][2][:50]
@@ -61,12 +62,20 @@ def test_ai_edge_litert_gives_the_same_answers(
     assert np.allclose(ours, theirs, atol=4 / 256)
 
 
-def test_without_tflite_runtime_it_falls_back_to_ai_edge_litert(
+def test_without_litert_it_falls_back_to_tflite_runtime(
     tiny_manifest: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "tflite_runtime", None)  # as on Python 3.12+
-    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
-    assert load(tiny_manifest).runtime.startswith("ai-edge-litert")
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as in the python3.11 bundle
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    assert load(tiny_manifest).runtime.startswith("tflite-runtime")
+
+
+def test_flip_averaging_in_one_invoke_equals_two_invokes(tiny_manifest: Path) -> None:
+    classifier = load(tiny_manifest)
+    classifier.flip_average = True
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3)).astype(np.uint8)
+    two = (classifier._run(pixels) + classifier._run(pixels[:, :, ::-1])) / 2
+    assert np.allclose(classifier.predict_arrays(pixels), two, atol=1e-6)
 
 
 def test_an_unknown_runtime_is_refused_by_name(tiny_manifest: Path) -> None:
@@ -95,10 +104,10 @@ def test_the_fed_tensor_uses_the_models_scale_and_zero_point(tiny_manifest: Path
     classifier.predict(data)
     q = classifier.input_quantization
     expected = np.clip(np.rint(image_to_array(data) / q.scale + q.zero_point), -128, 127)
-    fed, mirrored = spy.fed  # the tiny model's manifest asks for flip averaging
-    assert fed.dtype == np.int8
+    (fed,) = spy.fed  # one invoke: the image and its mirror (the manifest asks for flip averaging)
+    assert fed.dtype == np.int8 and fed.shape[0] == 2
     assert np.array_equal(fed[0], expected.astype(np.int8))
-    assert np.array_equal(mirrored[0], expected[:, ::-1].astype(np.int8))
+    assert np.array_equal(fed[1], expected[:, ::-1].astype(np.int8))
 
 
 def test_flip_averaging_is_the_mean_of_the_image_and_its_mirror(tiny_manifest: Path) -> None:
