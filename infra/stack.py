@@ -34,6 +34,11 @@ class Config:
     # Concurrency kept for the API alone, so a burst of uploads cannot throttle it (None: share
     # the account's pool; an account's unreserved pool must stay >= 100, see README).
     api_reserved_concurrency: int | None = 10
+    # Cold-start options (README "Cold starts"): SnapStart snapshots the initialised function,
+    # model loaded, on each published version (python3.12+ only); provisioned concurrency keeps
+    # N API environments initialised on the alias. AWS does not allow both on one version.
+    snap_start: bool = False
+    provisioned_concurrency: int = 0
     uploads_memory_mb: int = 1024
     uploads_timeout_s: int = 60
     uploads_batch_size: int = 10
@@ -64,6 +69,22 @@ class Config:
         if config.runtime not in TARGETS:
             raise ValueError(
                 f"context runtime={config.runtime!r}; expected one of {sorted(TARGETS)}"
+            )
+        if config.snap_start and not TARGETS[config.runtime].runtime.supports_snap_start:
+            raise ValueError(
+                f"context snapStart=true needs a python3.12+ runtime; runtime={config.runtime} "
+                "has none (use python3.13-x86_64 or python3.13-arm64)"
+            )
+        if config.snap_start and config.provisioned_concurrency:
+            raise ValueError(
+                "context snapStart=true and provisionedConcurrency>0 cannot be combined: AWS "
+                "does not allow both on one function version; choose one"
+            )
+        reserved = config.api_reserved_concurrency
+        if reserved is not None and config.provisioned_concurrency > reserved:
+            raise ValueError(
+                f"context provisionedConcurrency={config.provisioned_concurrency} exceeds "
+                f"apiReservedConcurrency={reserved}"
             )
         if not 2 <= config.uploads_max_concurrency <= 1000:
             raise ValueError(
@@ -108,6 +129,8 @@ class ClassifierStack(Stack):
             memory_mb=config.api_memory_mb,
             timeout_s=config.api_timeout_s,
             reserved_concurrency=config.api_reserved_concurrency,
+            snap_start=config.snap_start,
+            provisioned_concurrency=config.provisioned_concurrency,
             rate_limit=config.api_rate_limit,
             burst_limit=config.api_burst_limit,
             cors_origins=config.cors_origins,
@@ -124,6 +147,7 @@ class ClassifierStack(Stack):
             timeout_s=config.uploads_timeout_s,
             batch_size=config.uploads_batch_size,
             max_concurrency=config.uploads_max_concurrency,
+            snap_start=config.snap_start,
             max_receive_count=config.max_receive_count,
             results_days=config.results_days,
             log_retention=retention,

@@ -87,6 +87,22 @@ def preload() -> None:
         classifier()
 
 
+def _refresh_after_restore() -> None:
+    """SnapStart: connections opened before the snapshot are dead after a restore."""
+    s3_client.cache_clear()
+
+
+def _register_restore_hooks() -> None:
+    try:  # Lambda's python3.12+ runtimes provide it where SnapStart may be on
+        from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    register_after_restore(_refresh_after_restore)
+
+
+_register_restore_hooks()
+
+
 def reset() -> None:
     for cached in (settings, s3_client, _classifier):
         cached.cache_clear()

@@ -61,7 +61,12 @@ class Target:
 
     @property
     def runtime(self) -> lambda_.Runtime:
-        return lambda_.Runtime(f"python{self.python}", lambda_.RuntimeFamily.PYTHON)
+        # SnapStart covers Python 3.12 and later (AWS Lambda docs).
+        return lambda_.Runtime(
+            f"python{self.python}",
+            lambda_.RuntimeFamily.PYTHON,
+            supports_snap_start=tuple(map(int, self.python.split("."))) >= (3, 12),
+        )
 
     @property
     def machine(self) -> str:
@@ -276,6 +281,7 @@ def serving_function(
     log_retention: logs.RetentionDays,
     tracing: bool,
     reserved_concurrency: int | None = None,
+    snap_start: bool = False,
 ) -> tuple[lambda_.Function, logs.LogGroup]:
     """A Lambda running ``handler`` from the bundled serving code, with its own log group."""
     log_group = logs.LogGroup(scope, f"{id_}Logs", retention=log_retention)
@@ -297,5 +303,20 @@ def serving_function(
         log_group=log_group,
         tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
         reserved_concurrent_executions=reserved_concurrency,
+        snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
     )
     return function, log_group
+
+
+def live_alias(
+    scope: Construct, function: lambda_.Function, *, provisioned_concurrency: int
+) -> lambda_.Alias:
+    """Alias ``live`` on the function's current published version (SnapStart snapshots
+    published versions; provisioned concurrency is set on an alias)."""
+    return lambda_.Alias(
+        scope,
+        "Live",
+        alias_name="live",
+        version=function.current_version,
+        provisioned_concurrent_executions=provisioned_concurrency or None,
+    )

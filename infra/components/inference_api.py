@@ -6,12 +6,13 @@ import jsii
 from aws_cdk import Duration
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from classifier import contract
 from classifier import settings as env
 from constructs import Construct
 
-from infra.components.bundling import Target, serving_function
+from infra.components.bundling import Target, live_alias, serving_function
 
 ROUTES = (
     ("/predict", apigw.HttpMethod.POST),
@@ -52,6 +53,8 @@ class InferenceApi(Construct):
         memory_mb: int,
         timeout_s: int,
         reserved_concurrency: int | None,
+        snap_start: bool,
+        provisioned_concurrency: int,
         rate_limit: int,
         burst_limit: int,
         cors_origins: list[str],
@@ -67,6 +70,7 @@ class InferenceApi(Construct):
             description="CIFAR-10 classifier API (FastAPI through Mangum, int8 TFLite)",
             service=contract.API_SERVICE,
             reserved_concurrency=reserved_concurrency,
+            snap_start=snap_start,
             memory_mb=memory_mb,
             timeout_s=timeout_s,
             environment={env.MODEL_URI: model_uri},
@@ -95,7 +99,14 @@ class InferenceApi(Construct):
             throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
             access_log_settings=AccessLogs(apigw.LogGroupLogDestination(self.access_logs)),
         )
-        integration = integrations.HttpLambdaIntegration("Lambda", self.function)
+        # API Gateway calls the alias when there is one: its version is what SnapStart restores
+        # and what provisioned concurrency keeps warm.
+        self.alias: lambda_.Alias | None = None
+        if snap_start or provisioned_concurrency:
+            self.alias = live_alias(
+                self, self.function, provisioned_concurrency=provisioned_concurrency
+            )
+        integration = integrations.HttpLambdaIntegration("Lambda", self.alias or self.function)
         for path, method in ROUTES:
             self.http_api.add_routes(path=path, methods=[method], integration=integration)
         self.url = self.stage.url

@@ -13,7 +13,7 @@ from classifier import contract
 from classifier import settings as env
 from constructs import Construct
 
-from infra.components.bundling import Target, serving_function
+from infra.components.bundling import Target, live_alias, serving_function
 from infra.components.model_store import secure_bucket
 
 UPLOADS_PREFIX = contract.UPLOADS_PREFIX
@@ -41,6 +41,7 @@ class UploadClassifier(Construct):
         batch_size: int,
         max_concurrency: int,
         max_receive_count: int,
+        snap_start: bool,
         results_days: int,
         log_retention: logs.RetentionDays,
         tracing: bool,
@@ -94,6 +95,7 @@ class UploadClassifier(Construct):
             handler="classifier.uploads.handler",
             description="Classifies images dropped under uploads/ into results/",
             service=contract.UPLOADS_SERVICE,
+            snap_start=snap_start,
             memory_mb=memory_mb,
             timeout_s=timeout_s,
             environment={
@@ -104,7 +106,11 @@ class UploadClassifier(Construct):
             log_retention=log_retention,
             tracing=tracing,
         )
-        self.function.add_event_source(
+        # With SnapStart the queue feeds the alias of the published, snapshotted version.
+        consumer = (
+            live_alias(self, self.function, provisioned_concurrency=0) if snap_start else None
+        )
+        (consumer or self.function).add_event_source(
             sources.SqsEventSource(
                 self.queue,
                 batch_size=batch_size,

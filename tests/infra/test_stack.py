@@ -635,3 +635,46 @@ def test_a_first_deploy_seeds_latest_with_the_repositorys_model(
         seeded = json.loads(s3.get_object(Bucket="models-bucket", Key=key)["Body"].read())
     repository = json.loads((ROOT / "models" / "latest" / "manifest.json").read_text())
     assert seeded == repository
+
+
+# --- cold-start options ----------------------------------------------------------------------
+def test_snap_start_publishes_versions_behind_a_live_alias(tmp_path: Path) -> None:
+    _, raw = synth(tmp_path, snapStart="true", **{"aws:cdk:bundling-stacks": []})
+    for props in our_functions(raw).values():
+        assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    aliases = resources(raw, "AWS::Lambda::Alias")
+    assert len(aliases) == 2 and all(a["Properties"]["Name"] == "live" for a in aliases.values())
+    alias_ids = set(aliases)
+    (integration,) = resources(raw, "AWS::ApiGatewayV2::Integration").values()
+    assert integration["Properties"]["IntegrationUri"]["Ref"] in alias_ids
+    (mapping,) = resources(raw, "AWS::Lambda::EventSourceMapping").values()
+    consumer = json.dumps(mapping["Properties"]["FunctionName"])
+    assert ":live" in consumer and any(f'"Ref": "{a}"' in consumer for a in alias_ids)
+
+
+def test_provisioned_concurrency_is_set_on_the_apis_alias(tmp_path: Path) -> None:
+    _, raw = synth(tmp_path, provisionedConcurrency="2", **{"aws:cdk:bundling-stacks": []})
+    (alias,) = resources(raw, "AWS::Lambda::Alias").values()
+    assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {
+        "ProvisionedConcurrentExecutions": 2
+    }
+    assert all("SnapStart" not in p for p in our_functions(raw).values())
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"snapStart": "true", "runtime": "python3.11-x86_64"}, "needs a python3.12"),
+        ({"snapStart": "true", "provisionedConcurrency": "1"}, "cannot be combined"),
+        ({"provisionedConcurrency": "11"}, "exceeds apiReservedConcurrency=10"),
+    ],
+)
+def test_impossible_cold_start_settings_are_refused_by_name(
+    context: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        synth(tmp_path, **context, **{"aws:cdk:bundling-stacks": []})
+
+
+def test_without_cold_start_options_there_is_no_alias(synthesised: dict[str, Any]) -> None:
+    assert resources(synthesised["raw"], "AWS::Lambda::Alias") == {}
