@@ -21,6 +21,7 @@ RESULTS_PREFIX = "RESULTS_PREFIX"  # where it writes results (and which it never
 MAX_BODY_BYTES = "MAX_BODY_BYTES"  # largest accepted request body / image object
 MAX_IMAGE_PIXELS = "MAX_IMAGE_PIXELS"  # largest accepted image, in pixels
 MAX_REQUEST_PIXELS = "MAX_REQUEST_PIXELS"  # most pixels one request may make us decode
+IO_THREADS = "IO_THREADS"  # drop folder: S3 reads and writes in flight at once
 TFLITE_NUM_THREADS = "TFLITE_NUM_THREADS"  # interpreter threads (unset: runtime default)
 TFLITE_RUNTIME = "TFLITE_RUNTIME"  # "ai-edge-litert" or "tflite-runtime" (unset: first installed)
 LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda itself: we run in Lambda
@@ -76,6 +77,7 @@ class Settings:
     max_request_pixels: int = DEFAULT_REQUEST_PIXELS
     num_threads: int | None = None
     runtime: str | None = None
+    io_threads: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +93,7 @@ class Settings:
             max_request_pixels=_integer(env, MAX_REQUEST_PIXELS, DEFAULT_REQUEST_PIXELS),
             num_threads=threads or None,
             runtime=env.get(TFLITE_RUNTIME) or None,
+            io_threads=_integer(env, IO_THREADS, 10),
         )
         if settings.uploads_prefix.startswith(settings.results_prefix):
             raise SettingsError(

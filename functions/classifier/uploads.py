@@ -20,7 +20,9 @@ result always describes the newest version of its object.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -46,6 +48,11 @@ from classifier.core import ImageError, ImageTooLarge
 logger = Logger(service=contract.UPLOADS_SERVICE)
 metrics = Metrics(namespace=contract.METRICS_NAMESPACE, service=contract.UPLOADS_SERVICE)
 service.preload()  # in Lambda's init phase; nothing locally
+
+# S3 reads and writes of a batch overlap in a small thread pool (a container is not idle while S3
+# answers); inference and metrics take a lock, so the interpreter runs one image at a time.
+_io_pool: ThreadPoolExecutor | None = None
+_cpu = threading.Lock()
 
 SEQUENCER_METADATA = "sequencer"  # x-amz-meta-sequencer on each result object
 CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
@@ -141,30 +148,33 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
         "classified_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }
     size = int(response.get("ContentLength") or 0)
-    start = time.perf_counter()
     try:
         if size > config.max_body_bytes:
             raise ImageTooLarge(
                 f"the object is {size} bytes; at most {config.max_body_bytes} are accepted"
             )
         data = response["Body"].read()
-        classifier = service.classifier()  # a model that cannot load raises: retry
-        result.update(classifier.predict(data).as_dict())
+        with _cpu:
+            classifier = service.classifier()  # a model that cannot load raises: retry
+            start = time.perf_counter()
+            result.update(classifier.predict(data).as_dict())
+            latency = (time.perf_counter() - start) * 1000
     except ImageError as exc:
         result["error"] = str(exc)
-        metrics.add_metric(name=contract.METRIC_REJECTED, unit=MetricUnit.Count, value=1)
+        with _cpu:
+            metrics.add_metric(name=contract.METRIC_REJECTED, unit=MetricUnit.Count, value=1)
         logger.warning("not classified", extra={"key": obj.key, "error": str(exc)})
     else:
-        latency = (time.perf_counter() - start) * 1000
-        metrics.add_metric(name=contract.METRIC_CLASSIFIED, unit=MetricUnit.Count, value=1)
-        metrics.add_metric(
-            name=contract.METRIC_LATENCY, unit=MetricUnit.Milliseconds, value=latency
-        )
-        metrics.add_metric(
-            name=f"{contract.METRIC_CATEGORY_PREFIX}{result['category']}",
-            unit=MetricUnit.Count,
-            value=1,
-        )
+        with _cpu:
+            metrics.add_metric(name=contract.METRIC_CLASSIFIED, unit=MetricUnit.Count, value=1)
+            metrics.add_metric(
+                name=contract.METRIC_LATENCY, unit=MetricUnit.Milliseconds, value=latency
+            )
+            metrics.add_metric(
+                name=f"{contract.METRIC_CATEGORY_PREFIX}{result['category']}",
+                unit=MetricUnit.Count,
+                value=1,
+            )
         logger.info(
             "classified",
             extra={
@@ -178,7 +188,8 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
     result["result_key"] = out_key
     if not write_result(s3, obj.bucket, out_key, result, obj.sequencer):
         result["superseded"] = True
-        metrics.add_metric(name=contract.METRIC_SUPERSEDED, unit=MetricUnit.Count, value=1)
+        with _cpu:
+            metrics.add_metric(name=contract.METRIC_SUPERSEDED, unit=MetricUnit.Count, value=1)
         logger.info("not written: a later upload's result is there", extra={"key": obj.key})
     return result
 
@@ -231,13 +242,41 @@ def _sqs_record(record: SQSRecord) -> list[dict[str, Any] | None]:
     return [classify_object(obj) for obj in objects_in_notification(notification)]
 
 
+def _io_threads() -> ThreadPoolExecutor:
+    global _io_pool
+    if _io_pool is None:
+        _io_pool = ThreadPoolExecutor(
+            max_workers=service.settings().io_threads, thread_name_prefix="s3-io"
+        )
+    return _io_pool
+
+
+def _outcome(record: dict[str, Any]) -> tuple[Any, BaseException | None]:
+    try:
+        return _sqs_record(SQSRecord(record)), None
+    except Exception as exc:  # noqa: BLE001 - the batch processor reports this message
+        return None, exc
+
+
 def process(event: dict[str, Any]) -> dict[str, Any]:
     """Handle any of the three event shapes; SQS gets a partial batch response."""
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:sqs":
+        # Every message is handled at once in the I/O pool; Powertools then turns the outcomes
+        # into the partial batch response (failed messages only, or raise if all failed).
+        outcomes = dict(
+            zip((r["messageId"] for r in records), _io_threads().map(_outcome, records))
+        )
+
+        def replay(record: SQSRecord) -> Any:
+            result, error = outcomes[record.message_id]
+            if error is not None:
+                raise error
+            return result
+
         processor = BatchProcessor(event_type=EventType.SQS)
         return dict(
-            process_partial_response(event=event, record_handler=_sqs_record, processor=processor)
+            process_partial_response(event=event, record_handler=replay, processor=processor)
         )
     if records and records[0].get("eventSource") == "aws:s3":
         results = [classify_object(obj) for obj in objects_in_notification(event)]
