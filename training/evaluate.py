@@ -3,7 +3,7 @@
     python -m training.evaluate models/latest/manifest.json --data ../shared/datasets/cifar10-jpeg
 
 Test images are decoded by the serving core's ``image_to_array`` and classified by
-``classifier.runtime`` (tflite-runtime, or ai-edge-litert on Python 3.12+). Prints overall and
+``classifier.runtime`` (LiteRT, or tflite-runtime; ``--runtime`` picks). Prints overall and
 per-class accuracy; ``--json`` writes them (with ``--details``: predictions and confusion matrix).
 """
 
@@ -22,14 +22,19 @@ from classifier.runtime import load_classifier
 
 
 def evaluate(
-    manifest_path: Path, x: np.ndarray, y: np.ndarray, *, details: bool = False
+    manifest_path: Path,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    details: bool = False,
+    runtime: str | None = None,
 ) -> dict[str, Any]:
     """Accuracy of the model behind ``manifest_path`` on uint8 images ``x`` with labels ``y``."""
     if "tensorflow" in sys.modules:
         raise RuntimeError("evaluate int8 models in a process without TensorFlow")
     manifest = Manifest.from_bytes(manifest_path.read_bytes())
     model = Path(resolve(str(manifest_path), manifest.model_path)).read_bytes()
-    classifier = load_classifier(model, manifest)
+    classifier = load_classifier(model, manifest, runtime=runtime)
     start = time.perf_counter()
     predictions = classifier.predict_arrays(x).argmax(axis=1)
     seconds = time.perf_counter() - start
@@ -62,6 +67,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     source.add_argument("--arrays", type=Path, help="an .npz with uint8 x and int labels y")
     parser.add_argument("--json", type=Path, help="also write the result here")
     parser.add_argument("--details", action="store_true", help="include predictions, confusion")
+    parser.add_argument(
+        "--runtime",
+        choices=("ai-edge-litert", "tflite-runtime"),
+        help="the TFLite runtime (default: the first installed, LiteRT first, as served)",
+    )
     args = parser.parse_args(argv)
     if args.arrays:
         with np.load(args.arrays) as z:
@@ -71,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         dataset, _ = load(args.data)
         x, y = dataset.x_test, dataset.y_test
-    result = evaluate(args.manifest, x, y, details=args.details)
+    result = evaluate(args.manifest, x, y, details=args.details, runtime=args.runtime)
     if args.json:
         args.json.write_text(json.dumps(result) + "\n")
     print(

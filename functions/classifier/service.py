@@ -94,7 +94,7 @@ def _refresh_after_restore() -> None:
 
 def _register_restore_hooks() -> None:
     try:  # Lambda's python3.12+ runtimes provide it where SnapStart may be on
-        from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+        from snapshot_restore_py import register_after_restore
     except ImportError:
         return
     register_after_restore(_refresh_after_restore)
