@@ -64,9 +64,12 @@ def run(source: Path, clients: int, seconds: float) -> dict[str, float]:
         with httpx.Client(timeout=30) as http:
             while not stop.is_set():
                 start = time.perf_counter()
-                response = http.post(
-                    f"{url}/predict", content=image, headers={"content-type": "image/png"}
-                )
+                try:
+                    response = http.post(
+                        f"{url}/predict", content=image, headers={"content-type": "image/png"}
+                    )
+                except httpx.HTTPError:
+                    continue  # counted as no answer: only answered requests are timed
                 if response.status_code == 200:
                     predict.append(time.perf_counter() - start)
 
@@ -74,8 +77,11 @@ def run(source: Path, clients: int, seconds: float) -> dict[str, float]:
         with httpx.Client(timeout=30) as http:
             while not stop.is_set():
                 start = time.perf_counter()
-                if http.get(f"{url}/health").status_code == 200:
-                    health.append(time.perf_counter() - start)
+                try:
+                    if http.get(f"{url}/health").status_code == 200:
+                        health.append(time.perf_counter() - start)
+                except httpx.HTTPError:
+                    pass
                 time.sleep(0.05)
 
     try:
