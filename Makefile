@@ -9,7 +9,7 @@ EVENT ?= events/apigw-v2-multipart.json
 MODEL ?= models/latest/manifest.json
 CDK_CLI ?= aws-cdk@2.1148.1
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: help install test test-fast lint format serve demo invoke client train train-report evaluate publish bench bench-worst synth bootstrap deploy destroy clean
 

@@ -133,10 +133,12 @@ def tiny_run(
         "--tta-flip",
         "on",
     ]
+    env = subprocess_env(CIFAR10_CACHE=str(cache))
+    env.pop("TF_CPP_MIN_LOG_LEVEL")  # as a user runs it: the job quiets TensorFlow itself
     done = subprocess.run(
         command,
         cwd=ROOT,
-        env=subprocess_env(CIFAR10_CACHE=str(cache)),
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,
@@ -148,6 +150,7 @@ def tiny_run(
         "published": published,
         "manifest": published / "models" / "latest" / "manifest.json",
         "stdout": done.stdout,
+        "stderr": done.stderr,
     }
 
 

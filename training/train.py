@@ -14,6 +14,7 @@ imported TensorFlow, and this way the number we report is the number the Lambdas
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -105,6 +107,58 @@ RECIPES = {
 
 def log(stage: str, message: str) -> None:
     print(f"[{stage:>8}] {message}", flush=True)
+
+
+@contextlib.contextmanager
+def native_output_captured() -> Iterator[None]:
+    """Hold what native code writes to stdout/stderr (file descriptors 1 and 2) meanwhile; show
+    it only if the block fails. TensorFlow's importers and converter print banners there."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 1)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's start-up noise off the screen; what matters still raises.
+
+    TF_CPP_MIN_LOG_LEVEL=3 (unless set) hides the C++ log: on a CPU machine its lines are
+    "failed call to cuInit: CUDA error" (no GPU, as expected), oneDNN and absl notices. A C++
+    failure that matters surfaces as a Python exception anyway. Two Python warnings are silenced
+    by message because they do not apply here: the converter's missing input statistics (the
+    int8 input range comes from the representative images) and tf.lite.Interpreter's deprecation
+    (used only to read tensor details here; serving uses LiteRT).
+    """
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+    warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # pragma: no cover - absl comes with TensorFlow
+        pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,6 +349,7 @@ def train(model: Any, recipe: Recipe, train_ds: Any, val_ds: Any) -> dict[str, l
         callbacks.append(time_budget(recipe.time_budget_minutes))
     history = model.fit(
         train_ds,
+        shuffle=False,  # the dataset shuffles itself each epoch (Keras would warn otherwise)
         validation_data=val_ds,
         epochs=recipe.epochs,
         callbacks=callbacks,
@@ -354,7 +409,8 @@ def quantise(model: Any, calibration: np.ndarray) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
+    with native_output_captured():  # the exporter's endpoint listing, the converter's settings
+        return bytes(converter.convert())
 
 
 def tensor_spec(details: dict[str, Any]) -> dict[str, Any]:
@@ -386,7 +442,10 @@ def evaluate_int8(run_dir: Path, x_test: np.ndarray, y_test: np.ndarray) -> dict
         np.savez(arrays, x=x_test, y=y_test)
         command = [sys.executable, "-m", "training.evaluate", str(run_dir / mf.MANIFEST_NAME)]
         command += ["--arrays", str(arrays), "--json", str(out), "--details"]
-        subprocess.run(command, check=True, env=env, cwd=ROOT)
+        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:  # its per-class table is in metrics.json; show output on failure
+            sys.stderr.write(done.stdout + done.stderr)
+            raise subprocess.CalledProcessError(done.returncode, command)
         return dict(json.loads(out.read_text()))
 
 
@@ -537,6 +596,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         x_all, y_all, recipe.validation_fraction, recipe.seed
     )
     fingerprint = dataset.fingerprint
+    # What identifies the data in a manifest anyone may read: its name, never this machine's path.
+    data_name = Path(dataset.source).name or dataset.source
     log(
         "prepare",
         f"{len(x_train)} train / {len(x_val)} validation / {len(x_test)} test images from "
@@ -546,9 +607,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # Build -----------------------------------------------------------------------------------
     start = time.monotonic()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+    quiet_tensorflow()
+    with native_output_captured():  # "Could not find cuda drivers", absl's pre-init notice
+        import keras
+        import tensorflow as tf
 
     keras.utils.set_random_seed(recipe.seed)
     n_classes = len(dataset.class_names)
@@ -629,7 +691,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "created": stamp.isoformat(timespec="seconds"),
         "recipe": asdict(recipe),
         "data": {
-            "source": dataset.source,
+            "source": data_name,
             "fingerprint_sha256": fingerprint,
             "train_images": len(x_train),
             "validation_images": len(x_val),
@@ -658,7 +720,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "best_validation_accuracy": round(history["val_accuracy"][best], 4),
         "best_epoch": best + 1,
         "epochs_run": epochs_run,
-        "test_set": f"{dataset.source}/test ({len(x_test)} images)",
+        "test_set": f"{data_name}/test ({len(x_test)} images)",
         "int8_runtime": int8["runtime"],
     }
     log(

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from classifier import contract, service
+from classifier import contract, manifest, service
 from classifier.core import (
     Classifier,
     ImageError,
@@ -346,7 +346,8 @@ def health() -> Any:
 
 @app.get("/model", summary="The model's manifest")
 def model() -> dict[str, Any]:
-    return service.classifier().metadata
+    """The manifest, without the build machine's paths."""
+    return dict(manifest.public(service.classifier().metadata))
 
 
 service.preload()  # in Lambda's init phase (SnapStart snapshots it); nothing locally

@@ -143,6 +143,23 @@ class Manifest:
             )
 
 
+def public(value: Any) -> Any:
+    """A manifest as the API shows it: absolute paths of the build machine cut to their last part.
+
+    Manifests record what identifies their data (name, counts, fingerprint); older ones also
+    recorded where it lay on the machine that trained them, which a public API should not reveal.
+    """
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public(v) for v in value]
+    if isinstance(value, str) and (value.startswith(("/", "~")) or value[1:3] in (":\\", ":/")):
+        head, _, tail = value.partition(" ")
+        parts = [p for p in head.replace("\\", "/").split("/") if p and not p.endswith(":")]
+        return " ".join(filter(None, ["/".join(parts[-2:]), tail]))  # e.g. cifar10-jpeg/test
+    return value
+
+
 def resolve(manifest_location: str, relative: str) -> str:
     """The location of a file named relative to a manifest (a local path or an S3 key)."""
     return posixpath.normpath(posixpath.join(posixpath.dirname(manifest_location), relative))

@@ -348,3 +348,33 @@ def test_jpegs_count_at_the_scale_they_decode_at(client: TestClient) -> None:
     response = client.post("/predict/batch", files=files)  # 96 MP of JPEG, 1.5 MP to decode
     assert response.status_code == 200
     assert [r["status"] for r in response.json()["results"]] == [200] * 8
+
+
+def test_the_model_route_reveals_no_path_of_the_build_machine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.conftest import PUBLISHED
+
+    monkeypatch.setenv("MODEL_URI", str(PUBLISHED))
+    service.reset()
+    try:
+        with TestClient(api.asgi) as c:
+            body = c.get("/model").json()
+    finally:
+        service.reset()
+    strings: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str):
+            strings.append(value)
+
+    walk(body)
+    assert body["model_version"] and body["data"]["fingerprint_sha256"]
+    assert not [s for s in strings if s.startswith("/") or "/work/" in s or "/home/" in s]
+    assert body["data"]["source"].endswith("cifar10-jpeg")

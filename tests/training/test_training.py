@@ -108,6 +108,27 @@ def test_the_run_prints_a_line_per_stage(tiny_run: dict[str, Any]) -> None:
         assert "] " in tiny_run["stdout"] and f"{stage:>8}]" in tiny_run["stdout"]
 
 
+def test_the_run_shows_its_own_lines_not_tensorflows_start_up_noise(
+    tiny_run: dict[str, Any],
+) -> None:
+    screen = tiny_run["stdout"] + tiny_run["stderr"]
+    for noise in (
+        "cuInit",
+        "cuda drivers",
+        "absl::InitializeLog",
+        "oneDNN",
+        "shuffle=True",
+        "Saved artifact",
+        "Statistics for quantized inputs",
+        "tf.lite.Interpreter is deprecated",
+        "fully_quantize",
+        "XNNPACK",
+    ):
+        assert noise not in screen, noise
+    own = [line for line in screen.splitlines() if line.startswith("[")]
+    assert len(own) >= 7
+
+
 def test_the_run_folder_has_models_manifest_metrics_and_plots(tiny_run: dict[str, Any]) -> None:
     run_dir = Path(tiny_run["run_dir"])
     names = {p.name for p in run_dir.iterdir()}
@@ -135,6 +156,7 @@ def test_the_manifest_records_checksums_settings_and_provenance(tiny_run: dict[s
     assert manifest["recipe"]["name"] == "fast" and manifest["recipe"]["widths"] == [8, 16, 16]
     assert manifest["recipe"]["epochs"] == 8
     assert len(manifest["data"]["fingerprint_sha256"]) == 64
+    assert "/" not in manifest["data"]["source"]  # a name, not this machine's path
     assert manifest["data"]["train_images"] + manifest["data"]["validation_images"] == 400
     assert manifest["tensorflow_version"].startswith("2.")
     assert manifest["code_version"]
@@ -144,6 +166,7 @@ def test_the_manifest_records_checksums_settings_and_provenance(tiny_run: dict[s
     assert set(metrics["int8_per_class"]) == set(manifest["class_names"])
     assert set(metrics["float_per_class"]) == set(manifest["class_names"])
     assert 0.0 <= metrics["int8_test_accuracy"] <= 1.0
+    assert not metrics["test_set"].startswith("/")
     assert metrics["int8_runtime"].startswith("ai-edge-litert")  # as the functions serve it
     sizes = manifest["sizes"]
     assert sizes["tflite_int8_bytes"] == (run_dir / "model.tflite").stat().st_size
