@@ -11,7 +11,7 @@ CDK_CLI ?= aws-cdk@2.1148.1
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help install test test-fast lint format serve demo invoke client train train-report evaluate publish bench bench-worst synth bootstrap deploy destroy clean
+.PHONY: help install browser test test-fast lint format serve demo invoke client train train-report evaluate publish bench bench-worst synth bootstrap deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -25,7 +25,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv with everything (Lambda runtime, training, infra, dev)
 
-test: install ## run every test (the full-data-set tests skip without ../shared)
+browser: ## Chromium and chromedriver from Debian's packages, for the web page's tests
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "note: no Chromium and no root to install it: the browser tests will skip"; fi
+
+test: install browser ## run every test (the full-data-set tests skip without ../shared)
 	$(PY) -m pytest
 
 test-fast: install ## the tests that take under a few seconds each

@@ -1,5 +1,6 @@
 """The HTTP API: FastAPI locally (uvicorn) and in Lambda (Mangum behind API Gateway).
 
+GET  /                 a web page: choose or drop images, see each one's category and bars
 POST /predict          one image: multipart field ``file``, or a raw image/png|jpeg body
 POST /predict/batch    up to 32 ``file`` parts, one result each, in order
 GET  /health           is the model loaded, which runtime, which version
@@ -8,12 +9,14 @@ GET  /model            the model's manifest
 
 from __future__ import annotations
 
+import functools
 import time
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from mangum import Mangum
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -29,7 +32,7 @@ from classifier.core import (
     UndecodableImage,
     UnsupportedImage,
 )
-from classifier.settings import MAX_BATCH_FILES, SettingsError
+from classifier.settings import DEFAULT_BODY_BYTES, MAX_BATCH_FILES, SettingsError
 
 logger = Logger(service=contract.API_SERVICE)
 
@@ -342,6 +345,26 @@ def health() -> Any:
         runtime=classifier.runtime,
         model_version=classifier.model_version,
     )
+
+
+PAGE = Path(__file__).with_name("static") / "index.html"
+
+
+@functools.cache
+def _page_template() -> str:
+    return PAGE.read_text(encoding="utf-8")
+
+
+@app.get("/", response_class=HTMLResponse, summary="A web page to try the classifier")
+def page() -> HTMLResponse:
+    """Plain HTML, CSS and JavaScript in one file: no build step, no CDN."""
+    try:
+        limit = service.settings().max_body_bytes
+    except ModelError:
+        limit = DEFAULT_BODY_BYTES  # the page still loads; /predict will say what is wrong
+    html = _page_template().replace("{{max_body_bytes}}", str(limit))
+    html = html.replace("{{async_uploads}}", "false")
+    return HTMLResponse(html, headers={"cache-control": "no-cache"})
 
 
 @app.get("/model", summary="The model's manifest")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -309,6 +310,9 @@ class Classifier:
         self.input_quantization = Quantization.of(self._input)
         self.output_quantization = Quantization.of(self._output)
         self._batch = int(self._input["shape"][0])
+        # A TFLite interpreter is not thread-safe: one invoke at a time (decoding runs in
+        # parallel outside it, e.g. in the API's thread pool).
+        self._invoking = threading.Lock()
         interpreter.allocate_tensors()
 
     @property
@@ -345,16 +349,18 @@ class Classifier:
             expected = ", ".join(map(str, self.input_shape))
             raise ValueError(f"pixels have shape {pixels.shape}; expected (N, {expected})")
         chunks = [np.zeros((0, len(self.class_names)), np.float32)]
-        for i in range(0, len(pixels), batch_size):
-            chunk = pixels[i : i + batch_size]
-            if self.flip_average:
-                # Test-time augmentation the model was validated with: also see the mirror image,
-                # in the same invoke (a batch of image + mirror; no slower than two invokes).
-                both = self._run(np.concatenate([chunk, chunk[:, :, ::-1]]))
-                chunks.append((both[: len(chunk)] + both[len(chunk) :]) / 2)
-            else:
-                chunks.append(self._run(chunk))
+        with self._invoking:
+            for i in range(0, len(pixels), batch_size):
+                chunks.append(self._predict_chunk(pixels[i : i + batch_size]))
         return np.concatenate(chunks)
+
+    def _predict_chunk(self, chunk: np.ndarray) -> np.ndarray:
+        if not self.flip_average:
+            return self._run(chunk)
+        # Test-time augmentation the model was validated with: also see the mirror image, in the
+        # same invoke (a batch of image + mirror; no slower than two invokes).
+        both = self._run(np.concatenate([chunk, chunk[:, :, ::-1]]))
+        return (both[: len(chunk)] + both[len(chunk) :]) / 2
 
     def _prediction(self, row: np.ndarray) -> Prediction:
         best = int(np.argmax(row))

@@ -15,6 +15,7 @@ from constructs import Construct
 from infra.components.bundling import Target, live_alias, serving_function
 
 ROUTES = (
+    ("/", apigw.HttpMethod.GET),
     ("/predict", apigw.HttpMethod.POST),
     ("/predict/batch", apigw.HttpMethod.POST),
     ("/health", apigw.HttpMethod.GET),

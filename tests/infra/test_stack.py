@@ -137,6 +137,7 @@ def test_http_api_routes_reach_the_api_function(synthesised: dict[str, Any]) -> 
         for r in resources(synthesised["raw"], "AWS::ApiGatewayV2::Route").values()
     }
     assert routes == {
+        "GET /",
         "POST /predict",
         "POST /predict/batch",
         "GET /health",

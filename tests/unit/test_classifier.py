@@ -178,3 +178,15 @@ def test_a_manifest_with_other_quantisation_is_refused(tiny_manifest: Path) -> N
 def test_pixel_arrays_of_the_wrong_shape_are_refused(tiny_manifest: Path) -> None:
     with pytest.raises(ValueError, match=r"expected \(N, 32, 32, 3\)"):
         load(tiny_manifest).predict_arrays(np.zeros((2, 28, 28, 3), np.uint8))
+
+
+def test_predictions_from_many_threads_equal_one_at_a_time(tiny_manifest: Path) -> None:
+    """The API classifies in a thread pool; one interpreter must not be invoked concurrently."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    classifier = load(tiny_manifest)
+    images = [p.read_bytes() for p in sorted(IMGS.glob("*.png"))] * 4
+    expected = [classifier.predict(data).probabilities for data in images]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(lambda d: classifier.predict(d).probabilities, images))
+    assert together == expected

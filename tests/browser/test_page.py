@@ -1,0 +1,224 @@
+"""The web page at /, in a real browser: headless Chromium (Debian's) driven by Selenium, against
+the local server (uvicorn, as `make serve` runs it), with real PNG and JPEG files.
+
+`make test` installs Chromium and its driver where they are missing (Debian's packages); these
+tests skip, saying why, only where no browser can be found.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.conftest import CLASSES, IMGS, ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get(
+    "CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver"
+)
+if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
+    pytest.skip(
+        f"no Chromium at {CHROMIUM} or no chromedriver at {CHROMEDRIVER} "
+        "(`apt-get install chromium chromium-driver`, which `make test` does as root)",
+        allow_module_level=True,
+    )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(port: int, manifest: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
+        "MODEL_URI": str(manifest),
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "classifier.api:asgi", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.05)
+    server.terminate()
+    raise RuntimeError("the local server did not start")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = free_port()
+    process = start_server(port, ROOT / "models" / "latest" / "manifest.json")
+    yield f"http://127.0.0.1:{port}/"
+    process.terminate()
+    process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    options.add_argument("--window-size=1200,1600")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver: Any, condition: Any, seconds: float = 30) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, seconds).until(condition)
+
+
+def results(driver: Any) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return list(driver.find_elements(By.CSS_SELECTOR, "#results li.result"))
+
+
+def choose(driver: Any, *paths: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    before = len(results(driver))
+    driver.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in paths))
+    wait_for(
+        driver,
+        lambda d: (
+            len(results(d)) == before + len(paths)
+            and "Done" in d.find_element(By.ID, "status").text
+        ),
+    )
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Any:
+    browser.get(server)
+    return browser
+
+
+def test_png_and_jpeg_files_show_category_confidence_and_ten_bars(
+    page: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    jpeg = tmp_path / "ship photo.jpg"
+    Image.open(IMGS / "ship.png").convert("RGB").resize((640, 480)).save(jpeg, "JPEG")
+    choose(page, IMGS / "cat.png", jpeg)
+    shown = {}
+    for li in results(page):
+        name = li.find_element(By.CSS_SELECTOR, ".name").text
+        heading = li.find_element(By.TAG_NAME, "h2").text
+        bars = li.find_elements(By.CSS_SELECTOR, "table.probs tr")
+        assert len(bars) == 10, li.text
+        labels = [b.find_element(By.TAG_NAME, "th").text for b in bars]
+        assert sorted(labels) == sorted(CLASSES)
+        image = li.find_element(By.TAG_NAME, "img")
+        assert "classified as" in image.get_attribute("alt")
+        shown[name.split(" (")[0]] = heading
+    category, confidence = shown["cat.png"].split(" — ")
+    assert category == "cat" and confidence.endswith("%")
+    assert shown["ship photo.jpg"].split(" — ")[0] == "ship"
+
+
+def test_a_file_that_is_not_an_image_is_explained_in_words(page: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    fake = tmp_path / "notes.png"
+    fake.write_bytes(b"these are notes, not a picture")
+    choose(page, fake)
+    (li,) = results(page)
+    assert li.find_element(By.TAG_NAME, "h2").text == "Not classified"
+    message = li.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    assert "refused it (400)" in message and "not a decodable image" in message
+
+
+def test_a_file_over_the_limit_is_refused_with_the_limit_named(page: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    big = tmp_path / "huge.png"
+    noise = Image.frombytes("RGB", (1400, 1400), os.urandom(1400 * 1400 * 3))
+    noise.save(big, "PNG")
+    assert big.stat().st_size > 4 * 1024 * 1024
+    choose(page, big)
+    (li,) = results(page)
+    message = li.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    assert "at most 4.0 MB" in message
+
+
+def test_the_page_says_so_when_the_api_is_down(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    port = free_port()
+    process = start_server(port, ROOT / "models" / "latest" / "manifest.json")
+    browser.get(f"http://127.0.0.1:{port}/")
+    process.terminate()
+    process.wait()
+    choose(browser, IMGS / "dog.png")
+    (li,) = results(browser)
+    assert "did not answer" in li.find_element(By.CSS_SELECTOR, "[role=alert]").text
+
+
+def test_the_page_is_usable_by_keyboard_and_labelled(page: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    chooser = page.find_element(By.ID, "files")
+    label = page.find_element(By.CSS_SELECTOR, "label[for=files]")
+    assert "choose" in label.text.lower()
+    assert chooser.get_attribute("accept") == "image/png,image/jpeg"
+    assert chooser.get_attribute("multiple") is not None
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    ActionChains(page).send_keys(Keys.TAB).perform()  # the first Tab reaches the file chooser
+    assert page.switch_to.active_element == chooser
+    assert page.find_element(By.ID, "status").get_attribute("aria-live") == "polite"
+    assert page.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+
+
+def test_the_page_is_plain_html_without_external_resources(server: str) -> None:
+    html = httpx.get(server).text
+    assert (
+        "<script src" not in html
+        and "<link" not in html
+        and "http://"
+        not in html.split("<script>")[1].split("</script>")[0].replace("http://127", "")
+    )
+    assert 'fetch(new URL("predict", base)' in html  # relative: works behind a stage too
+
+
+def test_screenshot_for_the_readme(page: Any, tmp_path: Path) -> None:
+    """Renders the page with one image per class, as docs/page.png shows it."""
+    choose(page, *sorted(IMGS.glob("*.png"))[:4])
+    shot = tmp_path / "page.png"
+    page.save_screenshot(str(shot))
+    assert Image.open(io.BytesIO(shot.read_bytes())).size[0] >= 800
+    if os.environ.get("UPDATE_SCREENSHOT"):
+        shutil.copy(shot, ROOT / "docs" / "page.png")
