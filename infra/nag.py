@@ -75,6 +75,19 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool) -> None:
             "the results, written and read back to keep the newest",
         ),
     ]
+    folder = contract.ASYNC_FOLDER
+    prefixes += [
+        (
+            stack.uploads.bucket,
+            f"{contract.UPLOADS_PREFIX}{folder}*",
+            "async uploads: the API signs POSTs of one key each and checks they arrived",
+        ),
+        (
+            stack.uploads.bucket,
+            f"{contract.RESULTS_PREFIX}{folder}*",
+            "async results, read-only, by unguessable id",
+        ),
+    ]
     for bucket, prefix, what in prefixes:
         accept.append(
             (

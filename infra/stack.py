@@ -10,8 +10,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from classifier import contract
+from classifier import settings as env
 from constructs import Construct
 
 from infra.components.bundling import DEFAULT_TARGET, TARGETS
@@ -150,12 +153,14 @@ class ClassifierStack(Stack):
             snap_start=config.snap_start,
             max_receive_count=config.max_receive_count,
             results_days=config.results_days,
+            cors_origins=config.cors_origins,
             log_retention=retention,
             tracing=config.tracing,
         )
         # Grants are made here, where the components meet.
         self.models.grant_read_models(self.api.function)
         self.models.grant_read_models(self.uploads.function)
+        self._wire_async_uploads()
 
         self.monitoring = Monitoring(self, "Monitoring", alarm_email=config.alarm_email)
         self.monitoring.watch_function("Api", self.api.function)
@@ -193,6 +198,24 @@ class ClassifierStack(Stack):
             description="the manifest both functions load",
         )
         acknowledge_nag_findings(self, tracing=config.tracing)
+
+    def _wire_async_uploads(self) -> None:
+        """POST /uploads signs S3 POSTs into uploads/async/; GET /results/{id} reads results."""
+        bucket = self.uploads.bucket
+        self.api.function.add_environment(env.UPLOADS_BUCKET, bucket.bucket_name)
+        folder = contract.ASYNC_FOLDER
+        self.api.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:GetObject"],  # sign the POST; HEAD the upload
+                resources=[bucket.arn_for_objects(f"{contract.UPLOADS_PREFIX}{folder}*")],
+            )
+        )
+        self.api.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[bucket.arn_for_objects(f"{contract.RESULTS_PREFIX}{folder}*")],
+            )
+        )
 
 
 RETENTION = {

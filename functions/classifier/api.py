@@ -3,6 +3,8 @@
 GET  /                 a web page: choose or drop images, see each one's category and bars
 POST /predict          one image: multipart field ``file``, or a raw image/png|jpeg body
 POST /predict/batch    up to 32 ``file`` parts, one result each, in order
+POST /uploads          an id and a presigned S3 POST for one image up to 20 MB (async path)
+GET  /results/{id}     202 while pending, 200 with the result, 404 for an unknown id
 GET  /health           is the model loaded, which runtime, which version
 GET  /model            the model's manifest
 """
@@ -10,6 +12,9 @@ GET  /model            the model's manifest
 from __future__ import annotations
 
 import functools
+import json
+import re
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +69,18 @@ class HealthOut(BaseModel):
     runtime: str | None = None
     model_version: str | None = None
     error: str | None = None
+
+
+class UploadIn(BaseModel):
+    content_type: str = Field("image/png", examples=["image/jpeg"])
+
+
+class UploadOut(BaseModel):
+    id: str = Field(description="unguessable; the only way to read the result")
+    upload: dict[str, Any] = Field(description="POST the file to `url` with these form `fields`")
+    result: str = Field(description="poll this path: 202 while pending, 200 when done")
+    max_bytes: int
+    expires_in: int = Field(description="seconds the upload form stays valid")
 
 
 class ErrorOut(BaseModel):
@@ -347,6 +364,105 @@ def health() -> Any:
     )
 
 
+UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")  # secrets.token_urlsafe(24): 192 random bits
+
+
+def _async_keys(upload_id: str) -> tuple[str, str]:
+    """The upload's key and its result's key for an async upload id."""
+    config = service.settings()
+    relative = f"{contract.ASYNC_FOLDER}{upload_id}"
+    return f"{config.uploads_prefix}{relative}", f"{config.results_prefix}{relative}.json"
+
+
+def _uploads_bucket() -> str:
+    bucket = service.settings().uploads_bucket
+    if not bucket:
+        raise RequestError(
+            501,
+            "async uploads are not configured here (UPLOADS_BUCKET is unset); send images "
+            "of up to 4 MiB to /predict instead",
+        )
+    return bucket
+
+
+@app.post(
+    "/uploads",
+    status_code=201,
+    response_model=UploadOut,
+    responses={501: {"model": ErrorOut}, 415: {"model": ErrorOut}},
+    summary="Start an async upload (images up to 20 MB)",
+)
+def start_upload(body: UploadIn | None = None) -> UploadOut:
+    """An id and a presigned POST: upload the image straight to S3, then poll /results/{id}.
+
+    The drop-folder function classifies it like any upload; the POST allows one PNG or JPEG of
+    the declared type, up to 20 MB, for five minutes.
+    """
+    bucket = _uploads_bucket()
+    content_type = (body or UploadIn()).content_type
+    if content_type not in IMAGE_TYPES:
+        raise _unsupported(content_type)
+    upload_id = secrets.token_urlsafe(24)
+    key, _ = _async_keys(upload_id)
+    form = service.s3_client().generate_presigned_post(
+        Bucket=bucket,
+        Key=key,
+        Fields={"Content-Type": content_type},
+        Conditions=[
+            {"Content-Type": content_type},
+            ["content-length-range", 1, contract.ASYNC_MAX_BYTES],
+        ],
+        ExpiresIn=contract.ASYNC_EXPIRES_S,
+    )
+    return UploadOut(
+        id=upload_id,
+        upload=form,
+        result=f"results/{upload_id}",
+        max_bytes=contract.ASYNC_MAX_BYTES,
+        expires_in=contract.ASYNC_EXPIRES_S,
+    )
+
+
+def _exists(bucket: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        service.s3_client().head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        # Without s3:ListBucket (we do not grant it) a missing key answers 403, not 404.
+        if exc.response.get("Error", {}).get("Code") in ("404", "403", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+@app.get(
+    "/results/{upload_id}",
+    responses={202: {"description": "not classified yet"}, 404: {"model": ErrorOut}},
+    summary="The result of an async upload",
+)
+def upload_result(upload_id: str) -> Any:
+    """200 with the result (a prediction or an error), 202 while pending, 404 if unknown."""
+    if not UPLOAD_ID.match(upload_id):
+        raise RequestError(404, "no such upload id")
+    bucket = _uploads_bucket()
+    upload_key, result_key = _async_keys(upload_id)
+    from botocore.exceptions import ClientError
+
+    try:
+        body = service.s3_client().get_object(Bucket=bucket, Key=result_key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404", "403"):
+            raise
+    else:
+        result = json.loads(body)
+        public = {k: v for k, v in result.items() if k not in ("bucket", "result_key", "etag")}
+        return {"id": upload_id, "status": "error" if "error" in result else "done", **public}
+    if _exists(bucket, upload_key):
+        return JSONResponse({"id": upload_id, "status": "pending"}, status_code=202)
+    raise RequestError(404, "no such upload id (or its upload never arrived)")
+
+
 PAGE = Path(__file__).with_name("static") / "index.html"
 
 
@@ -363,7 +479,11 @@ def page() -> HTMLResponse:
     except ModelError:
         limit = DEFAULT_BODY_BYTES  # the page still loads; /predict will say what is wrong
     html = _page_template().replace("{{max_body_bytes}}", str(limit))
-    html = html.replace("{{async_uploads}}", "false")
+    try:
+        async_on = bool(service.settings().uploads_bucket)
+    except ModelError:
+        async_on = False
+    html = html.replace("{{async_uploads}}", "true" if async_on else "false")
     return HTMLResponse(html, headers={"cache-control": "no-cache"})
 
 

@@ -22,6 +22,16 @@ IMAGE_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
 ACCEPTED_FORMATS = tuple(IMAGE_FORMATS)
 MEDIA_TYPES = tuple(media for media, _ in IMAGE_FORMATS.values())
 
+# Async uploads (POST /uploads): objects at uploads/async/<id>, results at results/async/<id>.json.
+ASYNC_FOLDER = "async/"
+ASYNC_MAX_BYTES = 20 * 1024 * 1024  # the presigned POST's size limit
+ASYNC_EXPIRES_S = 300  # how long a presigned POST may be used
+
+# Completion events on EventBridge (one per classified or refused object).
+EVENT_SOURCE = "cifar10.classifier"
+EVENT_CLASSIFIED = "Image Classified"
+EVENT_NOT_CLASSIFIED = "Image Not Classified"
+
 # The S3 notification that feeds the drop folder's queue: the uploads prefix, no suffix.
 UPLOADS_NOTIFICATION_FILTER = {"prefix": UPLOADS_PREFIX}
 

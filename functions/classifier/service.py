@@ -27,6 +27,13 @@ def s3_client() -> Any:
     return boto3.client("s3")
 
 
+@functools.cache
+def events_client() -> Any:
+    import boto3
+
+    return boto3.client("events")
+
+
 def split_s3_uri(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not bucket or not key:
@@ -90,6 +97,7 @@ def preload() -> None:
 def _refresh_after_restore() -> None:
     """SnapStart: connections opened before the snapshot are dead after a restore."""
     s3_client.cache_clear()
+    events_client.cache_clear()
 
 
 def _register_restore_hooks() -> None:
@@ -104,5 +112,5 @@ _register_restore_hooks()
 
 
 def reset() -> None:
-    for cached in (settings, s3_client, _classifier):
+    for cached in (settings, s3_client, events_client, _classifier):
         cached.cache_clear()

@@ -57,6 +57,7 @@ _cpu = threading.Lock()
 SEQUENCER_METADATA = "sequencer"  # x-amz-meta-sequencer on each result object
 CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 WRITE_ATTEMPTS = 5
+WRITTEN, DUPLICATE, SUPERSEDED = "written", "duplicate", "superseded"
 
 
 class UnknownEvent(ValueError):
@@ -149,9 +150,9 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
     }
     size = int(response.get("ContentLength") or 0)
     try:
-        if size > config.max_body_bytes:
+        if size > config.max_object_bytes:
             raise ImageTooLarge(
-                f"the object is {size} bytes; at most {config.max_body_bytes} are accepted"
+                f"the object is {size} bytes; at most {config.max_object_bytes} are accepted"
             )
         data = response["Body"].read()
         with _cpu:
@@ -186,12 +187,46 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
         )
     out_key = result_key(obj.key, config.uploads_prefix, config.results_prefix)
     result["result_key"] = out_key
-    if not write_result(s3, obj.bucket, out_key, result, obj.sequencer):
+    outcome = write_result(s3, obj.bucket, out_key, result, obj.sequencer)
+    if outcome == SUPERSEDED:
         result["superseded"] = True
         with _cpu:
             metrics.add_metric(name=contract.METRIC_SUPERSEDED, unit=MetricUnit.Count, value=1)
         logger.info("not written: a later upload's result is there", extra={"key": obj.key})
+        return result
+    publish_completion(result)  # also for a duplicate: its first delivery may have failed here
     return result
+
+
+def publish_completion(result: dict[str, Any]) -> None:
+    """One EventBridge event per result written (at least once: a retry may send it again).
+
+    A failure raises, so the message is retried; the result itself is already written.
+    """
+    bus = service.settings().event_bus
+    if not bus:
+        return
+    detail = {
+        k: result.get(k)
+        for k in ("bucket", "key", "version_id", "result_key", "category", "confidence")
+    }
+    detail["model_version"] = result.get("model_version")
+    if "error" in result:
+        detail["error"] = result["error"]
+    name = contract.EVENT_NOT_CLASSIFIED if "error" in result else contract.EVENT_CLASSIFIED
+    response = service.events_client().put_events(
+        Entries=[
+            {
+                "Source": contract.EVENT_SOURCE,
+                "DetailType": name,
+                "Detail": json.dumps(detail),
+                "EventBusName": bus,
+                "Resources": [f"arn:aws:s3:::{result['bucket']}/{result['key']}"],
+            }
+        ]
+    )
+    if response.get("FailedEntryCount"):
+        raise RuntimeError(f"EventBridge refused the completion event: {response['Entries']}")
 
 
 def _conflict(exc: ClientError) -> bool:
@@ -202,16 +237,17 @@ def _conflict(exc: ClientError) -> bool:
 
 def write_result(
     s3: Any, bucket: str, key: str, result: dict[str, Any], sequencer: str | None
-) -> bool:
-    """Write ``result`` unless a result of a later upload (by sequencer) is already there.
+) -> str:
+    """Write ``result`` unless a result of this upload or a later one (by sequencer) is there.
 
-    Returns whether it was written. Create-if-absent, else replace-if-unchanged (S3 conditional
-    writes), so two writers of one key cannot interleave a stale result after a fresh one.
+    Returns WRITTEN, DUPLICATE (this upload's result is there already) or SUPERSEDED (a later
+    upload's is). Create-if-absent, else replace-if-unchanged (S3 conditional writes), so two
+    writers of one key cannot interleave a stale result after a fresh one.
     """
     body = {"Body": json.dumps(result, indent=2).encode(), "ContentType": "application/json"}
     if sequencer is None:
         s3.put_object(Bucket=bucket, Key=key, **body)
-        return True
+        return WRITTEN
     condition: dict[str, str] = {"IfNoneMatch": "*"}
     for _ in range(WRITE_ATTEMPTS):
         try:
@@ -222,14 +258,14 @@ def write_result(
                 **condition,
                 **body,
             )
-            return True
+            return WRITTEN
         except ClientError as exc:
             if not _conflict(exc):
                 raise
         head = s3.head_object(Bucket=bucket, Key=key)
         existing = head.get("Metadata", {}).get(SEQUENCER_METADATA)
         if existing and not later(sequencer, existing):
-            return False  # the same upload (a duplicate delivery) or a later one wrote it
+            return SUPERSEDED if later(existing, sequencer) else DUPLICATE
         condition = {"IfMatch": head["ETag"]}
     raise ResultConflict(f"the result {key} kept changing during {WRITE_ATTEMPTS} attempts")
 

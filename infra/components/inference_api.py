@@ -18,6 +18,8 @@ ROUTES = (
     ("/", apigw.HttpMethod.GET),
     ("/predict", apigw.HttpMethod.POST),
     ("/predict/batch", apigw.HttpMethod.POST),
+    ("/uploads", apigw.HttpMethod.POST),
+    ("/results/{id}", apigw.HttpMethod.GET),
     ("/health", apigw.HttpMethod.GET),
     ("/model", apigw.HttpMethod.GET),
     ("/docs", apigw.HttpMethod.GET),

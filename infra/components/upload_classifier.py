@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
@@ -43,6 +43,7 @@ class UploadClassifier(Construct):
         max_receive_count: int,
         snap_start: bool,
         results_days: int,
+        cors_origins: list[str],
         log_retention: logs.RetentionDays,
         tracing: bool,
     ) -> None:
@@ -52,6 +53,15 @@ class UploadClassifier(Construct):
             "Bucket",
             access_logs=access_logs,
             log_prefix="uploads-bucket/",
+            # Browsers POST async uploads straight here (a presigned POST from the API).
+            cors=[
+                s3.CorsRule(
+                    allowed_methods=[s3.HttpMethods.POST],
+                    allowed_origins=cors_origins,
+                    allowed_headers=["*"],
+                    max_age=3600,
+                )
+            ],
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="ExpireOldResults",
@@ -102,6 +112,7 @@ class UploadClassifier(Construct):
                 env.MODEL_URI: model_uri,
                 env.UPLOADS_PREFIX: UPLOADS_PREFIX,
                 env.RESULTS_PREFIX: RESULTS_PREFIX,
+                env.EVENT_BUS: "default",
             },
             log_retention=log_retention,
             tracing=tracing,
@@ -119,6 +130,17 @@ class UploadClassifier(Construct):
                 # A burst of uploads takes at most this many concurrent functions, leaving the
                 # account's concurrency (and the API's) alone.
                 max_concurrency=max_concurrency,
+            )
+        )
+        # Completion events ("Image Classified") on the account's default bus.
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="events", resource="event-bus", resource_name="default"
+                    )
+                ],
             )
         )
         # Least privilege: read uploads; write results, and read them back (HeadObject) to keep

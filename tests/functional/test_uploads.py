@@ -288,5 +288,5 @@ def test_a_result_written_meanwhile_by_a_newer_upload_wins_the_race(s3: Any) -> 
         {"category": "cat"},
         "0A",
     )
-    assert written is False
+    assert written == uploads.SUPERSEDED
     assert s3.get_object(Bucket=BUCKET, Key=RESULT)["Body"].read() == b"{}"

@@ -140,6 +140,8 @@ def test_http_api_routes_reach_the_api_function(synthesised: dict[str, Any]) -> 
         "GET /",
         "POST /predict",
         "POST /predict/batch",
+        "POST /uploads",
+        "GET /results/{id}",
         "GET /health",
         "GET /model",
         "GET /docs",
@@ -334,11 +336,18 @@ def test_no_s3_wildcard_action_and_no_s3_resource_star(synthesised: dict[str, An
 
 def prefixes_of(statement: dict[str, Any]) -> set[str]:
     found = set()
-    for resource in as_list(statement["Resource"]):
+    for resource in as_list(statement["Resource"]):  # one prefix per resource
         text = json.dumps(resource)
-        for prefix in ("/models/*", "/uploads/*", "/results/*"):
+        for prefix in (
+            "/models/*",
+            "/uploads/async/*",
+            "/results/async/*",
+            "/uploads/*",
+            "/results/*",
+        ):
             if prefix in text:
                 found.add(prefix)
+                break
     return found
 
 
@@ -351,9 +360,16 @@ def test_the_functions_read_and_write_only_their_prefixes(synthesised: dict[str,
             continue
         for action in as_list(statement["Action"]):
             if action.startswith("s3:"):
-                (prefix,) = prefixes_of(statement)
-                granted.setdefault(name.split("Function")[0], set()).add((action, prefix))
-    assert granted["InferenceApi"] == {("s3:GetObject", "/models/*")}
+                prefixes = prefixes_of(statement)
+                assert prefixes, statement  # every S3 grant names a prefix
+                for prefix in prefixes:
+                    granted.setdefault(name.split("Function")[0], set()).add((action, prefix))
+    assert granted["InferenceApi"] == {
+        ("s3:GetObject", "/models/*"),
+        ("s3:PutObject", "/uploads/async/*"),  # signs the presigned POSTs
+        ("s3:GetObject", "/uploads/async/*"),
+        ("s3:GetObject", "/results/async/*"),
+    }
     assert granted["UploadClassifier"] == {
         ("s3:GetObject", "/models/*"),
         ("s3:GetObject", "/uploads/*"),
@@ -679,3 +695,31 @@ def test_impossible_cold_start_settings_are_refused_by_name(
 
 def test_without_cold_start_options_there_is_no_alias(synthesised: dict[str, Any]) -> None:
     assert resources(synthesised["raw"], "AWS::Lambda::Alias") == {}
+
+
+def test_async_uploads_are_wired_for_browsers_and_events_reach_the_default_bus(
+    synthesised: dict[str, Any],
+) -> None:
+    from aws_cdk.assertions import Match
+
+    functions = our_functions(synthesised["raw"])
+    api = functions["classifier.api.handler"]["Environment"]["Variables"]
+    assert "Ref" in api["UPLOADS_BUCKET"]
+    uploads = functions["classifier.uploads.handler"]["Environment"]["Variables"]
+    assert uploads["EVENT_BUS"] == "default"
+    synthesised["template"].has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "CorsConfiguration": {
+                "CorsRules": [
+                    Match.object_like({"AllowedMethods": ["POST"], "AllowedOrigins": ["*"]})
+                ]
+            }
+        },
+    )
+    puts = [
+        statement
+        for _, statement in statements(synthesised["raw"])
+        if "events:PutEvents" in as_list(statement["Action"])
+    ]
+    assert len(puts) == 1 and "event-bus/default" in json.dumps(puts[0]["Resource"])
