@@ -399,7 +399,7 @@ def start_upload(body: UploadIn | None = None) -> UploadOut:
     the declared type, up to 20 MB, for five minutes.
     """
     bucket = _uploads_bucket()
-    content_type = (body or UploadIn()).content_type
+    content_type = body.content_type if body else "image/png"
     if content_type not in IMAGE_TYPES:
         raise _unsupported(content_type)
     upload_id = secrets.token_urlsafe(24)
