@@ -11,6 +11,8 @@ GET  /model            the model's manifest
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import re
@@ -110,6 +112,19 @@ UPLOAD_BODY = {
             },
             "image/png": {"schema": {"type": "string", "format": "binary"}},
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image": {
+                            "type": "string",
+                            "format": "byte",
+                            "description": "the PNG or JPEG, base64 (a data: URL also works)",
+                        }
+                    },
+                    "required": ["image"],
+                }
+            },
         },
     }
 }
@@ -136,14 +151,22 @@ BATCH_BODY = {
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
     for code, text in (
-        (400, "not a decodable image"),
+        (
+            400,
+            "not a decodable image (an empty `file` part too), a multipart or JSON body that "
+            "cannot be parsed, invalid base64, or more than one `file` part on /predict",
+        ),
         (
             413,
             "body over the size limit, an image over the per-image pixel limit, images over the "
             f"per-request pixel budget, or over {MAX_BATCH_FILES} files",
         ),
-        (415, "not multipart, image/png or image/jpeg; or an image of another format"),
-        (422, "no `file` part"),
+        (
+            415,
+            "not multipart, image/png, image/jpeg or application/json; or an image of another "
+            "format",
+        ),
+        (422, 'no `file` part, or a JSON body without an "image" string'),
         (503, "the model cannot be loaded, or a setting is invalid (the reason is given)"),
     )
 }
@@ -250,8 +273,25 @@ def _unsupported(media: str) -> RequestError:
     return RequestError(
         415,
         f"content type {media or '(none)'} is not accepted; send multipart/form-data with a "
-        f"`file` part, or a raw body with Content-Type {' or '.join(IMAGE_TYPES)}",
+        f"`file` part, a raw body with Content-Type {' or '.join(IMAGE_TYPES)}, or JSON "
+        '{"image": "<base64>"}',
     )
+
+
+def _json_image(body: bytes) -> bytes:
+    """The image of a JSON body ``{"image": "<base64>"}`` (a data: URL prefix is allowed)."""
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise RequestError(400, f"the JSON body cannot be parsed: {exc}") from exc
+    image = document.get("image") if isinstance(document, dict) else None
+    if not isinstance(image, str) or not image:
+        raise RequestError(422, 'the JSON body has no "image" string; send {"image": "<base64>"}')
+    _, _, encoded = image.rpartition(",") if image.startswith("data:") else ("", "", image)
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RequestError(400, f'"image" is not valid base64: {exc}') from exc
 
 
 @app.post(
@@ -270,6 +310,8 @@ async def predict(request: Request) -> PredictionOut:
         data = files[0][1]
     elif media in IMAGE_TYPES:
         data = await _body(request)
+    elif media == "application/json":
+        data = _json_image(await _body(request))
     else:
         raise _unsupported(media)
     classifier = service.classifier()

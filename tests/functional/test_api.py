@@ -194,9 +194,9 @@ def test_image_over_25_megapixels_is_413(client: TestClient) -> None:
 
 
 def test_other_content_type_is_415(client: TestClient) -> None:
-    response = client.post("/predict", content=b"{}", headers={"content-type": "application/json"})
+    response = client.post("/predict", content=b"a,b", headers={"content-type": "text/csv"})
     assert response.status_code == 415
-    assert "application/json is not accepted" in response.json()["detail"]
+    assert "text/csv is not accepted" in response.json()["detail"]
 
 
 def test_other_image_format_is_415(client: TestClient) -> None:
@@ -378,3 +378,39 @@ def test_the_model_route_reveals_no_path_of_the_build_machine(
     assert body["model_version"] and body["data"]["fingerprint_sha256"]
     assert not [s for s in strings if s.startswith("/") or "/work/" in s or "/home/" in s]
     assert body["data"]["source"].endswith("cifar10-jpeg")
+
+
+def test_json_base64_gives_the_same_answer_as_the_raw_body(client: TestClient) -> None:
+    raw = client.post("/predict", content=CAT, headers={"content-type": "image/png"}).json()
+    encoded = base64.b64encode(CAT).decode()
+    as_json = client.post("/predict", json={"image": encoded})
+    assert as_json.status_code == 200 and as_json.json() == raw
+    data_url = client.post("/predict", json={"image": f"data:image/png;base64,{encoded}"})
+    assert data_url.json() == raw
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"{not json", 400, "cannot be parsed"),
+        (b'{"picture": "abc"}', 422, 'no "image" string'),
+        (b'{"image": "***"}', 400, "not valid base64"),
+        (b'{"image": "aGVsbG8="}', 400, "not a decodable image"),
+    ],
+)
+def test_bad_json_bodies_get_their_own_status(
+    client: TestClient, body: bytes, status: int, says: str
+) -> None:
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status and says in response.json()["detail"]
+
+
+def test_an_empty_file_part_is_400_as_documented(client: TestClient) -> None:
+    response = client.post("/predict", files={"file": ("empty.png", b"", "image/png")})
+    assert response.status_code == 400 and "empty" in response.json()["detail"]
+    documented = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["responses"]
+    assert "empty `file` part" in documented["400"]["description"]
+    assert (
+        "application/json"
+        in client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
+    )
