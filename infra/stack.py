@@ -18,7 +18,7 @@ from classifier import settings as env
 from constructs import Construct
 
 from infra.components.bundling import DEFAULT_TARGET, TARGETS
-from infra.components.inference_api import InferenceApi
+from infra.components.inference_api import AUTH_MODES, InferenceApi
 from infra.components.model_store import ModelStore
 from infra.components.monitoring import Monitoring
 from infra.components.upload_classifier import UploadClassifier
@@ -32,6 +32,11 @@ class Config:
     api_rate_limit: int = 20  # requests per second, steady
     api_burst_limit: int = 40  # requests, burst
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    # Who may call the API: "none" (public, throttled), "iam" (SigV4-signed requests of IAM
+    # principals) or "jwt" (a bearer token from jwtIssuer for jwtAudience: Cognito or any OIDC).
+    auth: str = "none"
+    jwt_issuer: str | None = None  # e.g. https://cognito-idp.<region>.amazonaws.com/<pool id>
+    jwt_audience: list[str] = field(default_factory=list)  # e.g. the app client id
     api_memory_mb: int = 1024  # see README "Sizing": CPU share, not RAM, is what counts
     api_timeout_s: int = 10
     # Concurrency kept for the API alone, so a burst of uploads cannot throttle it (None: share
@@ -89,6 +94,13 @@ class Config:
                 f"context provisionedConcurrency={config.provisioned_concurrency} exceeds "
                 f"apiReservedConcurrency={reserved}"
             )
+        if config.auth not in AUTH_MODES:
+            raise ValueError(f"context auth={config.auth!r}; expected one of {AUTH_MODES}")
+        if config.auth == "jwt" and not (config.jwt_issuer and config.jwt_audience):
+            raise ValueError(
+                "context auth=jwt needs jwtIssuer (the token issuer URL) and jwtAudience (a list, "
+                "e.g. '[\"<app client id>\"]')"
+            )
         if not 2 <= config.uploads_max_concurrency <= 1000:
             raise ValueError(
                 f"context uploadsMaxConcurrency={config.uploads_max_concurrency}; SQS event "
@@ -137,6 +149,9 @@ class ClassifierStack(Stack):
             rate_limit=config.api_rate_limit,
             burst_limit=config.api_burst_limit,
             cors_origins=config.cors_origins,
+            auth=config.auth,
+            jwt_issuer=config.jwt_issuer,
+            jwt_audience=config.jwt_audience,
             log_retention=retention,
             tracing=config.tracing,
         )
@@ -197,7 +212,7 @@ class ClassifierStack(Stack):
             value=self.models.manifest_uri,
             description="the manifest both functions load",
         )
-        acknowledge_nag_findings(self, tracing=config.tracing)
+        acknowledge_nag_findings(self, tracing=config.tracing, auth=config.auth)
 
     def _wire_async_uploads(self) -> None:
         """POST /uploads signs S3 POSTs into uploads/async/; GET /results/{id} reads results."""

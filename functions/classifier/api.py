@@ -513,6 +513,15 @@ def _page_template() -> str:
     return PAGE.read_text(encoding="utf-8")
 
 
+def _auth_mode() -> str:
+    """How the deployment protects the API (set by the stack); the page adapts to it."""
+    try:
+        mode = service.settings().api_auth
+    except ModelError:
+        return "none"
+    return mode if mode in ("none", "iam", "jwt") else "none"
+
+
 @app.get("/", response_class=HTMLResponse, summary="A web page to try the classifier")
 def page() -> HTMLResponse:
     """Plain HTML, CSS and JavaScript in one file: no build step, no CDN."""
@@ -526,6 +535,7 @@ def page() -> HTMLResponse:
     except ModelError:
         async_on = False
     html = html.replace("{{async_uploads}}", "true" if async_on else "false")
+    html = html.replace("{{auth}}", _auth_mode())
     return HTMLResponse(html, headers={"cache-control": "no-cache"})
 
 

@@ -20,6 +20,7 @@ UPLOADS_PREFIX = "UPLOADS_PREFIX"  # where the S3 classifier expects images
 RESULTS_PREFIX = "RESULTS_PREFIX"  # where it writes results (and which it never reads)
 MAX_BODY_BYTES = "MAX_BODY_BYTES"  # largest accepted request body / image object
 MAX_OBJECT_BYTES = "MAX_OBJECT_BYTES"  # drop folder: largest object classified
+API_AUTH = "API_AUTH"  # how the deployed API is protected: none, iam or jwt (the page adapts)
 UPLOADS_BUCKET = "UPLOADS_BUCKET"  # API: where POST /uploads lets clients put images (unset: off)
 EVENT_BUS = "EVENT_BUS"  # drop folder: EventBridge bus for completion events (unset: none sent)
 MAX_IMAGE_PIXELS = "MAX_IMAGE_PIXELS"  # largest accepted image, in pixels
@@ -78,6 +79,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_BODY_BYTES
     max_object_bytes: int = contract.ASYNC_MAX_BYTES
     uploads_bucket: str | None = None
+    api_auth: str = "none"
     event_bus: str | None = None
     max_image_pixels: int = MAX_PIXELS
     max_request_pixels: int = DEFAULT_REQUEST_PIXELS
@@ -97,6 +99,7 @@ class Settings:
             max_body_bytes=_integer(env, MAX_BODY_BYTES, DEFAULT_BODY_BYTES),
             max_object_bytes=_integer(env, MAX_OBJECT_BYTES, contract.ASYNC_MAX_BYTES),
             uploads_bucket=env.get(UPLOADS_BUCKET) or None,
+            api_auth=env.get(API_AUTH) or "none",
             event_bus=env.get(EVENT_BUS) or None,
             max_image_pixels=_integer(env, MAX_IMAGE_PIXELS, MAX_PIXELS),
             max_request_pixels=_integer(env, MAX_REQUEST_PIXELS, DEFAULT_REQUEST_PIXELS),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jsii
 from aws_cdk import Duration
 from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -14,17 +15,20 @@ from constructs import Construct
 
 from infra.components.bundling import Target, live_alias, serving_function
 
+# (path, method, protected): with -c auth=iam|jwt the protected routes need credentials; the
+# page, health and docs stay public (they hold no data and the page must load to ask for a token).
 ROUTES = (
-    ("/", apigw.HttpMethod.GET),
-    ("/predict", apigw.HttpMethod.POST),
-    ("/predict/batch", apigw.HttpMethod.POST),
-    ("/uploads", apigw.HttpMethod.POST),
-    ("/results/{id}", apigw.HttpMethod.GET),
-    ("/health", apigw.HttpMethod.GET),
-    ("/model", apigw.HttpMethod.GET),
-    ("/docs", apigw.HttpMethod.GET),
-    ("/openapi.json", apigw.HttpMethod.GET),
+    ("/", apigw.HttpMethod.GET, False),
+    ("/predict", apigw.HttpMethod.POST, True),
+    ("/predict/batch", apigw.HttpMethod.POST, True),
+    ("/uploads", apigw.HttpMethod.POST, True),
+    ("/results/{id}", apigw.HttpMethod.GET, True),
+    ("/health", apigw.HttpMethod.GET, False),
+    ("/model", apigw.HttpMethod.GET, True),
+    ("/docs", apigw.HttpMethod.GET, False),
+    ("/openapi.json", apigw.HttpMethod.GET, False),
 )
+AUTH_MODES = ("none", "iam", "jwt")
 
 
 @jsii.implements(apigw.IAccessLogSettings)
@@ -61,6 +65,9 @@ class InferenceApi(Construct):
         rate_limit: int,
         burst_limit: int,
         cors_origins: list[str],
+        auth: str = "none",
+        jwt_issuer: str | None = None,
+        jwt_audience: list[str] | None = None,
         log_retention: logs.RetentionDays,
         tracing: bool,
     ) -> None:
@@ -76,7 +83,7 @@ class InferenceApi(Construct):
             snap_start=snap_start,
             memory_mb=memory_mb,
             timeout_s=timeout_s,
-            environment={env.MODEL_URI: model_uri},
+            environment={env.MODEL_URI: model_uri, env.API_AUTH: auth},
             log_retention=log_retention,
             tracing=tracing,
         )
@@ -89,7 +96,7 @@ class InferenceApi(Construct):
             cors_preflight=apigw.CorsPreflightOptions(
                 allow_origins=cors_origins,
                 allow_methods=[apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST],
-                allow_headers=["content-type"],
+                allow_headers=["content-type", "authorization"],
                 max_age=Duration.hours(1),
             ),
         )
@@ -110,6 +117,22 @@ class InferenceApi(Construct):
                 self, self.function, provisioned_concurrency=provisioned_concurrency
             )
         integration = integrations.HttpLambdaIntegration("Lambda", self.alias or self.function)
-        for path, method in ROUTES:
-            self.http_api.add_routes(path=path, methods=[method], integration=integration)
+        authorizer = self._authorizer(auth, jwt_issuer, jwt_audience)
+        for path, method, protected in ROUTES:
+            self.http_api.add_routes(
+                path=path,
+                methods=[method],
+                integration=integration,
+                authorizer=authorizer if protected else apigw.HttpNoneAuthorizer(),
+            )
         self.url = self.stage.url
+
+    def _authorizer(
+        self, auth: str, issuer: str | None, audience: list[str] | None
+    ) -> apigw.IHttpRouteAuthorizer:
+        if auth == "iam":
+            return authorizers.HttpIamAuthorizer()
+        if auth == "jwt":
+            assert issuer and audience  # Config checks it with a clear message
+            return authorizers.HttpJwtAuthorizer("Jwt", issuer, jwt_audience=audience)
+        return apigw.HttpNoneAuthorizer()

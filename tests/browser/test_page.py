@@ -222,3 +222,29 @@ def test_screenshot_for_the_readme(page: Any, tmp_path: Path) -> None:
     assert Image.open(io.BytesIO(shot.read_bytes())).size[0] >= 800
     if os.environ.get("UPDATE_SCREENSHOT"):
         shutil.copy(shot, ROOT / "docs" / "page.png")
+
+
+@pytest.mark.parametrize("auth", ["jwt", "iam"])
+def test_the_page_adapts_to_the_deployments_auth_mode(
+    auth: str, browser: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    monkeypatch.setenv("API_AUTH", auth)
+    port = free_port()
+    process = start_server(port, ROOT / "models" / "latest" / "manifest.json")
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        token = browser.find_element(By.ID, "token")
+        chooser = browser.find_element(By.ID, "files")
+        notice = browser.find_element(By.ID, "iam")
+        if auth == "jwt":
+            assert token.is_displayed() and chooser.is_enabled() and not notice.is_displayed()
+            label = browser.find_element(By.CSS_SELECTOR, "label[for=token]").text
+            assert "Access token" in label
+        else:
+            assert notice.is_displayed() and "signed with AWS credentials" in notice.text
+            assert not chooser.is_enabled() and not token.is_displayed()
+    finally:
+        process.terminate()
+        process.wait()
