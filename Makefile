@@ -11,7 +11,7 @@ CDK_CLI ?= aws-cdk@2.1148.1
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help install browser test test-fast lint format serve demo invoke client train train-report evaluate publish bench bench-worst synth bootstrap deploy destroy clean
+.PHONY: help install browser classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish bench bench-worst synth bootstrap deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -83,6 +83,10 @@ synth: install ## synthesise into infra/cdk.out (cdk-nag at synth, then cfn-lint
 	cd infra && ../$(PY) app.py
 	@# cfn-lint exits with bit 2 for errors, 4 for warnings: only errors fail the build.
 	rc=0; $(VENV)/bin/cfn-lint infra/cdk.out/*.template.json || rc=$$?; test $$((rc & 2)) -eq 0
+
+classify-bucket: install ## classify every object under SRC=s3://<UploadsBucket>/<prefix> (Step Functions)
+	@test -n "$(SRC)" || { echo "usage: make classify-bucket SRC=s3://<UploadsBucket>/<prefix>"; exit 2; }
+	$(PY) scripts/classify_bucket.py $(SRC)
 
 bootstrap: install ## cdk bootstrap, once per account and region (needs AWS credentials)
 	cd infra && npx --yes $(CDK_CLI) bootstrap $(CDK_ARGS)

@@ -120,6 +120,59 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool, auth: str
                 "gets these grants from CDK.",
             )
         )
+    uploads_id = _bucket_id(stack, stack.uploads.bucket)
+    function_id = stack.get_logical_id(stack.uploads.function.node.default_child)  # type: ignore[arg-type]
+    machine_id = stack.get_logical_id(stack.bulk.state_machine.node.default_child)  # type: ignore[arg-type]
+    partition = _literal(stack.partition, "Partition")
+    region, account = _literal(stack.region, "Region"), _literal(stack.account, "AccountId")
+    executions = (
+        f"arn:{partition}:states:{region}:{account}:execution:"
+        f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{machine_id}"}}]}}]}}'
+    )
+    bulk_findings = [
+        (
+            f"Resource::<{uploads_id}.Arn>/*",
+            "Bulk classification (`make classify-bucket`) reads whatever prefix of the uploads "
+            "bucket its user names at run time, and the Distributed Map lists it and writes its "
+            "run report there; the bucket is this stack's own.",
+        ),
+        (
+            f"Resource::arn:<AWS::Partition>:s3:::<{uploads_id}>/*",
+            "CDK's Distributed Map item reader and result writer grant object access on the "
+            "bucket they list and report into, this stack's uploads bucket.",
+        ),
+        (
+            f"Resource::<{function_id}.Arn>:*",
+            "CDK's LambdaInvoke lets the state machine call the drop-folder function's versions "
+            "and aliases (one function, this stack's).",
+        ),
+        (
+            f"Resource::{executions}:*",
+            "A Distributed Map manages its own child executions (CDK grants it on them only).",
+        ),
+        (
+            f"Resource::{executions}/*:*",
+            "A Distributed Map manages its own map runs (CDK grants it on them only).",
+        ),
+    ]
+    for finding, reason in bulk_findings:
+        accept.append((stack, f"AwsSolutions::AwsSolutions-IAM5[{finding}]", reason))
+    accept.append(
+        (
+            stack.bulk.state_machine,
+            "AwsSolutions-SF1",
+            "The bulk state machine logs errors only: at ALL, a run over millions of objects "
+            "would write several log events per object; results and a run report go to S3.",
+        )
+    )
+    accept.append(
+        (
+            stack.bulk.state_machine,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "X-Ray's PutTraceSegments and PutTelemetryRecords (the bulk state machine is "
+            "traced) have no resource-level permissions: AWS documents Resource *.",
+        )
+    )
     if tracing:
         accept.append(
             (

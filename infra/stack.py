@@ -17,6 +17,7 @@ from classifier import contract
 from classifier import settings as env
 from constructs import Construct
 
+from infra.components.bulk_classifier import BulkClassifier
 from infra.components.bundling import DEFAULT_TARGET, TARGETS
 from infra.components.inference_api import AUTH_MODES, InferenceApi
 from infra.components.model_store import ModelStore
@@ -51,6 +52,9 @@ class Config:
     uploads_timeout_s: int = 60
     uploads_batch_size: int = 10
     uploads_max_concurrency: int = 5  # concurrent drop-folder functions (SQS: 2 to 1000)
+    bulk_items_per_batch: int = 50  # objects per function call in `make classify-bucket`
+    bulk_max_concurrency: int = 20  # batches at once
+    bulk_tolerated_failure_percentage: int = 1  # failed batches (after retries) before it stops
     max_receive_count: int = 3  # deliveries before a message goes to the dead-letter queue
     results_days: int = 90  # results and old object versions expire after this
     log_retention_days: int = 30
@@ -176,6 +180,23 @@ class ClassifierStack(Stack):
         self.models.grant_read_models(self.api.function)
         self.models.grant_read_models(self.uploads.function)
         self._wire_async_uploads()
+        self.bulk = BulkClassifier(
+            self,
+            "BulkClassifier",
+            bucket=self.uploads.bucket,
+            function=self.uploads.function,
+            items_per_batch=config.bulk_items_per_batch,
+            max_concurrency=config.bulk_max_concurrency,
+            tolerated_failure_percentage=config.bulk_tolerated_failure_percentage,
+            log_retention=retention,
+        )
+        self.uploads.bucket.grant_read(self.bulk.state_machine)  # to list the prefix
+        self.uploads.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],  # bulk reads any prefix of its own bucket
+                resources=[self.uploads.bucket.arn_for_objects("*")],
+            )
+        )
 
         self.monitoring = Monitoring(self, "Monitoring", alarm_email=config.alarm_email)
         self.monitoring.watch_function("Api", self.api.function)
@@ -205,6 +226,12 @@ class ClassifierStack(Stack):
             "DeadLetterQueue",
             value=self.uploads.dead_letters.queue_url,
             description="uploads that failed after retries",
+        )
+        CfnOutput(
+            self,
+            "BulkStateMachine",
+            value=self.bulk.state_machine.state_machine_arn,
+            description="make classify-bucket SRC=s3://<UploadsBucket>/<prefix> starts it",
         )
         CfnOutput(
             self,

@@ -27,6 +27,9 @@ ASYNC_FOLDER = "async/"
 ASYNC_MAX_BYTES = 20 * 1024 * 1024  # the presigned POST's size limit
 ASYNC_EXPIRES_S = 300  # how long a presigned POST may be used
 
+# Bulk classification (Step Functions Distributed Map): each batch carries its bucket here.
+BULK_BUCKET_FIELD = "bucket"
+
 # Completion events on EventBridge (one per classified or refused object).
 EVENT_SOURCE = "cifar10.classifier"
 EVENT_CLASSIFIED = "Image Classified"

@@ -278,6 +278,38 @@ def _sqs_record(record: SQSRecord) -> list[dict[str, Any] | None]:
     return [classify_object(obj) for obj in objects_in_notification(notification)]
 
 
+class BatchFailed(RuntimeError):
+    """Some objects of a bulk batch could not be read or written; the map retries the batch."""
+
+
+def classify_batch(event: dict[str, Any]) -> dict[str, Any]:
+    """A Distributed Map batch: S3 listing items of one bucket, classified in the I/O pool."""
+    bucket = event["BatchInput"][contract.BULK_BUCKET_FIELD]
+    objects = [
+        S3Object(bucket=bucket, key=item["Key"], etag=item.get("Etag"), size=item.get("Size"))
+        for item in event["Items"]
+        if not item["Key"].endswith("/")  # folder placeholders
+    ]
+
+    def attempt(obj: S3Object) -> tuple[dict[str, Any] | None, BaseException | None]:
+        try:
+            return classify_object(obj), None
+        except Exception as exc:  # noqa: BLE001 - collected, then raised for the whole batch
+            return None, exc
+
+    outcomes = list(_io_threads().map(attempt, objects))
+    failed = [(obj.key, exc) for obj, (_, exc) in zip(objects, outcomes) if exc is not None]
+    if failed:
+        raise BatchFailed(f"{len(failed)} of {len(objects)} objects failed, e.g. {failed[0]}")
+    results = [r for r, _ in outcomes if r is not None]
+    return {
+        "objects": len(objects),
+        "classified": sum("category" in r for r in results),
+        "rejected": sum("error" in r for r in results),
+        "skipped": len(objects) - len(results),
+    }
+
+
 def _io_threads() -> ThreadPoolExecutor:
     global _io_pool
     if _io_pool is None:
@@ -314,6 +346,8 @@ def process(event: dict[str, Any]) -> dict[str, Any]:
         return dict(
             process_partial_response(event=event, record_handler=replay, processor=processor)
         )
+    if "Items" in event and contract.BULK_BUCKET_FIELD in (event.get("BatchInput") or {}):
+        return classify_batch(event)
     if records and records[0].get("eventSource") == "aws:s3":
         results = [classify_object(obj) for obj in objects_in_notification(event)]
         return {"results": [r for r in results if r is not None]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -801,3 +802,26 @@ def test_cdk_nag_passes_under_each_auth_mode(auth: str, tmp_path: Path) -> None:
     synth(tmp_path, **context)  # raises if cdk-nag reports an unacknowledged finding
     report = json.loads((tmp_path / "validation-report.json").read_text())
     assert report["pluginReports"][0]["violations"] == []
+
+
+# --- bulk classification ---------------------------------------------------------------------
+def test_bulk_classification_is_a_distributed_map_over_the_uploads_bucket(
+    synthesised: dict[str, Any],
+) -> None:
+    (machine,) = resources(synthesised["raw"], "AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    text = "".join(p if isinstance(p, str) else "<" + json.dumps(p) + ">" for p in parts)
+    definition = json.loads(re.sub(r"<\{[^>]*\}>", "X", text))
+    (state,) = definition["States"].values()
+    assert state["Type"] == "Map"
+    assert state["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert state["ItemReader"]["Resource"].endswith(":states:::s3:listObjectsV2")
+    assert state["ItemReader"]["Parameters"]["Prefix.$"] == "$.prefix"
+    assert state["ItemBatcher"]["MaxItemsPerBatch"] == 50
+    assert state["MaxConcurrency"] == 20 and state["ToleratedFailurePercentage"] == 1
+    assert state["ResultWriter"]["Parameters"]["Prefix"] == "bulk-reports/"
+    (task,) = state["ItemProcessor"]["States"].values()
+    assert "UploadClassifierFunction" in json.dumps(parts)  # the drop folder's own function
+    assert any(r["ErrorEquals"] == ["States.TaskFailed"] for r in task["Retry"])
+    outputs = synthesised["raw"]["Outputs"]
+    assert "BulkStateMachine" in outputs

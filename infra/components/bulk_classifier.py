@@ -1,0 +1,75 @@
+"""Bulk classifier: a Step Functions Distributed Map over an existing prefix of the uploads bucket.
+
+``make classify-bucket SRC=s3://<uploads bucket>/<prefix>`` starts it. The map lists the prefix
+(S3 ListObjectsV2 as item reader), hands batches of keys to the drop-folder function (the same
+classify-one-object code, results under results/), runs a bounded number of batches at once,
+tolerates a share of failed batches, and writes its own run report to S3.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from classifier import contract
+from constructs import Construct
+
+REPORTS_PREFIX = "bulk-reports/"
+
+
+class BulkClassifier(Construct):
+    """``{"prefix": "archive/2026/"}`` in, a result per object under results/ out."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        bucket: s3.IBucket,
+        function: lambda_.IFunction,
+        items_per_batch: int,
+        max_concurrency: int,
+        tolerated_failure_percentage: int,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, id_)
+        classify = tasks.LambdaInvoke(
+            self,
+            "ClassifyBatch",
+            lambda_function=function,
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+        )
+        classify.add_retry(
+            errors=["States.TaskFailed"], max_attempts=2, interval=Duration.seconds(5)
+        )
+        self.map = sfn.DistributedMap(
+            self,
+            "EachObject",
+            item_reader=sfn.S3ObjectsItemReader(
+                bucket=bucket, prefix=sfn.JsonPath.string_at("$.prefix")
+            ),
+            item_batcher=sfn.ItemBatcher(
+                max_items_per_batch=items_per_batch,
+                batch_input={contract.BULK_BUCKET_FIELD: bucket.bucket_name},
+            ),
+            max_concurrency=max_concurrency,
+            tolerated_failure_percentage=tolerated_failure_percentage,
+            result_writer_v2=sfn.ResultWriterV2(bucket=bucket, prefix=REPORTS_PREFIX),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        self.map.item_processor(classify)
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(self.map),
+            timeout=Duration.hours(24),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=logs.LogGroup(self, "Logs", retention=log_retention),
+                level=sfn.LogLevel.ERROR,
+            ),
+        )
