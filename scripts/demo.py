@@ -99,6 +99,9 @@ def api_and_client(manifest: Path, port: int) -> None:
         url = f"http://127.0.0.1:{port}"
         wait_until_up(f"{url}/health", server)
         print(json.dumps(httpx.get(f"{url}/health").json()))
+        page = httpx.get(f"{url}/")
+        assert page.status_code == 200 and "CIFAR-10 classifier" in page.text
+        print(f"web page: {url}/ (this demo stops the server; `make serve` keeps it up)")
         banner("client: every PNG in imgs/ to POST /predict")
         results = client.classify_folder(url, ROOT / "imgs")
         sheet = client.contact_sheet(results, OUT / "contact_sheet.png")

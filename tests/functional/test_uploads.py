@@ -98,7 +98,7 @@ def test_a_non_image_gets_a_result_with_an_error(s3: Any) -> None:
 def test_an_oversized_object_gets_an_error_without_being_read(
     s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MAX_BODY_BYTES", "1000")
+    monkeypatch.setenv("MAX_OBJECT_BYTES", "1000")
     service.settings.cache_clear()
     put(s3, KEY, (IMGS / "cat.png").read_bytes())
     invoke(load_event("s3-put.json"))
