@@ -414,3 +414,26 @@ def test_an_empty_file_part_is_400_as_documented(client: TestClient) -> None:
         "application/json"
         in client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
     )
+
+
+def test_routes_take_the_classifier_by_dependency_which_tests_can_replace() -> None:
+    from classifier.core import Prediction
+    from classifier.web.common import get_classifier
+
+    class Fixed:
+        image_size = 32
+
+        def predict(self, data: bytes) -> Prediction:
+            return Prediction("ship", 1.0, {"ship": 1.0}, model_version="injected")
+
+        def decode_cost(self, data: bytes) -> int:
+            return 1
+
+    api.app.dependency_overrides[get_classifier] = Fixed
+    try:
+        with TestClient(api.asgi) as c:
+            response = c.post("/predict", content=CAT, headers={"content-type": "image/png"})
+    finally:
+        api.app.dependency_overrides.clear()
+    assert response.status_code == 200
+    assert response.json()["model_version"] == "injected"

@@ -1,0 +1,96 @@
+"""What the API's routers share: the error type, body readers, and the classifier dependency."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger
+from fastapi import Depends, Request
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile
+
+from classifier import contract, service
+from classifier.core import (
+    Classifier,
+    ImageError,
+    ImageTooLarge,
+    UndecodableImage,
+    UnsupportedImage,
+)
+from classifier.settings import MAX_BATCH_FILES
+
+logger = Logger(service=contract.API_SERVICE)
+
+IMAGE_TYPES = contract.MEDIA_TYPES
+STATUS = {UndecodableImage: 400, ImageTooLarge: 413, UnsupportedImage: 415}
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def error_status(exc: ImageError) -> int:
+    return next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+
+
+def get_classifier() -> Classifier:
+    """The container's classifier; tests override this dependency (app.dependency_overrides)."""
+    return service.classifier()
+
+
+CLASSIFIER = Depends(get_classifier)
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused (413) past the limit, before it is parsed."""
+    limit = service.settings().max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"the body is {int(declared)} bytes; at most {limit} are accepted")
+    body = await request.body()
+    if len(body) > limit:
+        raise RequestError(413, f"the body is {len(body)} bytes; at most {limit} are accepted")
+    return body
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_files(request: Request) -> list[tuple[str | None, bytes]]:
+    """The ``file`` parts of a multipart request, as (filename, bytes)."""
+    await read_body(request)
+    try:
+        form = await request.form(max_files=MAX_BATCH_FILES, max_fields=MAX_BATCH_FILES)
+    except Exception as exc:
+        reason = str(getattr(exc, "detail", None) or getattr(exc, "message", None) or exc)
+        if reason.startswith("Too many"):
+            raise RequestError(
+                413,
+                f"more than {MAX_BATCH_FILES} files or fields sent; at most {MAX_BATCH_FILES} "
+                "files are accepted per request",
+            ) from exc
+        raise RequestError(400, f"the multipart body cannot be parsed: {reason}") from exc
+    parts = form.getlist("file")
+    if not parts:
+        raise RequestError(422, "the multipart body has no `file` part; send the image as `file`")
+    files = []
+    for part in parts:
+        if isinstance(part, UploadFile):
+            files.append((part.filename, await part.read()))
+        else:
+            files.append((None, part.encode()))
+    return files
+
+
+def unsupported(media: str) -> RequestError:
+    return RequestError(
+        415,
+        f"content type {media or '(none)'} is not accepted; send multipart/form-data with a "
+        f"`file` part, a raw body with Content-Type {' or '.join(IMAGE_TYPES)}, or JSON "
+        '{"image": "<base64>"}',
+    )

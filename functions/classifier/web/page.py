@@ -1,0 +1,47 @@
+"""GET /: the web page (plain HTML, CSS and JavaScript in one file)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from classifier import service
+from classifier.core import ModelError
+from classifier.settings import DEFAULT_BODY_BYTES
+
+router = APIRouter()
+PAGE = Path(__file__).parents[1] / "static" / "index.html"
+
+
+@functools.cache
+def _page_template() -> str:
+    return PAGE.read_text(encoding="utf-8")
+
+
+def _auth_mode() -> str:
+    """How the deployment protects the API (set by the stack); the page adapts to it."""
+    try:
+        mode = service.settings().api_auth
+    except ModelError:
+        return "none"
+    return mode if mode in ("none", "iam", "jwt") else "none"
+
+
+@router.get("/", response_class=HTMLResponse, summary="A web page to try the classifier")
+def page() -> HTMLResponse:
+    """Plain HTML, CSS and JavaScript in one file: no build step, no CDN."""
+    try:
+        limit = service.settings().max_body_bytes
+    except ModelError:
+        limit = DEFAULT_BODY_BYTES  # the page still loads; /predict will say what is wrong
+    html = _page_template().replace("{{max_body_bytes}}", str(limit))
+    try:
+        async_on = bool(service.settings().uploads_bucket)
+    except ModelError:
+        async_on = False
+    html = html.replace("{{async_uploads}}", "true" if async_on else "false")
+    html = html.replace("{{auth}}", _auth_mode())
+    return HTMLResponse(html, headers={"cache-control": "no-cache"})

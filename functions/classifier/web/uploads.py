@@ -1,0 +1,128 @@
+"""POST /uploads and GET /results/{id}: the async path for images over 4 MiB."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from classifier import contract, service
+from classifier.web.common import IMAGE_TYPES, ErrorOut, RequestError, unsupported
+
+router = APIRouter()
+
+
+class UploadIn(BaseModel):
+    content_type: str = Field("image/png", examples=["image/jpeg"])
+
+
+class UploadOut(BaseModel):
+    id: str = Field(description="unguessable; the only way to read the result")
+    upload: dict[str, Any] = Field(description="POST the file to `url` with these form `fields`")
+    result: str = Field(description="poll this path: 202 while pending, 200 when done")
+    max_bytes: int
+    expires_in: int = Field(description="seconds the upload form stays valid")
+
+
+UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")  # secrets.token_urlsafe(24): 192 random bits
+
+
+def _async_keys(upload_id: str) -> tuple[str, str]:
+    """The upload's key and its result's key for an async upload id."""
+    config = service.settings()
+    relative = f"{contract.ASYNC_FOLDER}{upload_id}"
+    return f"{config.uploads_prefix}{relative}", f"{config.results_prefix}{relative}.json"
+
+
+def _uploads_bucket() -> str:
+    bucket = service.settings().uploads_bucket
+    if not bucket:
+        raise RequestError(
+            501,
+            "async uploads are not configured here (UPLOADS_BUCKET is unset); send images "
+            "of up to 4 MiB to /predict instead",
+        )
+    return bucket
+
+
+@router.post(
+    "/uploads",
+    status_code=201,
+    response_model=UploadOut,
+    responses={501: {"model": ErrorOut}, 415: {"model": ErrorOut}},
+    summary="Start an async upload (images up to 20 MB)",
+)
+def start_upload(body: UploadIn | None = None) -> UploadOut:
+    """An id and a presigned POST: upload the image straight to S3, then poll /results/{id}.
+
+    The drop-folder function classifies it like any upload; the POST allows one PNG or JPEG of
+    the declared type, up to 20 MB, for five minutes.
+    """
+    bucket = _uploads_bucket()
+    content_type = body.content_type if body else "image/png"
+    if content_type not in IMAGE_TYPES:
+        raise unsupported(content_type)
+    upload_id = secrets.token_urlsafe(24)
+    key, _ = _async_keys(upload_id)
+    form = service.s3_client().generate_presigned_post(
+        Bucket=bucket,
+        Key=key,
+        Fields={"Content-Type": content_type},
+        Conditions=[
+            {"Content-Type": content_type},
+            ["content-length-range", 1, contract.ASYNC_MAX_BYTES],
+        ],
+        ExpiresIn=contract.ASYNC_EXPIRES_S,
+    )
+    return UploadOut(
+        id=upload_id,
+        upload=form,
+        result=f"results/{upload_id}",
+        max_bytes=contract.ASYNC_MAX_BYTES,
+        expires_in=contract.ASYNC_EXPIRES_S,
+    )
+
+
+def _exists(bucket: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        service.s3_client().head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        # Without s3:ListBucket (we do not grant it) a missing key answers 403, not 404.
+        if exc.response.get("Error", {}).get("Code") in ("404", "403", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+@router.get(
+    "/results/{upload_id}",
+    responses={202: {"description": "not classified yet"}, 404: {"model": ErrorOut}},
+    summary="The result of an async upload",
+)
+def upload_result(upload_id: str) -> Any:
+    """200 with the result (a prediction or an error), 202 while pending, 404 if unknown."""
+    if not UPLOAD_ID.match(upload_id):
+        raise RequestError(404, "no such upload id")
+    bucket = _uploads_bucket()
+    upload_key, result_key = _async_keys(upload_id)
+    from botocore.exceptions import ClientError
+
+    try:
+        body = service.s3_client().get_object(Bucket=bucket, Key=result_key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404", "403"):
+            raise
+    else:
+        result = json.loads(body)
+        public = {k: v for k, v in result.items() if k not in ("bucket", "result_key", "etag")}
+        return {"id": upload_id, "status": "error" if "error" in result else "done", **public}
+    if _exists(bucket, upload_key):
+        return JSONResponse({"id": upload_id, "status": "pending"}, status_code=202)
+    raise RequestError(404, "no such upload id (or its upload never arrived)")
