@@ -1,0 +1,111 @@
+"""Shared by the browser tests: Debian's Chromium under Selenium, and the local server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get(
+    "CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver"
+)
+# Each browser test module skips with this reason when there is no browser to drive.
+BROWSER_MISSING = (
+    None
+    if Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()
+    else f"no Chromium at {CHROMIUM} or no chromedriver at {CHROMEDRIVER} "
+    "(`apt-get install chromium chromium-driver`, which `make test` does as root)"
+)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(port: int, manifest: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
+        "MODEL_URI": str(manifest),
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "classifier.api:asgi", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.05)
+    server.terminate()
+    raise RuntimeError("the local server did not start")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = free_port()
+    process = start_server(port, ROOT / "models" / "latest" / "manifest.json")
+    yield f"http://127.0.0.1:{port}/"
+    process.terminate()
+    process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    options.add_argument("--window-size=1200,1600")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver: Any, condition: Any, seconds: float = 30) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, seconds).until(condition)
+
+
+def results(driver: Any) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return list(driver.find_elements(By.CSS_SELECTOR, "#results li.result"))
+
+
+def choose(driver: Any, *paths: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    before = len(results(driver))
+    driver.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in paths))
+    wait_for(
+        driver,
+        lambda d: (
+            len(results(d)) == before + len(paths)
+            and "Done" in d.find_element(By.ID, "status").text
+        ),
+    )
