@@ -17,9 +17,7 @@ import io
 import json
 import os
 import platform
-import socket
 import struct
-import subprocess
 import sys
 import time
 import zlib
@@ -29,9 +27,18 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import local_server
+from local_server import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 5000, 4999  # 24.995 MP: just under the 25 MP limit
-SMALL = Path(ROOT / "imgs").glob("*.png")
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC."""
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
 def png(
@@ -73,21 +80,13 @@ def png(
             parts.append(compressor.compress(row))
     parts.append(compressor.flush())
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, int(interlace))
     return (
         b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
+        + png_chunk(b"IHDR", header)
         + extra
-        + chunk(b"IDAT", b"".join(parts))
-        + chunk(b"IEND", b"")
+        + png_chunk(b"IDAT", b"".join(parts))
+        + png_chunk(b"IEND", b"")
     )
 
 
@@ -95,20 +94,12 @@ def palette_png(width: int, height: int) -> bytes:
     plte = bytes(range(256)) * 3
     trns = bytes([0] + [255] * 255)
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
     return png(
         width,
         height,
         bit_depth=8,
         colour_type=3,
-        extra=chunk(b"PLTE", plte[:768]) + chunk(b"tRNS", trns),
+        extra=png_chunk(b"PLTE", plte[:768]) + png_chunk(b"tRNS", trns),
     )
 
 
@@ -178,12 +169,6 @@ def cases() -> list[tuple[str, bytes | list[bytes], str]]:
     ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -193,43 +178,17 @@ def peak_rss_mb(pid: int) -> float:
 
 def run_case(source: Path, send: Callable[[str], httpx.Response]) -> tuple[int, float, float]:
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(source / "functions"),
-        "MODEL_URI": str(ROOT / "models" / "latest" / "manifest.json"),
-        "POWERTOOLS_LOG_LEVEL": "ERROR",
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "classifier.api:asgi",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        cwd=source,
-    )
+    server = local_server.start(port, source=source)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        warm = (ROOT / "imgs").glob("*.png").__next__().read_bytes()
+        warm = (ROOT / "imgs" / "cat.png").read_bytes()
         httpx.post(f"{url}/predict", content=warm, headers={"content-type": "image/png"})
         start = time.perf_counter()
         response = send(url)
         seconds = time.perf_counter() - start
         return response.status_code, seconds, peak_rss_mb(server.pid)
     finally:
-        server.terminate()
-        server.wait()
+        local_server.stop(server)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:

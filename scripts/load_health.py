@@ -12,9 +12,7 @@ loop (a thread pool), it does not.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -24,7 +22,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_worst import free_port  # noqa: E402
+import local_server  # noqa: E402
+from local_server import free_port  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -34,26 +33,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(source: Path, clients: int, seconds: float) -> dict[str, float]:
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(source / "functions"),
-        "MODEL_URI": str(ROOT / "models" / "latest" / "manifest.json"),
-        "POWERTOOLS_LOG_LEVEL": "ERROR",
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "classifier.api:asgi",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        cwd=source,
-    )
+    server = local_server.start(port, source=source)
     url = f"http://127.0.0.1:{port}"
     image = (ROOT / "imgs" / "cat.png").read_bytes()
     predict: list[float] = []
@@ -85,12 +65,6 @@ def run(source: Path, clients: int, seconds: float) -> dict[str, float]:
                 time.sleep(0.05)
 
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
         threads = [threading.Thread(target=client) for _ in range(clients)]
         threads.append(threading.Thread(target=prober))
         for thread in threads:
@@ -100,8 +74,7 @@ def run(source: Path, clients: int, seconds: float) -> dict[str, float]:
         for thread in threads:
             thread.join()
     finally:
-        server.terminate()
-        server.wait()
+        local_server.stop(server)
     return {
         "predict_p50_ms": statistics.median(predict) * 1000,
         "predict_p90_ms": percentile(predict, 0.9) * 1000,

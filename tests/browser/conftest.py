@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from scripts import local_server
+from scripts.local_server import free_port
 from tests.conftest import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
@@ -29,35 +28,8 @@ BROWSER_MISSING = (
 )
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(port: int, manifest: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
-        "MODEL_URI": str(manifest),
-        "POWERTOOLS_LOG_LEVEL": "ERROR",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "classifier.api:asgi", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.05)
-    server.terminate()
-    raise RuntimeError("the local server did not start")
+    return local_server.start(port, manifest=manifest, quiet=True)
 
 
 @pytest.fixture(scope="module")
