@@ -22,7 +22,7 @@ from classifier import service
 from classifier.core import ImageError, ModelError
 from classifier.settings import SettingsError
 from classifier.web import page, predict, status, uploads
-from classifier.web.common import RequestError, error_status, logger
+from classifier.web.common import RequestError, error_status, logger, telemetry
 
 
 class StagePrefix:
@@ -90,6 +90,8 @@ _mangum = Mangum(asgi, lifespan="off")
 
 
 @logger.inject_lambda_context(clear_state=True)
+@telemetry.metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The Lambda entry point: request id and cold start in every log line, then Mangum."""
+    """The Lambda entry point: request id and cold start in every log line, then Mangum; the
+    request's classification metrics are written as it returns."""
     return dict(_mangum(event, context))

@@ -49,4 +49,9 @@ METRIC_CLASSIFIED = "ImagesClassified"
 METRIC_REJECTED = "ImagesRejected"  # not an image the model accepts: an error result is written
 METRIC_SUPERSEDED = "ResultsSuperseded"  # a newer version's result was already there: not written
 METRIC_LATENCY = "ClassifyLatency"
+METRIC_CONFIDENCE = "Confidence"  # the top class's probability; its Average is mean confidence
 METRIC_CATEGORY_PREFIX = "Category_"
+# Every classification metric carries the model version that made it (and Powertools' `service`),
+# so a dashboard compares models side by side and a canary's alarms watch the new model only.
+DIMENSION_MODEL_VERSION = "ModelVersion"
+DIMENSION_SERVICE = "service"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,12 +97,17 @@ def open_image(
     try:
         # Image.open reads only the header; pixels are decoded by load() later.
         img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"the image is too large to decode: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise UndecodableImage(
             f"the {len(data)} bytes are not a decodable image; send a PNG or JPEG"
         ) from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"the image is too large to decode: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
+        # A known signature with a broken header (e.g. a PNG cut off after 8 bytes).
+        raise UndecodableImage(
+            f"the image's header cannot be read ({exc}); send a PNG or JPEG"
+        ) from exc
     # Phones write multi-picture JPEGs, which Pillow names MPO: they are JPEGs to the user.
     if ("JPEG" if img.format == "MPO" else img.format) not in formats:
         raise UnsupportedImage(

@@ -28,8 +28,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -44,13 +43,15 @@ from botocore.exceptions import ClientError
 
 from classifier import contract, service
 from classifier.core import ImageError, ImageTooLarge
+from classifier.telemetry import ClassificationMetrics
 
 logger = Logger(service=contract.UPLOADS_SERVICE)
-metrics = Metrics(namespace=contract.METRICS_NAMESPACE, service=contract.UPLOADS_SERVICE)
+telemetry = ClassificationMetrics(contract.UPLOADS_SERVICE)
+metrics = telemetry.metrics
 service.preload()  # in Lambda's init phase; nothing locally
 
 # S3 reads and writes of a batch overlap in a small thread pool (a container is not idle while S3
-# answers); inference and metrics take a lock, so the interpreter runs one image at a time.
+# answers); inference takes a lock, so the interpreter runs one image at a time.
 _io_pool: ThreadPoolExecutor | None = None
 _cpu = threading.Lock()
 
@@ -149,6 +150,7 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
         "classified_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }
     size = int(response.get("ContentLength") or 0)
+    model_version: str | None = None
     try:
         if size > config.max_object_bytes:
             raise ImageTooLarge(
@@ -157,25 +159,17 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
         data = response["Body"].read()
         with _cpu:
             classifier = service.classifier()  # a model that cannot load raises: retry
+            model_version = classifier.model_version
             start = time.perf_counter()
-            result.update(classifier.predict(data).as_dict())
+            prediction = classifier.predict(data)
             latency = (time.perf_counter() - start) * 1000
+        result.update(prediction.as_dict())
     except ImageError as exc:
         result["error"] = str(exc)
-        with _cpu:
-            metrics.add_metric(name=contract.METRIC_REJECTED, unit=MetricUnit.Count, value=1)
+        telemetry.rejected(model_version)
         logger.warning("not classified", extra={"key": obj.key, "error": str(exc)})
     else:
-        with _cpu:
-            metrics.add_metric(name=contract.METRIC_CLASSIFIED, unit=MetricUnit.Count, value=1)
-            metrics.add_metric(
-                name=contract.METRIC_LATENCY, unit=MetricUnit.Milliseconds, value=latency
-            )
-            metrics.add_metric(
-                name=f"{contract.METRIC_CATEGORY_PREFIX}{result['category']}",
-                unit=MetricUnit.Count,
-                value=1,
-            )
+        telemetry.classified(prediction, latency)
         logger.info(
             "classified",
             extra={
@@ -190,8 +184,7 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
     outcome = write_result(s3, obj.bucket, out_key, result, obj.sequencer)
     if outcome == SUPERSEDED:
         result["superseded"] = True
-        with _cpu:
-            metrics.add_metric(name=contract.METRIC_SUPERSEDED, unit=MetricUnit.Count, value=1)
+        telemetry.count(contract.METRIC_SUPERSEDED)
         logger.info("not written: a later upload's result is there", extra={"key": obj.key})
         return result
     publish_completion(result)  # also for a duplicate: its first delivery may have failed here

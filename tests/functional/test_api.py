@@ -437,3 +437,50 @@ def test_routes_take_the_classifier_by_dependency_which_tests_can_replace() -> N
         api.app.dependency_overrides.clear()
     assert response.status_code == 200
     assert response.json()["model_version"] == "injected"
+
+
+def emf_records(printed: str) -> list[dict[str, Any]]:
+    """The CloudWatch EMF documents a handler printed."""
+    return [json.loads(line) for line in printed.splitlines() if '"_aws"' in line]
+
+
+def value(recorded: float | list[float]) -> float:
+    """An EMF value: one number, or a list of one."""
+    return recorded[0] if isinstance(recorded, list) else recorded
+
+
+def test_the_api_emits_classification_metrics_by_model_version(
+    use_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "cifar10-api")
+    version = json.loads(use_model.read_text())["model_version"]
+    capsys.readouterr()
+    status, body, _ = call(load_event("apigw-v2-raw-png.json"))
+    assert status == 200
+    (record,) = emf_records(capsys.readouterr().out)
+    (directive,) = record["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "Cifar10Classifier"
+    assert set(directive["Dimensions"][0]) == {"service", "ModelVersion"}
+    assert record["ModelVersion"] == version and record["service"] == "cifar10-api"
+    names = {m["Name"] for m in directive["Metrics"]}
+    category = f"Category_{body['category']}"
+    assert {"ImagesClassified", "ClassifyLatency", "Confidence", category} <= names
+    assert value(record["Confidence"]) == pytest.approx(body["confidence"])
+
+    event = load_event("apigw-v2-raw-png.json")
+    event["body"] = base64.b64encode(b"\x89PNG\r\n\x1a\nnot really").decode()
+    status, _, _ = call(event)
+    assert status == 400
+    (record,) = emf_records(capsys.readouterr().out)
+    assert value(record["ImagesRejected"]) == 1.0 and record["ModelVersion"] == version
+    assert "ImagesClassified" not in record
+
+
+def test_no_metrics_accumulate_outside_lambda(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    assert client.post("/predict", content=CAT, headers={"content-type": "image/png"}).is_success
+    from classifier.web.common import telemetry
+
+    assert not telemetry.metrics.metric_set

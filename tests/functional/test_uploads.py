@@ -290,3 +290,23 @@ def test_a_result_written_meanwhile_by_a_newer_upload_wins_the_race(s3: Any) -> 
     )
     assert written == uploads.SUPERSEDED
     assert s3.get_object(Bucket=BUCKET, Key=RESULT)["Body"].read() == b"{}"
+
+
+def test_the_drop_folder_emits_the_apis_metrics_by_model_version(
+    s3: Any, use_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "cifar10-uploads")
+    put(s3, KEY, (IMGS / "cat.png").read_bytes())
+    put(s3, "uploads/notes.txt", b"not an image")
+    event = sqs_event(
+        *(sqs_message(s3_event(s3_record(BUCKET, k))) for k in (KEY, "uploads/notes.txt"))
+    )
+    capsys.readouterr()
+    invoke(event)
+    printed = capsys.readouterr().out.splitlines()
+    (record,) = [json.loads(line) for line in printed if '"_aws"' in line]
+    version = json.loads(use_model.read_text())["model_version"]
+    assert record["ModelVersion"] == version and record["service"] == "cifar10-uploads"
+    names = {m["Name"] for m in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    category = result(s3)["category"]
+    assert {"ImagesClassified", "ImagesRejected", "Confidence", f"Category_{category}"} <= names

@@ -156,7 +156,17 @@ def test_pixel_limit_is_configurable() -> None:
     assert image_to_array(data, max_pixels=10_000).shape == (32, 32, 3)
 
 
-@pytest.mark.parametrize("data", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not an image at all",
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 40,
+        b"\x89PNG\r\n\x1a\nnot really",  # a signature, then a header cut short (was a 500)
+        (IMGS / "cat.png").read_bytes()[:20],
+        b"\xff\xd8\xff\xe0" + b"\xff" * 12,
+    ],
+)
 def test_bytes_that_are_not_an_image_are_undecodable(data: bytes) -> None:
     with pytest.raises(UndecodableImage):
         image_to_array(data)

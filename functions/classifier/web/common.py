@@ -16,8 +16,10 @@ from classifier.core import (
     UnsupportedImage,
 )
 from classifier.settings import MAX_BATCH_FILES
+from classifier.telemetry import ClassificationMetrics
 
 logger = Logger(service=contract.API_SERVICE)
+telemetry = ClassificationMetrics(contract.API_SERVICE)
 
 IMAGE_TYPES = contract.MEDIA_TYPES
 STATUS = {UndecodableImage: 400, ImageTooLarge: 413, UnsupportedImage: 415}

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from classifier import service
-from classifier.core import Classifier, ImageError
+from classifier.core import Classifier, ImageError, Prediction
 from classifier.settings import MAX_BATCH_FILES
 from classifier.web.common import (
     CLASSIFIER,
@@ -25,6 +25,7 @@ from classifier.web.common import (
     media_type,
     read_body,
     read_files,
+    telemetry,
     unsupported,
 )
 
@@ -160,7 +161,7 @@ async def predict(request: Request, classifier: Classifier = CLASSIFIER) -> Pred
         raise unsupported(media)
     start = time.perf_counter()
     # CPU-bound: off the event loop, so /health answers while images decode (make serve).
-    prediction = await run_in_threadpool(classifier.predict, data)
+    prediction = await run_in_threadpool(_predict_one, classifier, data)
     logger.info(
         "predicted",
         extra={
@@ -214,11 +215,23 @@ def _check_request_budget(classifier: Classifier, images: list[bytes]) -> None:
         )
 
 
+def _predict_one(classifier: Classifier, data: bytes) -> Prediction:
+    """One image's prediction, counted in the metrics (classified or rejected) by model version."""
+    start = time.perf_counter()
+    try:
+        prediction = classifier.predict(data)
+    except ImageError:
+        telemetry.rejected(classifier.model_version)
+        raise
+    telemetry.classified(prediction, (time.perf_counter() - start) * 1000)
+    return prediction
+
+
 def _classify_batch(classifier: Classifier, files: list[tuple[str | None, bytes]]) -> BatchOut:
     results = []
     for name, data in files:
         try:
-            prediction = classifier.predict(data)
+            prediction = _predict_one(classifier, data)
         except ImageError as exc:
             results.append(BatchItemOut(filename=name, status=error_status(exc), error=str(exc)))
         else:

@@ -1,0 +1,63 @@
+"""Classification metrics, the same for the API and the drop folder (CloudWatch EMF).
+
+Each classified image adds ``ImagesClassified``, ``ClassifyLatency``, ``Confidence`` and
+``Category_<name>``; each refused image ``ImagesRejected``. All carry the ``ModelVersion`` that
+answered (``contract.DIMENSION_MODEL_VERSION``), so the dashboard shows each model's mean
+confidence and the rollout's alarms watch the new model alone. Metrics are written when the Lambda
+handler returns (``@metrics.log_metrics``); outside Lambda (``make serve``) nothing accumulates.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from classifier import contract
+from classifier.core import Prediction
+from classifier.settings import in_lambda
+
+
+class ClassificationMetrics:
+    """Thread-safe recording of classification outcomes into one Powertools ``Metrics``."""
+
+    def __init__(self, service: str) -> None:
+        self.metrics = Metrics(namespace=contract.METRICS_NAMESPACE, service=service)
+        self._lock = threading.Lock()
+
+    def _enabled(self) -> bool:
+        return in_lambda()
+
+    def classified(self, prediction: Prediction, latency_ms: float) -> None:
+        if not self._enabled():
+            return
+        with self._lock:
+            m = self.metrics
+            m.add_dimension(contract.DIMENSION_MODEL_VERSION, prediction.model_version)
+            m.add_metric(name=contract.METRIC_CLASSIFIED, unit=MetricUnit.Count, value=1)
+            m.add_metric(
+                name=contract.METRIC_LATENCY, unit=MetricUnit.Milliseconds, value=latency_ms
+            )
+            m.add_metric(
+                name=contract.METRIC_CONFIDENCE, unit=MetricUnit.NoUnit, value=prediction.confidence
+            )
+            m.add_metric(
+                name=f"{contract.METRIC_CATEGORY_PREFIX}{prediction.category}",
+                unit=MetricUnit.Count,
+                value=1,
+            )
+
+    def rejected(self, model_version: str | None) -> None:
+        if not self._enabled():
+            return
+        with self._lock:
+            if model_version:
+                self.metrics.add_dimension(contract.DIMENSION_MODEL_VERSION, model_version)
+            self.metrics.add_metric(name=contract.METRIC_REJECTED, unit=MetricUnit.Count, value=1)
+
+    def count(self, name: str) -> None:
+        if not self._enabled():
+            return
+        with self._lock:
+            self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
