@@ -68,6 +68,14 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool, auth: str
             "AWSLambdaBasicExecutionRole only lets a function write its own logs; CDK gives it "
             "to Lambda functions and to its custom-resource handlers.",
         ),
+        (
+            stack,
+            "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+            "service-role/AWSCodeDeployRoleForLambdaLimited]",
+            "CodeDeploy's role for Lambda rollouts (CDK's LambdaDeploymentGroup): the limited "
+            "policy lets it read the alarms, update the live aliases and invoke hooks, nothing "
+            "else.",
+        ),
     ]
     prefixes = [
         (stack.models.bucket, "models/*", "the model objects, read-only"),

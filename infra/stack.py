@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, CfnParameter, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -22,6 +22,7 @@ from infra.components.bundling import DEFAULT_TARGET, TARGETS
 from infra.components.inference_api import AUTH_MODES, InferenceApi
 from infra.components.model_store import ModelStore
 from infra.components.monitoring import Monitoring
+from infra.components.rollout import DEPLOYMENT_CONFIGS, RolloutSettings
 from infra.components.upload_classifier import UploadClassifier
 from infra.nag import acknowledge_nag_findings
 
@@ -29,7 +30,16 @@ from infra.nag import acknowledge_nag_findings
 @dataclass(frozen=True)
 class Config:
     runtime: str = DEFAULT_TARGET  # python3.13 + LiteRT; "python3.13-arm64"; "python3.11-x86_64"
-    model_version: str | None = None  # pin models/<version>/; default models/latest/
+    # The ModelVersion parameter's default: the model a first deploy serves (models/<version>/).
+    # None: the repository's published model (models/latest/manifest.json). Later deploys keep the
+    # deployed value (the CDK CLI reuses parameters); `make promote` and `make rollback` set it.
+    model_version: str | None = None
+    # How CodeDeploy moves the live aliases to new versions: "canary" (10% for 5 minutes),
+    # "linear" (10% more each minute) or "all-at-once"; alarms on the new version roll back.
+    deployment: str = "canary"
+    canary_p99_ms: int = 2000  # the new version's p99 duration above this rolls back
+    min_mean_confidence: float = 0.4  # the new model's mean confidence below this rolls back
+    max_rejected_percent: float = 50.0  # refused images above this share roll back
     api_rate_limit: int = 20  # requests per second, steady
     api_burst_limit: int = 40  # requests, burst
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
@@ -98,6 +108,15 @@ class Config:
                 f"context provisionedConcurrency={config.provisioned_concurrency} exceeds "
                 f"apiReservedConcurrency={reserved}"
             )
+        if config.deployment not in DEPLOYMENT_CONFIGS:
+            raise ValueError(
+                f"context deployment={config.deployment!r}; expected one of "
+                f"{sorted(DEPLOYMENT_CONFIGS)}"
+            )
+        if not 0 < config.min_mean_confidence < 1:
+            raise ValueError(
+                f"context minMeanConfidence={config.min_mean_confidence}; a probability in (0, 1)"
+            )
         if config.auth not in AUTH_MODES:
             raise ValueError(f"context auth={config.auth!r}; expected one of {AUTH_MODES}")
         if config.auth == "jwt" and not (config.jwt_issuer and config.jwt_audience):
@@ -133,18 +152,37 @@ class ClassifierStack(Stack):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(config.log_retention_days))],
         )
+        self.model_version = CfnParameter(
+            self,
+            "ModelVersion",
+            type="String",
+            default=config.model_version or repository_model_version(),
+            allowed_pattern=MODEL_VERSION_PATTERN,
+            description=(
+                "The model both functions serve: models/<ModelVersion>/ in the model bucket. "
+                "Set by make promote / make rollback (cdk deploy --parameters ModelVersion=...)"
+            ),
+        )
         self.models = ModelStore(
             self,
             "ModelStore",
             access_logs=self.access_logs,
-            model_version=config.model_version,
+            model_version=self.model_version.value_as_string,
             log_retention=retention,
+        )
+        rollout = RolloutSettings(
+            model_version=self.model_version.value_as_string,
+            deployment=config.deployment,
+            p99_ms=config.canary_p99_ms,
+            min_mean_confidence=config.min_mean_confidence,
+            max_rejected_percent=config.max_rejected_percent,
         )
         self.api = InferenceApi(
             self,
             "InferenceApi",
             target=target,
             model_uri=self.models.manifest_uri,
+            rollout=rollout,
             memory_mb=config.api_memory_mb,
             timeout_s=config.api_timeout_s,
             reserved_concurrency=config.api_reserved_concurrency,
@@ -164,6 +202,7 @@ class ClassifierStack(Stack):
             "UploadClassifier",
             target=target,
             model_uri=self.models.manifest_uri,
+            rollout=rollout,
             access_logs=self.access_logs,
             memory_mb=config.uploads_memory_mb,
             timeout_s=config.uploads_timeout_s,
@@ -176,6 +215,11 @@ class ClassifierStack(Stack):
             log_retention=retention,
             tracing=config.tracing,
         )
+        if self.models.deployment is not None:
+            # A version is published (and, with SnapStart, initialised) after the repository's
+            # models are in the bucket.
+            for published in (self.api.rollout.version, self.uploads.rollout.version):
+                published.node.add_dependency(self.models.deployment)
         # Grants are made here, where the components meet.
         self.models.grant_read_models(self.api.function)
         self.models.grant_read_models(self.uploads.function)
@@ -184,7 +228,7 @@ class ClassifierStack(Stack):
             self,
             "BulkClassifier",
             bucket=self.uploads.bucket,
-            function=self.uploads.function,
+            function=self.uploads.alias,
             items_per_batch=config.bulk_items_per_batch,
             max_concurrency=config.bulk_max_concurrency,
             tolerated_failure_percentage=config.bulk_tolerated_failure_percentage,
@@ -203,6 +247,12 @@ class ClassifierStack(Stack):
         self.monitoring.watch_function("Uploads", self.uploads.function)
         self.monitoring.watch_api(self.api.http_api)
         self.monitoring.watch_dead_letters(self.uploads.dead_letters)
+        self.monitoring.notify(self.api.rollout.alarms + self.uploads.rollout.alarms)
+        self.dashboard = self.monitoring.dashboard(
+            api=self.api.http_api,
+            functions={"API": self.api.function, "Uploads": self.uploads.function},
+            dead_letters=self.uploads.dead_letters,
+        )
         CfnOutput(
             self,
             "ApiUrl",
@@ -235,6 +285,21 @@ class ClassifierStack(Stack):
         )
         CfnOutput(
             self,
+            "Dashboard",
+            value=(
+                f"https://console.aws.amazon.com/cloudwatch/home?region={self.region}"
+                f"#dashboards:name={self.dashboard.dashboard_name}"
+            ),
+            description="requests, latency, errors, throttles, dead letters, categories, models",
+        )
+        CfnOutput(
+            self,
+            "ApiFunction",
+            value=self.api.function.function_name,
+            description="the API function (alias live); make rollback reads its deployments",
+        )
+        CfnOutput(
+            self,
             "ModelUri",
             value=self.models.manifest_uri,
             description="the manifest both functions load",
@@ -258,6 +323,19 @@ class ClassifierStack(Stack):
                 resources=[bucket.arn_for_objects(f"{contract.RESULTS_PREFIX}{folder}*")],
             )
         )
+
+
+MODEL_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+def repository_model_version() -> str:
+    """The version of the repository's published model (models/latest/manifest.json)."""
+    from infra.components.model_store import ROOT
+
+    latest = ROOT / "models" / "latest" / "manifest.json"
+    if not latest.is_file():
+        return "latest"
+    return str(json.loads(latest.read_text())["model_version"])
 
 
 RETENTION = {

@@ -282,6 +282,7 @@ def serving_function(
     tracing: bool,
     reserved_concurrency: int | None = None,
     snap_start: bool = False,
+    version_description: str | None = None,
 ) -> tuple[lambda_.Function, logs.LogGroup]:
     """A Lambda running ``handler`` from the bundled serving code, with its own log group."""
     log_group = logs.LogGroup(scope, f"{id_}Logs", retention=log_retention)
@@ -304,19 +305,10 @@ def serving_function(
         tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
         reserved_concurrent_executions=reserved_concurrency,
         snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
+        # A changed description (a new model) replaces the published version; old versions stay
+        # for CodeDeploy to roll back to.
+        current_version_options=lambda_.VersionOptions(
+            description=version_description, removal_policy=cdk.RemovalPolicy.RETAIN
+        ),
     )
     return function, log_group
-
-
-def live_alias(
-    scope: Construct, function: lambda_.Function, *, provisioned_concurrency: int
-) -> lambda_.Alias:
-    """Alias ``live`` on the function's current published version (SnapStart snapshots
-    published versions; provisioned concurrency is set on an alias)."""
-    return lambda_.Alias(
-        scope,
-        "Live",
-        alias_name="live",
-        version=function.current_version,
-        provisioned_concurrent_executions=provisioned_concurrency or None,
-    )

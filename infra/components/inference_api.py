@@ -7,13 +7,14 @@ from aws_cdk import Duration
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
-from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_logs as logs
 from classifier import contract
 from classifier import settings as env
 from constructs import Construct
 
-from infra.components.bundling import Target, live_alias, serving_function
+from infra.components.bundling import Target, serving_function
+from infra.components.rollout import Rollout, RolloutSettings, version_description
 
 # (path, method, protected): with -c auth=iam|jwt the protected routes need credentials; the
 # page, health and docs stay public (they hold no data and the page must load to ask for a token).
@@ -57,6 +58,7 @@ class InferenceApi(Construct):
         *,
         target: Target,
         model_uri: str,
+        rollout: RolloutSettings,
         memory_mb: int,
         timeout_s: int,
         reserved_concurrency: int | None,
@@ -86,6 +88,7 @@ class InferenceApi(Construct):
             environment={env.MODEL_URI: model_uri, env.API_AUTH: auth},
             log_retention=log_retention,
             tracing=tracing,
+            version_description=version_description(rollout),
         )
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention)
         self.http_api = apigw.HttpApi(
@@ -109,14 +112,33 @@ class InferenceApi(Construct):
             throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
             access_log_settings=AccessLogs(apigw.LogGroupLogDestination(self.access_logs)),
         )
-        # API Gateway calls the alias when there is one: its version is what SnapStart restores
-        # and what provisioned concurrency keeps warm.
-        self.alias: lambda_.Alias | None = None
-        if snap_start or provisioned_concurrency:
-            self.alias = live_alias(
-                self, self.function, provisioned_concurrency=provisioned_concurrency
-            )
-        integration = integrations.HttpLambdaIntegration("Lambda", self.alias or self.function)
+        # API Gateway calls the alias: its version pins the model, SnapStart restores it,
+        # provisioned concurrency keeps it warm, and CodeDeploy moves it (canary, rollback).
+        server_errors = cloudwatch.Alarm(
+            self,
+            "Rollout5xx",
+            metric=self.http_api.metric_server_error(period=Duration.minutes(1)),
+            threshold=1,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=(
+                f"{contract.API_SERVICE} rollout: the API answered 5xx in 2 of 3 minutes "
+                "(CodeDeploy rolls back)"
+            ),
+        )
+        self.rollout = Rollout(
+            self,
+            "Rollout",
+            function=self.function,
+            service=contract.API_SERVICE,
+            settings=rollout,
+            provisioned_concurrency=provisioned_concurrency,
+            extra_alarms=[server_errors],
+        )
+        self.alias = self.rollout.alias
+        integration = integrations.HttpLambdaIntegration("Lambda", self.alias)
         authorizer = self._authorizer(auth, jwt_issuer, jwt_audience)
         for path, method, protected in ROUTES:
             self.http_api.add_routes(

@@ -1,4 +1,9 @@
-"""Monitoring: alarms on Lambda errors and throttles, API 5xx and dead letters, to an SNS topic."""
+"""Monitoring: alarms to an SNS topic, and one CloudWatch dashboard of the whole service.
+
+Alarms: Lambda errors and throttles, API 5xx, dead letters, and each rollout's alarms (which also
+roll a deployment back). The dashboard: requests, latency p50/p99, errors, throttles, the
+dead-letter queue, classifications per category and mean confidence per model version.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,14 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
+from classifier import contract
 from constructs import Construct
+
+# Every (metric, model version, service) series of the functions' own metrics.
+SCHEMA = (
+    f"{{{contract.METRICS_NAMESPACE},{contract.DIMENSION_MODEL_VERSION},"
+    f"{contract.DIMENSION_SERVICE}}}"
+)
 
 
 class Monitoring(Construct):
@@ -48,6 +60,127 @@ class Monitoring(Construct):
         )
         alarm.add_alarm_action(actions.SnsAction(self.topic))
         self.alarms.append(alarm)
+
+    def notify(self, alarms: list[cloudwatch.IAlarm]) -> None:
+        """Also tell the topic when these (e.g. a rollout's) alarms fire."""
+        for alarm in alarms:
+            if isinstance(alarm, cloudwatch.Alarm):
+                alarm.add_alarm_action(actions.SnsAction(self.topic))
+
+    def dashboard(
+        self,
+        *,
+        api: apigw.HttpApi,
+        functions: dict[str, lambda_.IFunction],
+        dead_letters: sqs.IQueue,
+    ) -> cloudwatch.Dashboard:
+        """One page: is it up, how fast, what does it answer, and which model answers."""
+        minute = Duration.minutes(1)
+        five = Duration.minutes(5)
+
+        def search(metric_filter: str, statistic: str, label: str) -> cloudwatch.SearchExpression:
+            return cloudwatch.SearchExpression(
+                expression=f"SEARCH('{SCHEMA} {metric_filter}', '{statistic}', 300)",
+                label=label,
+                period=five,
+            )
+
+        board = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            default_interval=Duration.hours(3),
+            period_override=cloudwatch.PeriodOverride.AUTO,
+        )
+        board.add_widgets(
+            cloudwatch.GraphWidget(
+                title="API requests",
+                left=[api.metric_count(period=minute, label="requests")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="API latency (ms)",
+                left=[
+                    api.metric_latency(period=minute, statistic="p50", label="p50"),
+                    api.metric_latency(period=minute, statistic="p99", label="p99"),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Errors",
+                left=[
+                    api.metric_client_error(period=minute, label="API 4xx"),
+                    api.metric_server_error(period=minute, label="API 5xx"),
+                    *(
+                        fn.metric_errors(period=minute, label=f"{name} errors")
+                        for name, fn in functions.items()
+                    ),
+                ],
+                width=8,
+            ),
+        )
+        board.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Function duration p50 / p99 (ms)",
+                left=[
+                    fn.metric_duration(period=minute, statistic=stat, label=f"{name} {stat}")
+                    for name, fn in functions.items()
+                    for stat in ("p50", "p99")
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Throttles",
+                left=[
+                    fn.metric_throttles(period=minute, label=f"{name} throttles")
+                    for name, fn in functions.items()
+                ],
+                width=8,
+            ),
+            cloudwatch.SingleValueWidget(
+                title="Dead-letter queue depth",
+                metrics=[
+                    dead_letters.metric_approximate_number_of_messages_visible(
+                        period=minute, label="uploads that failed after retries"
+                    )
+                ],
+                width=8,
+            ),
+        )
+        board.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Classifications per category",
+                left=[search("Category_", "Sum", "")],
+                stacked=True,
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Mean confidence per model version",
+                left=[
+                    search(
+                        f'MetricName="{contract.METRIC_CONFIDENCE}"', "Average", "mean confidence"
+                    )
+                ],
+                left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
+                width=12,
+            ),
+        )
+        board.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Images classified and rejected per model version",
+                left=[
+                    search(f'MetricName="{contract.METRIC_CLASSIFIED}"', "Sum", "classified"),
+                    search(f'MetricName="{contract.METRIC_REJECTED}"', "Sum", "rejected"),
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Classify latency per model version (ms, p99)",
+                left=[search(f'MetricName="{contract.METRIC_LATENCY}"', "p99", "p99")],
+                width=12,
+            ),
+        )
+        self.board = board
+        return board
 
     def watch_function(self, name: str, function: lambda_.IFunction) -> None:
         period = Duration.minutes(5)

@@ -13,8 +13,9 @@ from classifier import contract
 from classifier import settings as env
 from constructs import Construct
 
-from infra.components.bundling import Target, live_alias, serving_function
+from infra.components.bundling import Target, serving_function
 from infra.components.model_store import secure_bucket
+from infra.components.rollout import Rollout, RolloutSettings, version_description
 
 UPLOADS_PREFIX = contract.UPLOADS_PREFIX
 RESULTS_PREFIX = contract.RESULTS_PREFIX
@@ -35,6 +36,7 @@ class UploadClassifier(Construct):
         *,
         target: Target,
         model_uri: str,
+        rollout: RolloutSettings,
         access_logs: s3.IBucket,
         memory_mb: int,
         timeout_s: int,
@@ -116,12 +118,18 @@ class UploadClassifier(Construct):
             },
             log_retention=log_retention,
             tracing=tracing,
+            version_description=version_description(rollout),
         )
-        # With SnapStart the queue feeds the alias of the published, snapshotted version.
-        consumer = (
-            live_alias(self, self.function, provisioned_concurrency=0) if snap_start else None
+        # The queue feeds the alias: its version pins the model and CodeDeploy moves it.
+        self.rollout = Rollout(
+            self,
+            "Rollout",
+            function=self.function,
+            service=contract.UPLOADS_SERVICE,
+            settings=rollout,
         )
-        (consumer or self.function).add_event_source(
+        self.alias = self.rollout.alias
+        self.alias.add_event_source(
             sources.SqsEventSource(
                 self.queue,
                 batch_size=batch_size,
