@@ -80,11 +80,19 @@ def test_both_functions_run_python_313_on_x86_64_by_default(synthesised: dict[st
         assert props["MemorySize"] == 1024
 
 
-def test_environment_points_at_the_latest_manifest(synthesised: dict[str, Any]) -> None:
-    for handler, props in our_functions(synthesised["raw"]).items():
+def test_environment_pins_the_model_version_parameter(synthesised: dict[str, Any]) -> None:
+    raw = synthesised["raw"]
+    parameter = raw["Parameters"]["ModelVersion"]
+    repository = json.loads((ROOT / "models" / "latest" / "manifest.json").read_text())
+    assert parameter["Default"] == repository["model_version"]  # never "latest"
+    assert re.fullmatch(parameter["AllowedPattern"], repository["model_version"])
+    assert not re.fullmatch(parameter["AllowedPattern"], "../latest")
+    for handler, props in our_functions(raw).items():
         variables = props["Environment"]["Variables"]
-        uri = json.dumps(variables["MODEL_URI"])
-        assert '"s3://"' in uri and "/models/latest/manifest.json" in uri, handler
+        uri = variables["MODEL_URI"]["Fn::Join"][1]
+        assert uri[0] == "s3://" and {"Ref": "ModelVersion"} in uri, handler
+        assert uri[uri.index({"Ref": "ModelVersion"}) + 1] == "/manifest.json"
+        assert "latest" not in json.dumps(uri)
         assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "Cifar10Classifier"
         if handler == "classifier.uploads.handler":
             assert variables["UPLOADS_PREFIX"] == "uploads/"
@@ -92,7 +100,6 @@ def test_environment_points_at_the_latest_manifest(synthesised: dict[str, Any]) 
 
 
 def test_context_switches_to_python_313_on_arm64_and_pins_a_model(arm: Any) -> None:
-    from aws_cdk.assertions import Match
 
     for handler in ("classifier.api.handler", "classifier.uploads.handler"):
         arm.has_resource_properties(
@@ -102,28 +109,9 @@ def test_context_switches_to_python_313_on_arm64_and_pins_a_model(arm: Any) -> N
                 "Runtime": "python3.13",
                 "Architectures": ["arm64"],
                 "TracingConfig": {"Mode": "Active"},
-                "Environment": {
-                    "Variables": Match.object_like(
-                        {
-                            "MODEL_URI": Match.object_like(
-                                {
-                                    "Fn::Join": [
-                                        "",
-                                        Match.array_with(
-                                            [
-                                                Match.string_like_regexp(
-                                                    "/models/20260101-000000-fast-abc/manifest.json"
-                                                )
-                                            ]
-                                        ),
-                                    ]
-                                }
-                            ),
-                        }
-                    )
-                },
             },
         )
+    assert arm.to_json()["Parameters"]["ModelVersion"]["Default"] == "20260101-000000-fast-abc"
     arm.has_resource_properties(
         "AWS::ApiGatewayV2::Stage",
         {
@@ -381,8 +369,11 @@ def test_the_functions_read_and_write_only_their_prefixes(synthesised: dict[str,
 
 
 def test_alarms_watch_errors_throttles_5xx_and_dead_letters(synthesised: dict[str, Any]) -> None:
-    alarms = resources(synthesised["raw"], "AWS::CloudWatch::Alarm").values()
-    metrics = sorted((a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms)
+    alarms = resources(synthesised["raw"], "AWS::CloudWatch::Alarm")
+    service = {k: a for k, a in alarms.items() if "Rollout" not in k}
+    metrics = sorted(
+        (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in service.values()
+    )
     assert metrics == sorted(
         [
             ("AWS/Lambda", "Errors"),
@@ -393,7 +384,7 @@ def test_alarms_watch_errors_throttles_5xx_and_dead_letters(synthesised: dict[st
             ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
         ]
     )
-    for alarm in alarms:
+    for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"], "every alarm notifies the topic"
 
 
@@ -660,22 +651,18 @@ def test_snap_start_publishes_versions_behind_a_live_alias(tmp_path: Path) -> No
     _, raw = synth(tmp_path, snapStart="true", **{"aws:cdk:bundling-stacks": []})
     for props in our_functions(raw).values():
         assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
-    aliases = resources(raw, "AWS::Lambda::Alias")
-    assert len(aliases) == 2 and all(a["Properties"]["Name"] == "live" for a in aliases.values())
-    alias_ids = set(aliases)
-    (integration,) = resources(raw, "AWS::ApiGatewayV2::Integration").values()
-    assert integration["Properties"]["IntegrationUri"]["Ref"] in alias_ids
-    (mapping,) = resources(raw, "AWS::Lambda::EventSourceMapping").values()
-    consumer = json.dumps(mapping["Properties"]["FunctionName"])
-    assert ":live" in consumer and any(f'"Ref": "{a}"' in consumer for a in alias_ids)
+    assert len(resources(raw, "AWS::Lambda::Alias")) == 2
 
 
 def test_provisioned_concurrency_is_set_on_the_apis_alias(tmp_path: Path) -> None:
     _, raw = synth(tmp_path, provisionedConcurrency="2", **{"aws:cdk:bundling-stacks": []})
-    (alias,) = resources(raw, "AWS::Lambda::Alias").values()
-    assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {
-        "ProvisionedConcurrentExecutions": 2
-    }
+    configs = [
+        a["Properties"].get("ProvisionedConcurrencyConfig")
+        for a in resources(raw, "AWS::Lambda::Alias").values()
+    ]
+    assert sorted(configs, key=str) == sorted(
+        [{"ProvisionedConcurrentExecutions": 2}, None], key=str
+    )
     assert all("SnapStart" not in p for p in our_functions(raw).values())
 
 
@@ -694,8 +681,151 @@ def test_impossible_cold_start_settings_are_refused_by_name(
         synth(tmp_path, **context, **{"aws:cdk:bundling-stacks": []})
 
 
-def test_without_cold_start_options_there_is_no_alias(synthesised: dict[str, Any]) -> None:
-    assert resources(synthesised["raw"], "AWS::Lambda::Alias") == {}
+# --- model bound to function version, canary with rollback ----------------------------------
+def function_id(raw: dict[str, Any], handler: str) -> str:
+    return next(
+        k
+        for k, v in resources(raw, "AWS::Lambda::Function").items()
+        if v["Properties"].get("Handler") == handler
+    )
+
+
+def test_every_caller_reaches_the_functions_through_their_live_alias(
+    synthesised: dict[str, Any],
+) -> None:
+    raw = synthesised["raw"]
+    aliases = resources(raw, "AWS::Lambda::Alias")
+    by_function = {a["Properties"]["FunctionName"]["Ref"]: k for k, a in aliases.items()}
+    api_alias = by_function[function_id(raw, "classifier.api.handler")]
+    uploads_alias = by_function[function_id(raw, "classifier.uploads.handler")]
+    assert all(a["Properties"]["Name"] == "live" for a in aliases.values())
+    (integration,) = resources(raw, "AWS::ApiGatewayV2::Integration").values()
+    assert integration["Properties"]["IntegrationUri"] == {"Ref": api_alias}
+    (mapping,) = resources(raw, "AWS::Lambda::EventSourceMapping").values()
+    consumer = json.dumps(mapping["Properties"]["FunctionName"])
+    assert f'{{"Ref": "{uploads_alias}"}}' in consumer and consumer.endswith('":live"]]}')
+    (machine,) = resources(raw, "AWS::StepFunctions::StateMachine").values()
+    assert {"Ref": uploads_alias} in machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+
+
+def test_a_new_model_publishes_new_versions_and_old_ones_are_kept(
+    synthesised: dict[str, Any],
+) -> None:
+    raw = synthesised["raw"]
+    versions = resources(raw, "AWS::Lambda::Version")
+    assert len(versions) == 2
+    for version in versions.values():
+        # A changed description replaces an AWS::Lambda::Version: a new ModelVersion publishes.
+        assert version["Properties"]["Description"] == {
+            "Fn::Join": ["", ["model ", {"Ref": "ModelVersion"}]]
+        }
+        assert version["DeletionPolicy"] == version["UpdateReplacePolicy"] == "Retain"
+        assert "ModelStorePublishedModelCustomResource815313FC" in version["DependsOn"]
+    for alias in resources(raw, "AWS::Lambda::Alias").values():
+        assert alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0] in versions
+
+
+def test_codedeploy_shifts_each_alias_as_a_canary_and_rolls_back_on_alarms(
+    synthesised: dict[str, Any],
+) -> None:
+    raw = synthesised["raw"]
+    groups = resources(raw, "AWS::CodeDeploy::DeploymentGroup")
+    alarms = resources(raw, "AWS::CloudWatch::Alarm")
+    aliases = resources(raw, "AWS::Lambda::Alias")
+    assert len(groups) == 2
+    for alias in aliases.values():
+        update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+        assert update["DeploymentGroupName"]["Ref"] in groups
+    for group_id, group in groups.items():
+        props = group["Properties"]
+        assert props["DeploymentConfigName"] == "CodeDeployDefault.LambdaCanary10Percent5Minutes"
+        rollback = props["AutoRollbackConfiguration"]
+        assert rollback["Enabled"] is True
+        assert set(rollback["Events"]) == {
+            "DEPLOYMENT_FAILURE",
+            "DEPLOYMENT_STOP_ON_ALARM",
+            "DEPLOYMENT_STOP_ON_REQUEST",
+        }
+        watched = [
+            alarms[a["Name"]["Ref"]]["Properties"] for a in props["AlarmConfiguration"]["Alarms"]
+        ]
+        signals = {(a.get("Namespace"), a.get("MetricName")) for a in watched}
+        expected = {
+            ("AWS/Lambda", "Errors"),
+            ("AWS/Lambda", "Duration"),
+            ("Cifar10Classifier", "Confidence"),
+            (None, None),  # the rejected-image share (metric math)
+        }
+        if group_id.startswith("InferenceApi"):
+            expected.add(("AWS/ApiGateway", "5xx"))
+        assert signals == expected, group_id
+        for alarm in watched:
+            dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+            if alarm.get("Namespace") == "AWS/Lambda":  # the new version alone, via the alias
+                assert "Fn::GetAtt" in dimensions["ExecutedVersion"]
+                assert dimensions["Resource"]["Fn::Join"][1][-1] == ":live"
+            if alarm.get("Namespace") == "Cifar10Classifier":  # the new model alone
+                assert dimensions["ModelVersion"] == {"Ref": "ModelVersion"}
+                assert alarm["ComparisonOperator"] == "LessThanThreshold"
+            if "Metrics" in alarm:
+                queried = json.dumps(alarm["Metrics"])
+                assert "ImagesRejected" in queried and '{"Ref": "ModelVersion"}' in queried
+
+
+@pytest.mark.parametrize(
+    ("deployment", "config"),
+    [
+        ("linear", "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"),
+        ("all-at-once", "CodeDeployDefault.LambdaAllAtOnce"),
+    ],
+)
+def test_the_deployment_style_comes_from_context(
+    deployment: str, config: str, tmp_path: Path
+) -> None:
+    _, raw = synth(tmp_path, deployment=deployment, **{"aws:cdk:bundling-stacks": []})
+    for group in resources(raw, "AWS::CodeDeploy::DeploymentGroup").values():
+        assert group["Properties"]["DeploymentConfigName"] == config
+
+
+def test_an_unknown_deployment_style_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="deployment='blue-green'"):
+        synth(tmp_path, deployment="blue-green", **{"aws:cdk:bundling-stacks": []})
+
+
+def test_the_dashboard_shows_traffic_latency_errors_queue_categories_and_models(
+    synthesised: dict[str, Any],
+) -> None:
+    (dashboard,) = resources(synthesised["raw"], "AWS::CloudWatch::Dashboard").values()
+    parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]
+    body = json.loads("".join(p if isinstance(p, str) else "X" for p in parts))
+    widgets = {w["properties"]["title"]: w["properties"] for w in body["widgets"]}
+    assert set(widgets) == {
+        "API requests",
+        "API latency (ms)",
+        "Errors",
+        "Function duration p50 / p99 (ms)",
+        "Throttles",
+        "Dead-letter queue depth",
+        "Classifications per category",
+        "Mean confidence per model version",
+        "Images classified and rejected per model version",
+        "Classify latency per model version (ms, p99)",
+    }
+
+    def stats(title: str) -> set[str]:
+        return {m[-1].get("stat") for m in widgets[title]["metrics"] if isinstance(m[-1], dict)}
+
+    assert stats("API latency (ms)") == {"p50", "p99"}
+    errors = json.dumps(widgets["Errors"]["metrics"])
+    assert '"5xx"' in errors and '"4xx"' in errors and errors.count('"Errors"') == 2
+    assert json.dumps(widgets["Throttles"]["metrics"]).count('"Throttles"') == 2
+    assert "ApproximateNumberOfMessagesVisible" in json.dumps(widgets["Dead-letter queue depth"])
+    schema = "{Cifar10Classifier,ModelVersion,service}"
+    (categories,) = widgets["Classifications per category"]["metrics"]
+    assert f"SEARCH('{schema} Category_', 'Sum'" in categories[0]["expression"]
+    (confidence,) = widgets["Mean confidence per model version"]["metrics"]
+    assert f"SEARCH('{schema} MetricName=\"Confidence\"', 'Average'" in confidence[0]["expression"]
+    assert "Dashboard" in synthesised["raw"]["Outputs"]
 
 
 def test_async_uploads_are_wired_for_browsers_and_events_reach_the_default_bus(
@@ -821,7 +951,7 @@ def test_bulk_classification_is_a_distributed_map_over_the_uploads_bucket(
     assert state["MaxConcurrency"] == 20 and state["ToleratedFailurePercentage"] == 1
     assert state["ResultWriter"]["Parameters"]["Prefix"] == "bulk-reports/"
     (task,) = state["ItemProcessor"]["States"].values()
-    assert "UploadClassifierFunction" in json.dumps(parts)  # the drop folder's own function
+    assert "UploadClassifierRolloutLive" in json.dumps(parts)  # the drop folder's live alias
     assert any(r["ErrorEquals"] == ["States.TaskFailed"] for r in task["Retry"])
     outputs = synthesised["raw"]["Outputs"]
     assert "BulkStateMachine" in outputs
