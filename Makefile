@@ -11,7 +11,7 @@ CDK_CLI ?= aws-cdk@2.1148.1
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help install browser classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish bench bench-worst synth bootstrap deploy destroy clean
+.PHONY: help install browser classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-worst synth bootstrap deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -95,6 +95,13 @@ bootstrap: install ## cdk bootstrap, once per account and region (needs AWS cred
 
 deploy: install ## cdk deploy (needs AWS credentials and a bootstrapped account); CDK_ARGS="-c k=v"
 	cd infra && npx --yes $(CDK_CLI) deploy --require-approval broadening $(CDK_ARGS)
+
+promote: install ## gate a candidate on DATA, move latest, roll out by canary: make promote VERSION=<version>
+	@test -n "$(VERSION)" || { echo "usage: make promote VERSION=<models/ folder name> [BUCKET=s3://<ModelBucket>]"; exit 2; }
+	CDK="npx --yes $(CDK_CLI)" CDK_ARGS="$(CDK_ARGS)" $(PY) -m training.promote $(VERSION) --data $(DATA) $(if $(BUCKET),--bucket $(BUCKET))
+
+rollback: install ## return latest and the functions to the model the current one replaced
+	CDK="npx --yes $(CDK_CLI)" CDK_ARGS="$(CDK_ARGS)" $(PY) -m training.promote --rollback $(if $(BUCKET),--bucket $(BUCKET))
 
 destroy: install ## cdk destroy (buckets are retained; see README)
 	cd infra && npx --yes $(CDK_CLI) destroy $(CDK_ARGS)

@@ -10,6 +10,7 @@ per-class accuracy; ``--json`` writes them (with ``--details``: predictions and 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     source.add_argument("--data", help="a data source as for training (its test split is used)")
     source.add_argument("--arrays", type=Path, help="an .npz with uint8 x and int labels y")
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument(
+        "--limit", type=int, help="a fixed random sample of N test images (seed 0), not all"
+    )
     parser.add_argument("--details", action="store_true", help="include predictions, confusion")
     parser.add_argument(
         "--runtime",
@@ -76,12 +80,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.arrays:
         with np.load(args.arrays) as z:
             x, y = z["x"], z["y"]
+        fingerprint = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
     else:
         from training.data import load
 
         dataset, _ = load(args.data)
         x, y = dataset.x_test, dataset.y_test
+        fingerprint = dataset.fingerprint
+    if args.limit and args.limit < len(y):
+        # The folder lists class by class: a random sample, the same for every model compared.
+        chosen = np.sort(np.random.default_rng(0).permutation(len(y))[: args.limit])
+        x, y = x[chosen], y[chosen]
     result = evaluate(args.manifest, x, y, details=args.details, runtime=args.runtime)
+    result["data_fingerprint"] = fingerprint
     if args.json:
         args.json.write_text(json.dumps(result) + "\n")
     print(

@@ -60,7 +60,7 @@ def verify_in_serving_process(manifest_path: Path) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-class _Destination:
+class Destination:
     """An S3 prefix or a local folder, written and read back by key."""
 
     def __init__(self, destination: str) -> None:
@@ -90,10 +90,20 @@ class _Destination:
         return where
 
     def read(self, key: str) -> bytes:
+        """The object's bytes; OSError (FileNotFoundError where it does not exist) otherwise."""
         where = self.where(key)
         if self.s3 is None:
             return Path(where).read_bytes()
-        return bytes(self.s3.get_object(Bucket=self.bucket, Key=where)["Body"].read())
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return bytes(self.s3.get_object(Bucket=self.bucket, Key=where)["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(f"s3://{self.bucket}/{where} does not exist") from exc
+            raise OSError(f"s3://{self.bucket}/{where}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise OSError(f"s3://{self.bucket}/{where}: {exc}") from exc
 
 
 def publish(run_dir: Path, destination: str, *, verify: bool = True) -> list[str]:
@@ -103,17 +113,33 @@ def publish(run_dir: Path, destination: str, *, verify: bool = True) -> list[str
     version = manifest["model_version"]
     if verify:
         verify_in_serving_process(run_dir / mf.MANIFEST_NAME)
-    target = _Destination(destination)
+    target = Destination(destination)
     written = [target.write(f"models/{version}/{p.name}", p.read_bytes()) for p in files]
-    # Read back what readers of latest will get, and check it before latest moves.
+    written.append(point_latest(destination, version))  # last
+    return written
+
+
+def point_latest(destination: str, version: str) -> str:
+    """Move ``models/latest`` to ``models/<version>/``, after checking the copy there.
+
+    Reads back what readers of latest will get (manifest and model) and verifies it; only then
+    writes the latest manifest. Returns the key or path written.
+    """
+    target = Destination(destination)
     try:
-        uploaded = mf.Manifest.from_bytes(target.read(f"models/{version}/{mf.MANIFEST_NAME}"))
+        raw = target.read(f"models/{version}/{mf.MANIFEST_NAME}")
+        uploaded = mf.Manifest.from_bytes(raw)
         uploaded.verify(target.read(f"models/{version}/{Path(uploaded.model_path).name}"))
     except ModelError as exc:
         raise PublishError(f"the copy at {destination} is not the run's model: {exc}") from exc
-    latest = json.dumps(mf.latest_manifest(manifest), indent=2).encode() + b"\n"
-    written.append(target.write(f"models/{mf.LATEST}/{mf.MANIFEST_NAME}", latest))  # last
-    return written
+    except OSError as exc:  # a missing object or file
+        raise PublishError(f"models/{version}/ cannot be read at {destination}: {exc}") from exc
+    if uploaded.model_version != version:
+        raise PublishError(
+            f"models/{version}/manifest.json says it is {uploaded.model_version}, not {version}"
+        )
+    latest = json.dumps(mf.latest_manifest(json.loads(raw)), indent=2).encode() + b"\n"
+    return target.write(f"models/{mf.LATEST}/{mf.MANIFEST_NAME}", latest)
 
 
 def main(argv: list[str] | None = None) -> int:

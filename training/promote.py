@@ -1,0 +1,291 @@
+"""Promote a candidate model: a quality gate, then ``latest``, then the canary rollout.
+
+    python -m training.promote <version> --bucket <ModelBucket> --data <CIFAR-10> [--no-rollout]
+    python -m training.promote --rollback --bucket <ModelBucket> [--no-rollout]
+
+A candidate is a ``models/<version>/`` folder in the model bucket (or a local folder laid out the
+same way), written by ``make train-cloud`` or ``make publish``-like copies; it is never ``latest``.
+Promotion, in order, stopping at the first refusal (non-zero exit, ``latest`` untouched):
+
+1. the candidate loads as served, in a TensorFlow-free process (``training.verify``);
+2. the gate: the candidate and the current model (the one ``latest`` names) are evaluated with the
+   serving code on the same held-out split (the data set's test split, which no recipe trains or
+   chooses on); the candidate must score at least the current accuracy minus ``--tolerance``;
+3. a promotion record (both accuracies, the previous version) is written beside the candidate,
+   then ``latest`` is moved, last, through the verified publishing path;
+4. the rollout: ``cdk deploy --parameters ModelVersion=<version>`` publishes new function versions
+   pinned to the model, and CodeDeploy shifts the ``live`` aliases to them (canary), rolling back
+   by itself if the new version's alarms fire.
+
+``--rollback`` returns to the model the current one replaced (its promotion record says which):
+``latest`` is moved back and the same rollout runs with that version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from classifier import manifest as mf
+from classifier.core import ModelError
+
+from training.publish import (
+    ROOT,
+    Destination,
+    PublishError,
+    point_latest,
+    verify_in_serving_process,
+)
+
+PROMOTION_RECORD = "promotion.json"
+DEFAULT_TOLERANCE = 0.002  # 0.2 point: about the spread of one recipe between two runs
+
+
+class PromotionRefused(RuntimeError):
+    """The candidate may not replace the current model; ``latest`` was not moved."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    candidate: str
+    current: str | None
+    candidate_accuracy: float
+    current_accuracy: float | None
+    tolerance: float
+    images: int
+    data_fingerprint: str
+    decided: str
+
+    @property
+    def accepted(self) -> bool:
+        if self.current_accuracy is None:
+            return True
+        return self.candidate_accuracy >= self.current_accuracy - self.tolerance
+
+    def explain(self) -> str:
+        if self.current_accuracy is None:
+            return f"{self.candidate}: {self.candidate_accuracy:.2%}; no current model to beat"
+        sign = ">=" if self.accepted else "<"
+        return (
+            f"{self.candidate} {self.candidate_accuracy:.2%} {sign} current {self.current} "
+            f"{self.current_accuracy:.2%} - {self.tolerance * 100:.1f} pt tolerance "
+            f"({self.images} held-out images)"
+        )
+
+
+def fetch(source: Destination, version: str, into: Path) -> Path:
+    """Copy ``models/<version>/``'s manifest and model into ``into``; the local manifest path."""
+    folder = into / version
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        raw = source.read(f"models/{version}/{mf.MANIFEST_NAME}")
+        manifest = mf.Manifest.from_bytes(raw)
+        model_name = Path(manifest.model_path).name
+        (folder / model_name).write_bytes(source.read(f"models/{version}/{model_name}"))
+    except ModelError as exc:
+        raise PromotionRefused(f"models/{version}/ is not a usable model: {exc}") from exc
+    except OSError as exc:
+        raise PromotionRefused(f"models/{version}/ cannot be read: {exc}") from exc
+    local = {**json.loads(raw), "model_path": model_name}
+    (folder / mf.MANIFEST_NAME).write_text(json.dumps(local, indent=2) + "\n")
+    return folder / mf.MANIFEST_NAME
+
+
+def current_version(source: Destination) -> str | None:
+    """The version ``latest`` names, or None where nothing was published yet."""
+    try:
+        latest = json.loads(source.read(f"models/{mf.LATEST}/{mf.MANIFEST_NAME}"))
+    except FileNotFoundError:
+        return None
+    return str(latest["model_version"])
+
+
+def evaluate_in_serving_process(manifest: Path, data: str, limit: int | None) -> dict[str, Any]:
+    """``training.evaluate`` in a fresh TensorFlow-free process (as ``make evaluate`` runs it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        args = [sys.executable, "-m", "training.evaluate", str(manifest), "--json", str(out)]
+        args += ["--data", data] + (["--limit", str(limit)] if limit else [])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
+        done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
+        if done.returncode != 0:
+            reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
+            raise PromotionRefused(f"{manifest.parent.name} cannot be evaluated: {reason}")
+        return dict(json.loads(out.read_text()))
+
+
+def gate(
+    source: Destination,
+    candidate: str,
+    *,
+    data: str,
+    tolerance: float = DEFAULT_TOLERANCE,
+    limit: int | None = None,
+) -> Verdict:
+    """Evaluate the candidate against the current model on the same held-out images."""
+    current = current_version(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate_manifest = fetch(source, candidate, Path(tmp))
+        try:
+            verify_in_serving_process(candidate_manifest)
+        except PublishError as exc:
+            raise PromotionRefused(str(exc)) from exc
+        ours = evaluate_in_serving_process(candidate_manifest, data, limit)
+        theirs = None
+        if current is not None and current != candidate:
+            theirs = evaluate_in_serving_process(fetch(source, current, Path(tmp)), data, limit)
+    return Verdict(
+        candidate=candidate,
+        current=current if current != candidate else None,
+        candidate_accuracy=ours["accuracy"],
+        current_accuracy=theirs["accuracy"] if theirs else None,
+        tolerance=tolerance,
+        images=ours["images"],
+        data_fingerprint=ours.get("data_fingerprint", ""),
+        decided=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def rollout_command(version: str, stack: str) -> list[str]:
+    """The deploy that publishes function versions pinned to ``version``; CodeDeploy shifts them."""
+    cdk = shlex.split(os.environ.get("CDK", "npx --yes aws-cdk@2.1148.1"))
+    context = shlex.split(os.environ.get("CDK_ARGS", ""))  # the -c settings of `make deploy`
+    return [
+        *cdk,
+        *context,
+        "deploy",
+        stack,
+        "--parameters",
+        f"ModelVersion={version}",
+        "--require-approval",
+        "never",
+    ]
+
+
+def roll_out(version: str, stack: str, *, run: bool) -> None:
+    command = rollout_command(version, stack)
+    shown = " ".join(command)
+    if not run:
+        print(f"rollout skipped (--no-rollout); to roll out: (cd infra && {shown})")
+        return
+    print(f"rolling out: (cd infra && {shown})", flush=True)
+    done = subprocess.run(command, cwd=ROOT / "infra")
+    if done.returncode != 0:
+        raise SystemExit(
+            f"the rollout failed (exit {done.returncode}); latest names {version}, the functions "
+            "still serve the previous model: fix and run `make rollout` or `make rollback`"
+        )
+
+
+def promote(
+    candidate: str,
+    destination: str,
+    *,
+    data: str,
+    tolerance: float = DEFAULT_TOLERANCE,
+    limit: int | None = None,
+) -> Verdict:
+    """Gate, record, move latest (last). Raises PromotionRefused, leaving latest alone."""
+    source = Destination(destination)
+    verdict = gate(source, candidate, data=data, tolerance=tolerance, limit=limit)
+    if not verdict.accepted:
+        raise PromotionRefused(f"refused: {verdict.explain()}")
+    record = json.dumps({**asdict(verdict), "previous": verdict.current}, indent=2) + "\n"
+    source.write(f"models/{candidate}/{PROMOTION_RECORD}", record.encode())
+    try:
+        point_latest(destination, candidate)
+    except PublishError as exc:
+        raise PromotionRefused(str(exc)) from exc
+    return verdict
+
+
+def rollback(destination: str) -> str:
+    """Move latest back to the model the current one replaced; returns that version."""
+    source = Destination(destination)
+    current = current_version(source)
+    if current is None:
+        raise PromotionRefused("nothing is published (no models/latest): nothing to roll back")
+    try:
+        record = json.loads(source.read(f"models/{current}/{PROMOTION_RECORD}"))
+    except FileNotFoundError as exc:
+        raise PromotionRefused(
+            f"{current} has no promotion record, so its predecessor is unknown; promote the "
+            "version you want with make promote VERSION=<version>"
+        ) from exc
+    previous = record.get("previous")
+    if not previous:
+        raise PromotionRefused(f"{current} was the first model promoted: there is no previous one")
+    try:
+        point_latest(destination, previous)
+    except PublishError as exc:
+        raise PromotionRefused(str(exc)) from exc
+    return str(previous)
+
+
+def stack_output(stack: str, key: str) -> str:
+    """An output of the deployed stack (e.g. ModelBucket), read with boto3."""
+    import boto3
+
+    described = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+    for output in described.get("Outputs", []):
+        if output["OutputKey"] == key:
+            return str(output["OutputValue"])
+    raise SystemExit(f"stack {stack} has no output {key}; is it deployed?")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.promote", description=__doc__)
+    parser.add_argument("version", nargs="?", help="the candidate, models/<version>/")
+    parser.add_argument("--rollback", action="store_true", help="return to the previous model")
+    parser.add_argument("--bucket", help="s3://bucket or a folder (default: the stack's bucket)")
+    parser.add_argument("--data", help="a data set as for training; its test split is the gate's")
+    parser.add_argument("--limit", type=int, help="gate on the first N held-out images only")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help=f"accuracy the candidate may lose (default {DEFAULT_TOLERANCE})",
+    )
+    parser.add_argument("--stack", default=os.environ.get("STACK", "Cifar10Classifier"))
+    parser.add_argument("--no-rollout", action="store_true", help="move latest only")
+    args = parser.parse_args(argv)
+    if bool(args.version) == args.rollback:
+        parser.error("give a VERSION to promote, or --rollback")
+    destination = args.bucket or f"s3://{stack_output(args.stack, 'ModelBucket')}"
+    if destination.startswith("s3://") is False and not Path(destination).is_dir():
+        parser.error(f"--bucket {destination}: not s3://... and not a folder")
+    try:
+        if args.rollback:
+            version = rollback(destination)
+            print(f"latest -> {version} (rolled back)")
+        else:
+            if not args.data:
+                parser.error("--data is needed for the gate (e.g. ../shared/datasets/cifar10-jpeg)")
+            verdict = promote(
+                args.version,
+                destination,
+                data=args.data,
+                tolerance=args.tolerance,
+                limit=args.limit,
+            )
+            version = args.version
+            print(f"accepted: {verdict.explain()}")
+            print(f"latest -> {version}")
+    except PromotionRefused as exc:
+        print(f"error: {exc}; models/latest was not moved", file=sys.stderr)
+        return 1
+    roll_out(version, args.stack, run=not args.no_rollout)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
