@@ -125,7 +125,7 @@ def test_a_candidate_that_does_not_load_as_served_is_refused(models: dict[str, A
     set_latest(s3, models["worse"])
     key = f"models/{models['better']}/model.tflite"
     s3.put_object(Bucket=BUCKET, Key=key, Body=b"not a model")
-    with pytest.raises(pr.PromotionRefused, match="sha256|size|not a usable model"):
+    with pytest.raises(pr.PromotionRefused, match=r"sha256|size|not a usable model"):
         pr.promote(models["better"], f"s3://{BUCKET}", data=models["data"])
     assert latest(s3) == models["worse"]
 
