@@ -11,7 +11,7 @@ CDK_CLI ?= aws-cdk@2.1148.1
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help install browser classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-worst synth bootstrap deploy destroy clean
+.PHONY: help install browser sagemaker-env upload-data train-cloud classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-worst synth bootstrap deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -35,7 +35,20 @@ browser: ## Chromium and chromedriver from Debian's packages, for the web page's
 	  || echo "note: could not install Chromium (apt-get failed): the browser tests will skip"; \
 	else echo "note: no Chromium and no root to install it: the browser tests will skip"; fi
 
-test: install browser ## run every test (the full-data-set tests skip without ../shared)
+# The cloud training job's environment, for its contract test: AWS's TensorFlow 2.19 training
+# container runs Python 3.12; Keras is held at the oldest that TensorFlow 2.19 accepts.
+SM_VENV ?= .venv-sagemaker
+SM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12) $(shell command -v python3.12))
+
+$(SM_VENV)/.installed: training/requirements-sagemaker.txt
+	@if [ -z "$(SM_PYTHON)" ]; then echo "note: no python3.12: the SageMaker contract test will skip"; exit 0; fi; \
+	rm -rf $(SM_VENV) && $(SM_PYTHON) -m venv $(SM_VENV) && \
+	$(SM_VENV)/bin/pip install --quiet tensorflow-cpu==2.19.0 keras==3.5.0 boto3 -r training/requirements-sagemaker.txt && touch $@ \
+	|| { rm -rf $(SM_VENV); echo "note: could not build $(SM_VENV): the SageMaker contract test will skip"; }
+
+sagemaker-env: $(SM_VENV)/.installed ## Python 3.12 + TensorFlow 2.19 as in the SageMaker job, for its test
+
+test: install browser sagemaker-env ## run every test (the full-data-set tests skip without ../shared)
 	$(PY) -m pytest
 
 test-fast: install ## the tests that take under a few seconds each
@@ -95,6 +108,12 @@ bootstrap: install ## cdk bootstrap, once per account and region (needs AWS cred
 
 deploy: install ## cdk deploy (needs AWS credentials and a bootstrapped account); CDK_ARGS="-c k=v"
 	cd infra && npx --yes $(CDK_CLI) deploy --require-approval broadening $(CDK_ARGS)
+
+upload-data: install ## put DATA in the stack's model bucket once, for make train-cloud
+	$(PY) -m training.cloud $(if $(BUCKET),--bucket $(BUCKET)) upload-data --data $(DATA)
+
+train-cloud: install ## a SageMaker training job writes a candidate models/<version>/ (ARGS="--epochs 12 --wait")
+	$(PY) -m training.cloud $(if $(BUCKET),--bucket $(BUCKET)) train $(ARGS)
 
 promote: install ## gate a candidate on DATA, move latest, roll out by canary: make promote VERSION=<version>
 	@test -n "$(VERSION)" || { echo "usage: make promote VERSION=<models/ folder name> [BUCKET=s3://<ModelBucket>]"; exit 2; }

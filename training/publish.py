@@ -108,14 +108,24 @@ class Destination:
 
 def publish(run_dir: Path, destination: str, *, verify: bool = True) -> list[str]:
     """Copy a verified run to ``destination``; returns the keys or paths written, in order."""
+    written = publish_candidate(run_dir, destination, verify=verify)
+    version = json.loads((run_dir / mf.MANIFEST_NAME).read_text())["model_version"]
+    written.append(point_latest(destination, version))  # last
+    return written
+
+
+def publish_candidate(run_dir: Path, destination: str, *, verify: bool = True) -> list[str]:
+    """Copy a verified run to ``models/<version>/`` only: a candidate, ``latest`` untouched.
+
+    What the cloud training job writes; ``training.promote`` later gates it and moves latest.
+    """
     files = published_files(run_dir)
-    manifest = json.loads((run_dir / mf.MANIFEST_NAME).read_text())
-    version = manifest["model_version"]
+    version = json.loads((run_dir / mf.MANIFEST_NAME).read_text())["model_version"]
     if verify:
         verify_in_serving_process(run_dir / mf.MANIFEST_NAME)
     target = Destination(destination)
     written = [target.write(f"models/{version}/{p.name}", p.read_bytes()) for p in files]
-    written.append(point_latest(destination, version))  # last
+    check_copy(destination, version)
     return written
 
 
@@ -125,6 +135,13 @@ def point_latest(destination: str, version: str) -> str:
     Reads back what readers of latest will get (manifest and model) and verifies it; only then
     writes the latest manifest. Returns the key or path written.
     """
+    raw = check_copy(destination, version)
+    latest = json.dumps(mf.latest_manifest(json.loads(raw)), indent=2).encode() + b"\n"
+    return Destination(destination).write(f"models/{mf.LATEST}/{mf.MANIFEST_NAME}", latest)
+
+
+def check_copy(destination: str, version: str) -> bytes:
+    """Read ``models/<version>/`` back and verify its model against its manifest; the manifest."""
     target = Destination(destination)
     try:
         raw = target.read(f"models/{version}/{mf.MANIFEST_NAME}")
@@ -138,8 +155,7 @@ def point_latest(destination: str, version: str) -> str:
         raise PublishError(
             f"models/{version}/manifest.json says it is {uploaded.model_version}, not {version}"
         )
-    latest = json.dumps(mf.latest_manifest(json.loads(raw)), indent=2).encode() + b"\n"
-    return target.write(f"models/{mf.LATEST}/{mf.MANIFEST_NAME}", latest)
+    return raw
 
 
 def main(argv: list[str] | None = None) -> int:
