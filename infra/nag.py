@@ -12,6 +12,8 @@ from aws_cdk import Acknowledgment, DefaultStackSynthesizer, Stack, Token, Valid
 from classifier import contract
 from constructs import IConstruct
 
+from training import cloud
+
 if TYPE_CHECKING:
     from infra.stack import ClassifierStack
 
@@ -190,5 +192,28 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool, auth: str
                 "permissions: AWS documents Resource * for them (only when tracing is on).",
             )
         )
+    models_arn = f"<{models_id}.Arn>"
+    for finding, reason in (
+        (
+            "Resource::*",
+            "ecr:GetAuthorizationToken has no resource-level permissions, and "
+            "cloudwatch:PutMetricData is held to the /aws/sagemaker/TrainingJobs namespace by a "
+            "condition.",
+        ),
+        (
+            f"Resource::{models_arn}/{cloud.SOURCE_PREFIX}*",
+            "The training job reads the source archive `make train-cloud` uploads for it.",
+        ),
+        (
+            f"Resource::{models_arn}/{cloud.OUTPUT_PREFIX}*",
+            "The training job writes SageMaker's model.tar.gz and output.tar.gz here.",
+        ),
+        (
+            "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
+            "/aws/sagemaker/TrainingJobs:*",
+            "A training job writes its log streams into SageMaker's log group.",
+        ),
+    ):
+        accept.append((stack.training.role, f"AwsSolutions::AwsSolutions-IAM5[{finding}]", reason))
     for scope, rule, reason in accept:
         Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))

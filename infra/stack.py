@@ -23,6 +23,7 @@ from infra.components.inference_api import AUTH_MODES, InferenceApi
 from infra.components.model_store import ModelStore
 from infra.components.monitoring import Monitoring
 from infra.components.rollout import DEPLOYMENT_CONFIGS, RolloutSettings
+from infra.components.training_job import TrainingJobRole
 from infra.components.upload_classifier import UploadClassifier
 from infra.nag import acknowledge_nag_findings
 
@@ -242,6 +243,7 @@ class ClassifierStack(Stack):
             )
         )
 
+        self.training = TrainingJobRole(self, "TrainingJob", bucket=self.models.bucket)
         self.monitoring = Monitoring(self, "Monitoring", alarm_email=config.alarm_email)
         self.monitoring.watch_function("Api", self.api.function)
         self.monitoring.watch_function("Uploads", self.uploads.function)
@@ -264,6 +266,12 @@ class ClassifierStack(Stack):
             "ModelBucket",
             value=self.models.bucket.bucket_name,
             description="publish models here: python -m training.train --upload s3://<this>",
+        )
+        CfnOutput(
+            self,
+            "TrainingRoleArn",
+            value=self.training.role.role_arn,
+            description="the role of make train-cloud's SageMaker jobs (candidates, never latest)",
         )
         CfnOutput(
             self,

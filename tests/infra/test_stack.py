@@ -955,3 +955,45 @@ def test_bulk_classification_is_a_distributed_map_over_the_uploads_bucket(
     assert any(r["ErrorEquals"] == ["States.TaskFailed"] for r in task["Retry"])
     outputs = synthesised["raw"]["Outputs"]
     assert "BulkStateMachine" in outputs
+
+
+# --- the cloud training job's role ----------------------------------------------------------
+def test_the_training_role_writes_candidates_but_never_latest(synthesised: dict[str, Any]) -> None:
+    raw = synthesised["raw"]
+    roles = {
+        k: r
+        for k, r in resources(raw, "AWS::IAM::Role").items()
+        if "sagemaker.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
+    }
+    ((role_id, role),) = roles.items()
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    policies = [
+        p
+        for p in resources(raw, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    statements = {
+        s["Sid"]: s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]
+    }
+    text = json.dumps
+
+    deny = statements["NeverLatest"]
+    assert deny["Effect"] == "Deny" and "s3:PutObject" in deny["Action"]
+    assert text(deny["Resource"]).endswith('/models/latest/*"]]}')
+    writes = statements["WriteCandidatesAndOutput"]
+    assert writes["Action"] == "s3:PutObject"
+    assert sorted(r["Fn::Join"][1][-1] for r in writes["Resource"]) == [
+        "/models/*",
+        "/sagemaker/output/*",
+    ]
+    assert "/data/cifar10.tar" in text(statements["ReadDataAndSource"]["Resource"])
+    assert statements["ListTheDataChannel"]["Condition"]["StringLike"]["s3:prefix"]
+    image = text(statements["PullTheTensorFlowImage"]["Resource"])
+    assert ":763104351884:repository/tensorflow-training" in image
+    for statement in statements.values():  # no wildcard actions anywhere
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        assert all("*" not in a for a in actions), statement["Sid"]
+    assert "TrainingRoleArn" in raw["Outputs"]

@@ -1,0 +1,103 @@
+"""The cloud training job's role: what a SageMaker job started by `make train-cloud` may do.
+
+Least privilege on the model bucket: read the data set and the job's source archive, write the
+job's output and candidates under ``models/<version>/``, read those back to check them, and never
+write ``models/latest/`` (an explicit deny: only `make promote` moves latest). Plus pulling AWS's
+TensorFlow training image, and the job's own logs and metrics.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from classifier import manifest as mf
+from constructs import Construct
+
+from training import cloud
+
+MODELS = "models/"
+
+
+class TrainingJobRole(Construct):
+    def __init__(self, scope: Construct, id_: str, *, bucket: s3.IBucket) -> None:
+        super().__init__(scope, id_)
+        stack = Stack.of(self)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal(
+                "sagemaker.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            ),
+            description="SageMaker training jobs of make train-cloud: write candidates, not latest",
+        )
+        statements = [
+            iam.PolicyStatement(
+                sid="ReadDataAndSource",
+                actions=["s3:GetObject"],
+                resources=[
+                    bucket.arn_for_objects(cloud.DATA_KEY),
+                    bucket.arn_for_objects(f"{cloud.SOURCE_PREFIX}*"),
+                    bucket.arn_for_objects(f"{MODELS}*"),  # the candidate, read back
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ListTheDataChannel",
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [cloud.DATA_KEY, "data/*"]}},
+            ),
+            iam.PolicyStatement(
+                sid="WriteCandidatesAndOutput",
+                actions=["s3:PutObject"],
+                resources=[
+                    bucket.arn_for_objects(f"{MODELS}*"),
+                    bucket.arn_for_objects(f"{cloud.OUTPUT_PREFIX}*"),
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="NeverLatest",
+                effect=iam.Effect.DENY,
+                actions=["s3:PutObject", "s3:DeleteObject"],
+                resources=[bucket.arn_for_objects(f"{MODELS}{mf.LATEST}/*")],
+            ),
+            iam.PolicyStatement(
+                sid="PullTheTensorFlowImage",
+                actions=[
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchGetImage",
+                ],
+                resources=[
+                    f"arn:{stack.partition}:ecr:{stack.region}:{cloud.DLC_ACCOUNT}:"
+                    "repository/tensorflow-training"
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]
+            ),
+            iam.PolicyStatement(
+                sid="JobLogs",
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
+                resources=[
+                    f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:"
+                    "/aws/sagemaker/TrainingJobs:*"
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="JobMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
+                },
+            ),
+        ]
+        for statement in statements:
+            self.role.add_to_policy(statement)
