@@ -209,7 +209,7 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool, auth: str
             "The training job writes SageMaker's model.tar.gz and output.tar.gz here.",
         ),
         (
-            "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
+            f"Resource::arn:{partition}:logs:{region}:{account}:log-group:"
             "/aws/sagemaker/TrainingJobs:*",
             "A training job writes its log streams into SageMaker's log group.",
         ),

@@ -353,12 +353,12 @@ def test_publish_checks_the_uploaded_copy_before_latest_moves(
 ) -> None:
     from training import publish as publishing
 
-    write = publishing._Destination.write
+    write = publishing.Destination.write
 
     def corrupting(self: Any, key: str, body: bytes) -> str:
         return write(self, key, b"torn" + body if key.endswith(".tflite") else body)
 
-    monkeypatch.setattr(publishing._Destination, "write", corrupting)
+    monkeypatch.setattr(publishing.Destination, "write", corrupting)
     with pytest.raises(PublishError, match="is not the run's model"):
         publish(Path(tiny_run["run_dir"]), str(tmp_path / "out"))
     assert not (tmp_path / "out" / "models" / "latest").exists()

@@ -1,0 +1,121 @@
+"""Accuracy on photo-sized images: validation images upscaled and JPEG-encoded, through the
+serving code's preprocessing, against the same images at 32x32; one column per resize filter.
+
+    python scripts/photo_robustness.py [--model models/latest/manifest.json] [--data DIR]
+        [--images 2000] [--sizes 96 160 256 512] [--filters bicubic box ...] [--split validation]
+
+The images come from the model's own validation split (its recipe's seed and fraction), never the
+test split unless asked (`--split test`, once, for a published figure). Each is enlarged with a
+bicubic filter (as a viewer or a phone would) to each size and saved as JPEG (quality 90), then
+decoded by ``classifier.core.image_to_array`` with ``RESIZE_FILTER`` set to each candidate filter.
+Prints accuracy per size and filter and the drop against 32x32; ``--json`` writes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
+
+from classifier import core  # noqa: E402
+from classifier.manifest import Manifest, resolve  # noqa: E402
+from classifier.runtime import load_classifier  # noqa: E402
+
+from training import data as cifar  # noqa: E402
+
+FILTERS = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def photos(x: np.ndarray, size: int, quality: int = 90) -> list[bytes]:
+    """Each 32x32 image enlarged (bicubic) to size x size and saved as a JPEG."""
+    out = []
+    for pixels in x:
+        buffer = io.BytesIO()
+        big = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC)
+        big.save(buffer, "JPEG", quality=quality)
+        out.append(buffer.getvalue())
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=ROOT / "models/latest/manifest.json")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/cifar10-jpeg"))
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[96, 160, 256, 512])
+    parser.add_argument("--filters", nargs="+", default=list(FILTERS), choices=list(FILTERS))
+    parser.add_argument("--split", choices=("validation", "test"), default="validation")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+
+    manifest = Manifest.from_bytes(args.model.read_bytes())
+    model = Path(resolve(str(args.model), manifest.model_path)).read_bytes()
+    classifier = load_classifier(model, manifest)
+    dataset, _ = cifar.load(args.data)
+    if args.split == "test":
+        x, y = dataset.x_test, dataset.y_test
+    else:
+        recipe = json.loads(args.model.read_text())["recipe"]
+        _, _, x, y = cifar.split_validation(
+            dataset.x_train, dataset.y_train, recipe["validation_fraction"], recipe["seed"]
+        )
+    chosen = np.random.default_rng(0).permutation(len(y))[: args.images]
+    x, y = x[chosen], y[chosen]
+
+    def accuracy(pixels: np.ndarray) -> float:
+        return float((classifier.predict_arrays(pixels).argmax(axis=1) == y).mean())
+
+    base = accuracy(x)
+    table: dict[str, dict[str, float]] = {}
+    default = core.RESIZE_FILTER
+    start = time.perf_counter()
+    try:
+        for size in args.sizes:
+            encoded = photos(x, size)
+            for name in args.filters:
+                core.RESIZE_FILTER = FILTERS[name]
+                arrays = np.stack([core.image_to_array(data) for data in encoded])
+                table.setdefault(str(size), {})[name] = accuracy(arrays)
+    finally:
+        core.RESIZE_FILTER = default
+    print(
+        f"{manifest.model_version}, {len(y)} {args.split} images, {platform.machine()}; "
+        f"32x32: {base:.2%} ({time.perf_counter() - start:.0f} s)"
+    )
+    print(f"{'size':>6} " + " ".join(f"{n:>16}" for n in args.filters))
+    for size, row in table.items():
+        cells = " ".join(f"{row[n]:7.2%} ({(row[n] - base) * 100:+5.2f})" for n in args.filters)
+        print(f"{size:>6} {cells}")
+    mean_drop = {n: float(np.mean([base - table[s][n] for s in table])) for n in args.filters}
+    print("mean drop (points): " + ", ".join(f"{n} {d * 100:.2f}" for n, d in mean_drop.items()))
+    result = {
+        "model_version": manifest.model_version,
+        "split": args.split,
+        "images": len(y),
+        "base_32x32": base,
+        "accuracy": table,
+        "mean_drop": mean_drop,
+    }
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
