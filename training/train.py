@@ -468,20 +468,15 @@ def code_version() -> str:
         return "unknown"
 
 
-def file_entry(path: Path) -> dict[str, Any]:
-    content = path.read_bytes()
-    return {"sha256": sha256_hex(content), "bytes": len(content)}
-
-
 def write_manifest(run_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """The run's manifest, built and checked by ``classifier.manifest.build``, then written."""
     files = {
-        p.name: file_entry(p)
+        p.name: p.read_bytes()
         for p in sorted(run_dir.iterdir())
         if p.is_file() and p.name != mf.MANIFEST_NAME
     }
-    manifest = {"format": mf.FORMAT, **fields, "files": files}
+    manifest = mf.build(fields, files)
     (run_dir / mf.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-    mf.Manifest.from_dict(manifest)  # the serving code must accept what we write
     return manifest
 
 
@@ -579,12 +574,46 @@ class Stopwatch:
         return self.seconds[stage]
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    recipe = configure(args)
-    clock = Stopwatch()
+@dataclass
+class Data:
+    """The splits a run uses, and what identifies the data set in a manifest."""
 
-    # Prepare ---------------------------------------------------------------------------------
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    name: str  # the data set's name, never this machine's path
+    fingerprint: str
+    limit: int | None
+
+
+@dataclass
+class Trained:
+    model: Any
+    history: dict[str, list[float]]
+    resumed_from: Path | None = None
+
+    @property
+    def best_epoch(self) -> int:
+        return int(np.argmax(self.history["val_accuracy"]))
+
+
+@dataclass
+class Export:
+    run_dir: Path
+    version: str
+    stamp: datetime
+    tflite: bytes
+    served: Any  # the float model as served (with flip averaging when chosen)
+    inference: dict[str, Any]
+    sizes: dict[str, float]
+
+
+def prepare(args: argparse.Namespace, recipe: Recipe, clock: Stopwatch) -> Data:
+    """Load (or decode) the data set and split off the recipe's validation images."""
     start = time.monotonic()
     try:
         dataset, cached = cifar.load(args.data, use_cache=not args.no_cache)
@@ -595,90 +624,127 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     x_train, y_train, x_val, y_val = cifar.split_validation(
         x_all, y_all, recipe.validation_fraction, recipe.seed
     )
-    fingerprint = dataset.fingerprint
-    # What identifies the data in a manifest anyone may read: its name, never this machine's path.
-    data_name = Path(dataset.source).name or dataset.source
+    data = Data(
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        x_test,
+        y_test,
+        class_names=dataset.class_names,
+        name=Path(dataset.source).name or dataset.source,
+        fingerprint=dataset.fingerprint,
+        limit=args.limit,
+    )
     log(
         "prepare",
         f"{len(x_train)} train / {len(x_val)} validation / {len(x_test)} test images from "
-        f"{dataset.source} ({'cache' if cached else 'decoded'}, fingerprint {fingerprint[:12]}) "
-        f"in {clock.lap('prepare', start):.1f}s",
+        f"{dataset.source} ({'cache' if cached else 'decoded'}, fingerprint "
+        f"{data.fingerprint[:12]}) in {clock.lap('prepare', start):.1f}s",
     )
+    return data
 
-    # Build -----------------------------------------------------------------------------------
-    start = time.monotonic()
+
+def import_tensorflow(seed: int) -> None:
+    """Import TensorFlow and Keras quietly, and seed them."""
     quiet_tensorflow()
     with native_output_captured():  # "Could not find cuda drivers", absl's pre-init notice
         import keras
-        import tensorflow as tf
+        import tensorflow  # noqa: F401
 
-    keras.utils.set_random_seed(recipe.seed)
-    n_classes = len(dataset.class_names)
-    if args.keras_model:
-        model, history, earlier = load_trained(args.keras_model)
-        clock.seconds.update({k: earlier["stage_seconds"][k] for k in ("build", "train")})
-        log(
-            "train",
-            f"loaded {args.keras_model}, trained by run {earlier['model_version']} in "
-            f"{earlier['stage_seconds']['train'] / 60:.1f} min",
-        )
-    else:
-        model = build_model(recipe, x_train, n_classes)
-        train_ds, val_ds = make_datasets(recipe, x_train, y_train, x_val, y_val)
-        steps = -(-len(x_train) // recipe.batch_size)
-        compile_model(model, recipe, steps)
-        log(
-            "build",
-            f"{model.name}: {model.count_params():,} parameters, recipe {recipe.name} "
-            f"in {clock.lap('build', start):.1f}s",
-        )
+    keras.utils.set_random_seed(seed)
 
-        # Train -------------------------------------------------------------------------------
-        start = time.monotonic()
-        history = train(model, recipe, train_ds, val_ds)
-    epochs_run = len(history["loss"])
-    best = int(np.argmax(history["val_accuracy"]))
-    if not args.keras_model:
-        log(
-            "train",
-            f"{epochs_run} epochs in {clock.lap('train', start) / 60:.1f} min; best validation "
-            f"accuracy {history['val_accuracy'][best]:.4f} at epoch {best + 1}",
-        )
 
-    # Quantise --------------------------------------------------------------------------------
+def fit(recipe: Recipe, data: Data, clock: Stopwatch) -> Trained:
+    """Build the recipe's model and train it (the best validation epoch is restored)."""
+    start = time.monotonic()
+    import_tensorflow(recipe.seed)
+    model = build_model(recipe, data.x_train, len(data.class_names))
+    train_ds, val_ds = make_datasets(recipe, data.x_train, data.y_train, data.x_val, data.y_val)
+    compile_model(model, recipe, steps_per_epoch=-(-len(data.x_train) // recipe.batch_size))
+    log(
+        "build",
+        f"{model.name}: {model.count_params():,} parameters, recipe {recipe.name} "
+        f"in {clock.lap('build', start):.1f}s",
+    )
+    start = time.monotonic()
+    trained = Trained(model, train(model, recipe, train_ds, val_ds))
+    best = trained.best_epoch
+    log(
+        "train",
+        f"{len(trained.history['loss'])} epochs in {clock.lap('train', start) / 60:.1f} min; "
+        f"best validation accuracy {trained.history['val_accuracy'][best]:.4f} at epoch "
+        f"{best + 1}",
+    )
+    return trained
+
+
+def load(path: Path, recipe: Recipe, clock: Stopwatch) -> Trained:
+    """``--keras-model``: a model trained by an earlier run, exported again (no training)."""
+    import_tensorflow(recipe.seed)
+    model, history, earlier = load_trained(path)
+    # The stages it skips count as that run's: a re-export reports the training it came from.
+    clock.seconds.update({k: earlier["stage_seconds"][k] for k in ("build", "train")})
+    log(
+        "train",
+        f"loaded {path}, trained by run {earlier['model_version']} in "
+        f"{earlier['stage_seconds']['train'] / 60:.1f} min",
+    )
+    return Trained(model, history, resumed_from=path)
+
+
+def export(trained: Trained, recipe: Recipe, data: Data, out: Path, clock: Stopwatch) -> Export:
+    """A run folder with the Keras files, the choice of flip averaging and the int8 model."""
     start = time.monotonic()
     stamp = datetime.now(timezone.utc)
-    run_dir = Path(args.out) / f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}"
+    run_dir = out / f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}"
     run_dir.mkdir(parents=True, exist_ok=False)
-    model.save(run_dir / "model.keras")
-    model.save(run_dir / "model.h5")
-    served, inference = choose_inference(model, recipe, x_val, y_val, dataset.class_names)
-    calibration = subsample(x_train, y_train, recipe.calibration_images)[0]
-    tflite = quantise(model, calibration)
+    trained.model.save(run_dir / "model.keras")
+    trained.model.save(run_dir / "model.h5")
+    (run_dir / "history.json").write_text(json.dumps(trained.history, indent=1) + "\n")
+    served, inference = choose_inference(
+        trained.model, recipe, data.x_val, data.y_val, data.class_names
+    )
+    calibration = subsample(data.x_train, data.y_train, recipe.calibration_images)[0]
+    tflite = quantise(trained.model, calibration)
     (run_dir / mf.MODEL_NAME).write_bytes(tflite)
-    version = f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}-{sha256_hex(tflite)[:8]}"
     sizes: dict[str, float] = {
         "keras_bytes": (run_dir / "model.keras").stat().st_size,
         "h5_bytes": (run_dir / "model.h5").stat().st_size,
         "tflite_int8_bytes": len(tflite),
     }
     sizes["saving_vs_h5"] = round(1 - sizes["tflite_int8_bytes"] / sizes["h5_bytes"], 4)
+    exported = Export(
+        run_dir=run_dir,
+        version=f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}-{sha256_hex(tflite)[:8]}",
+        stamp=stamp,
+        tflite=tflite,
+        served=served,
+        inference=inference,
+        sizes=sizes,
+    )
     log(
         "quantise",
         f"int8 {sizes['tflite_int8_bytes'] / 1024:,.0f} KB vs .h5 {sizes['h5_bytes'] / 1024:,.0f}"
         f" KB ({sizes['saving_vs_h5']:.0%} smaller); inference {inference} "
         f"in {clock.lap('quantise', start):.1f}s",
     )
+    return exported
 
-    # Evaluate --------------------------------------------------------------------------------
-    start = time.monotonic()
-    float_acc, float_per_class = float_accuracy(served, x_test, y_test, dataset.class_names)
-    interpreter = tf.lite.Interpreter(model_content=tflite)
+
+def manifest_fields(
+    trained: Trained, exported: Export, recipe: Recipe, data: Data
+) -> dict[str, Any]:
+    """What the manifest says about the run (``classifier.manifest`` checks it when written)."""
+    import keras
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_content=exported.tflite)
     in_detail, out_detail = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    fields: dict[str, Any] = {
-        "model_version": version,
+    return {
+        "model_version": exported.version,
         "model_path": mf.MODEL_NAME,
-        "class_names": list(dataset.class_names),
+        "class_names": list(data.class_names),
         "input": {
             "shape": [32, 32, 3],
             **tensor_spec(in_detail),
@@ -688,39 +754,51 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             **tensor_spec(out_detail),
             "meaning": "softmax probabilities in class_names order",
         },
-        "created": stamp.isoformat(timespec="seconds"),
+        "created": exported.stamp.isoformat(timespec="seconds"),
         "recipe": asdict(recipe),
         "data": {
-            "source": data_name,
-            "fingerprint_sha256": fingerprint,
-            "train_images": len(x_train),
-            "validation_images": len(x_val),
-            "test_images": len(x_test),
-            "limit": args.limit,
+            "source": data.name,
+            "fingerprint_sha256": data.fingerprint,
+            "train_images": len(data.x_train),
+            "validation_images": len(data.x_val),
+            "test_images": len(data.x_test),
+            "limit": data.limit,
         },
-        "parameters": int(model.count_params()),
-        "inference": inference,
-        "resumed_from": str(args.keras_model) if args.keras_model else None,
-        "sizes": sizes,
+        "parameters": int(trained.model.count_params()),
+        "inference": exported.inference,
+        "resumed_from": str(trained.resumed_from) if trained.resumed_from else None,
+        "sizes": exported.sizes,
         "code_version": code_version(),
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "python_version": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
-    (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-    write_manifest(run_dir, fields)  # provisional: evaluate.py needs the model and its manifest
-    int8 = evaluate_int8(run_dir, x_test, y_test)
+
+
+def evaluate(
+    trained: Trained, exported: Export, recipe: Recipe, data: Data, clock: Stopwatch
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Float accuracy here, int8 accuracy as served (another process): the manifest's fields,
+    the metrics, and the int8 evaluation's details (predictions, confusion) for the plots."""
+    start = time.monotonic()
+    float_acc, float_per_class = float_accuracy(
+        exported.served, data.x_test, data.y_test, data.class_names
+    )
+    fields = manifest_fields(trained, exported, recipe, data)
+    write_manifest(exported.run_dir, fields)  # provisional: evaluate.py needs model + manifest
+    int8 = evaluate_int8(exported.run_dir, data.x_test, data.y_test)
+    best = trained.best_epoch
     metrics = {
         "float_test_accuracy": round(float_acc, 4),
         "int8_test_accuracy": int8["accuracy"],
         "int8_minus_float": round(int8["accuracy"] - float_acc, 4),
         "float_per_class": float_per_class,
         "int8_per_class": int8["per_class"],
-        "best_validation_accuracy": round(history["val_accuracy"][best], 4),
+        "best_validation_accuracy": round(trained.history["val_accuracy"][best], 4),
         "best_epoch": best + 1,
-        "epochs_run": epochs_run,
-        "test_set": f"{data_name}/test ({len(x_test)} images)",
+        "epochs_run": len(trained.history["loss"]),
+        "test_set": f"{data.name}/test ({len(data.y_test)} images)",
         "int8_runtime": int8["runtime"],
     }
     log(
@@ -728,50 +806,71 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"test accuracy float {float_acc:.4f}, int8 {int8['accuracy']:.4f} "
         f"({int8['runtime']}) in {clock.lap('evaluate', start):.1f}s",
     )
+    return fields, metrics, int8
 
-    # Plots -----------------------------------------------------------------------------------
+
+def draw_plots(
+    trained: Trained,
+    exported: Export,
+    recipe: Recipe,
+    data: Data,
+    int8: dict[str, Any],
+    clock: Stopwatch,
+) -> None:
+    """Training curves, confusion matrix, examples and the augmentation, into the run folder."""
     start = time.monotonic()
-    plots.training_curves(history, run_dir / "training_curves.png", title=version)
+    run_dir = exported.run_dir
+    plots.training_curves(trained.history, run_dir / "training_curves.png", title=exported.version)
     plots.confusion_matrix(
-        np.asarray(int8["confusion"]), dataset.class_names, run_dir / "confusion_matrix.png"
+        np.asarray(int8["confusion"]), data.class_names, run_dir / "confusion_matrix.png"
     )
     plots.examples(
-        x_test,
-        y_test,
+        data.x_test,
+        data.y_test,
         np.asarray(int8["predictions"]),
-        dataset.class_names,
+        data.class_names,
         run_dir / "examples.png",
     )
     if recipe.augment == "rotate-zoom-flip" or recipe.name == "report":
-        plots.augmentations(
-            x_train[:8],
-            make_augmenter(RECIPES["report"]),
-            run_dir / "augmentations.png",
-            "rotation, zoom, flip (report)",
-        )
+        augmenter, title = make_augmenter(RECIPES["report"]), "rotation, zoom, flip (report)"
     else:
-        plots.augmentations(
-            x_train[:8],
-            make_augmenter(recipe),
-            run_dir / "augmentations.png",
-            f"flip + {recipe.translate_px}px translate",
-        )
+        augmenter, title = make_augmenter(recipe), f"flip + {recipe.translate_px}px translate"
+    plots.augmentations(data.x_train[:8], augmenter, run_dir / "augmentations.png", title)
     clock.lap("plots", start)
-    # The sum of the stages: a re-export counts the training time of the run it came from.
-    total = sum(clock.seconds.values())
-    metrics["wall_minutes"] = round(total / 60, 2)
-    fields["metrics"] = metrics
-    fields["stage_seconds"] = clock.seconds
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    manifest = write_manifest(run_dir, fields)
 
-    # Publish ---------------------------------------------------------------------------------
+
+def publish_run(run_dir: Path, destinations: list[str], clock: Stopwatch) -> None:
+    """Publish to each destination: models/<version>/ first, verified, latest last."""
     start = time.monotonic()
-    for destination in args.upload:
+    for destination in destinations:
         keys = publish(run_dir, destination)
         log("publish", f"{len(keys)} files to {destination} (latest last)")
     clock.lap("publish", start)
-    log("done", f"{version} in {total / 60:.1f} min -> {run_dir}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    recipe = configure(args)
+    clock = Stopwatch()
+
+    data = prepare(args, recipe, clock)
+    if args.keras_model:
+        trained = load(args.keras_model, recipe, clock)
+    else:
+        trained = fit(recipe, data, clock)
+    exported = export(trained, recipe, data, Path(args.out), clock)
+    fields, metrics, int8 = evaluate(trained, exported, recipe, data, clock)
+    draw_plots(trained, exported, recipe, data, int8, clock)
+
+    # The sum of the stages: a re-export counts the training time of the run it came from.
+    total = sum(clock.seconds.values())
+    metrics["wall_minutes"] = round(total / 60, 2)
+    (exported.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    manifest = write_manifest(
+        exported.run_dir, {**fields, "metrics": metrics, "stage_seconds": clock.seconds}
+    )
+    publish_run(exported.run_dir, args.upload, clock)
+    log("done", f"{exported.version} in {total / 60:.1f} min -> {exported.run_dir}")
     return manifest
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -158,6 +159,24 @@ def public(value: Any) -> Any:
         parts = [p for p in head.replace("\\", "/").split("/") if p and not p.endswith(":")]
         return " ".join(filter(None, ["/".join(parts[-2:]), tail]))  # e.g. cifar10-jpeg/test
     return value
+
+
+def build(fields: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str, Any]:
+    """The manifest document of a run: its fields, the format, and each file's sha256 and size.
+
+    The training job writes what this returns; it is checked against the schema the serving code
+    reads with first, so a run can never write a manifest the functions would refuse.
+    """
+    document = {
+        "format": FORMAT,
+        **fields,
+        "files": {
+            name: {"sha256": sha256_hex(content), "bytes": len(content)}
+            for name, content in sorted(files.items())
+        },
+    }
+    Manifest.from_dict(document)
+    return document
 
 
 def resolve(manifest_location: str, relative: str) -> str:

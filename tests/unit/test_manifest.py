@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from classifier.core import ModelError
-from classifier.manifest import FORMAT, Manifest, latest_manifest, resolve
+from classifier.core import ModelError, sha256_hex
+from classifier.manifest import FORMAT, Manifest, build, latest_manifest, resolve
 
 
 def sample() -> dict[str, Any]:
@@ -54,3 +54,15 @@ def test_latest_points_back_at_the_versioned_model() -> None:
         resolve(here, latest["model_path"]) == "models/20261125-120000-fast-abcdef12/model.tflite"
     )
     assert Manifest.from_dict(latest).model_sha256 == "00" * 32
+
+
+def test_build_records_each_files_hash_and_size_and_checks_the_schema() -> None:
+    fields = {k: v for k, v in sample().items() if k not in ("format", "files")}
+    model = b"\x00tflite bytes"
+    document = build(fields, {"model.tflite": model, "metrics.json": b"{}"})
+    assert document["format"] == FORMAT
+    assert document["files"]["model.tflite"] == {"sha256": sha256_hex(model), "bytes": len(model)}
+    assert list(document["files"]) == ["metrics.json", "model.tflite"]
+    Manifest.from_dict(document).verify(model)
+    with pytest.raises(ModelError, match="class_names"):
+        build({**fields, "class_names": []}, {"model.tflite": model})
