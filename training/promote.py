@@ -182,7 +182,8 @@ def roll_out(version: str, stack: str, *, run: bool) -> None:
     if done.returncode != 0:
         raise SystemExit(
             f"the rollout failed (exit {done.returncode}); latest names {version}, the functions "
-            "still serve the previous model: fix and run `make rollout` or `make rollback`"
+            f"still serve the previous model: fix the cause and run (cd infra && {shown}) again, "
+            "or `make rollback`"
         )
 
 
@@ -196,6 +197,11 @@ def promote(
 ) -> Verdict:
     """Gate, record, move latest (last). Raises PromotionRefused, leaving latest alone."""
     source = Destination(destination)
+    if current_version(source) == candidate:
+        raise PromotionRefused(
+            f"{candidate} is already the current model (to deploy it again: "
+            f"(cd infra && {' '.join(rollout_command(candidate, 'Cifar10Classifier'))}))"
+        )
     verdict = gate(source, candidate, data=data, tolerance=tolerance, limit=limit)
     if not verdict.accepted:
         raise PromotionRefused(f"refused: {verdict.explain()}")

@@ -130,6 +130,12 @@ def test_a_candidate_that_does_not_load_as_served_is_refused(models: dict[str, A
     assert latest(s3) == models["worse"]
 
 
+def test_the_current_model_is_not_promoted_again(models: dict[str, Any]) -> None:
+    set_latest(models["s3"], models["better"])
+    with pytest.raises(pr.PromotionRefused, match="already the current model"):
+        pr.promote(models["better"], f"s3://{BUCKET}", data=models["data"])
+
+
 def test_an_unknown_candidate_is_refused_by_name(models: dict[str, Any]) -> None:
     with pytest.raises(pr.PromotionRefused, match="models/nope/ cannot be read"):
         pr.promote("nope", f"s3://{BUCKET}", data=models["data"])
