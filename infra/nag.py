@@ -192,6 +192,16 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool, auth: str
                 "permissions: AWS documents Resource * for them (only when tracing is on).",
             )
         )
+    for rollout in (stack.api.rollout, stack.uploads.rollout):
+        hook_id = stack.get_logical_id(rollout.pre_traffic.node.default_child)  # type: ignore[arg-type]
+        accept.append(
+            (
+                rollout.group,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::<{hook_id}.Arn>:*]",
+                "CodeDeploy may invoke its own pre-traffic check function (any version of that "
+                "one function): CDK's grant for a deployment group's hook.",
+            )
+        )
     models_arn = f"<{models_id}.Arn>"
     for finding, reason in (
         (

@@ -30,6 +30,10 @@ ASYNC_EXPIRES_S = 300  # how long a presigned POST may be used
 # Bulk classification (Step Functions Distributed Map): each batch carries its bucket here.
 BULK_BUCKET_FIELD = "bucket"
 
+# The rollout's pre-traffic check: {CHECK_FIELD: "<base64 PNG>"} makes the drop-folder function
+# classify that image and answer {"check": <prediction>} (no S3); the API gets POST /predict.
+CHECK_FIELD = "rollout_check"
+
 # Completion events on EventBridge (one per classified or refused object).
 EVENT_SOURCE = "cifar10.classifier"
 EVENT_CLASSIFIED = "Image Classified"

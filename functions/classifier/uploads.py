@@ -19,6 +19,7 @@ result always describes the newest version of its object.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -321,6 +322,11 @@ def _outcome(record: dict[str, Any]) -> tuple[Any, BaseException | None]:
 
 def process(event: dict[str, Any]) -> dict[str, Any]:
     """Handle any of the three event shapes; SQS gets a partial batch response."""
+    if contract.CHECK_FIELD in event:
+        # The rollout's pre-traffic check (infra/hooks/pre_traffic.py): classify the image in
+        # the event with this version's model; nothing is read or written.
+        image = base64.b64decode(str(event[contract.CHECK_FIELD]), validate=True)
+        return {"check": service.classifier().predict(image).as_dict()}
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:sqs":
         # Every message is handled at once in the I/O pool; Powertools then turns the outcomes

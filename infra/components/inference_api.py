@@ -14,7 +14,12 @@ from classifier import settings as env
 from constructs import Construct
 
 from infra.components.bundling import Target, serving_function
-from infra.components.rollout import Rollout, RolloutSettings, version_description
+from infra.components.rollout import (
+    Rollout,
+    RolloutSettings,
+    api_check_event,
+    version_description,
+)
 
 # (path, method, protected): with -c auth=iam|jwt the protected routes need credentials; the
 # page, health and docs stay public (they hold no data and the page must load to ask for a token).
@@ -134,6 +139,8 @@ class InferenceApi(Construct):
             function=self.function,
             service=contract.API_SERVICE,
             settings=rollout,
+            check_event=api_check_event(),
+            log_retention=log_retention,
             provisioned_concurrency=provisioned_concurrency,
             extra_alarms=[server_errors],
         )

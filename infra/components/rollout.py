@@ -15,16 +15,23 @@ images rejected).
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from classifier import contract
 from constructs import Construct
 
+HOOKS = Path(__file__).resolve().parents[1] / "hooks"
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 ALIAS = "live"
 DEPLOYMENT_CONFIGS = {
     "canary": codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
@@ -41,6 +48,30 @@ class RolloutSettings:
     p99_ms: int = 2000  # the new version's p99 duration above this rolls back
     min_mean_confidence: float = 0.4  # the new model's mean top-class probability below this
     max_rejected_percent: float = 50.0  # more images than this refused as undecodable
+
+
+def check_image() -> str:
+    """A small PNG (a 32x32 colour ramp), base64, for the pre-traffic check to classify."""
+    from PIL import Image
+
+    ramp = Image.linear_gradient("L").resize((32, 32))
+    image = Image.merge("RGB", (ramp, ramp.rotate(90), ramp.rotate(180)))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def api_check_event() -> dict[str, Any]:
+    """API Gateway's POST /predict (HTTP API, payload 2.0) with the check image as its body."""
+    event = json.loads((EVENTS / "apigw-v2-raw-png.json").read_text())
+    event["body"] = check_image()
+    event["isBase64Encoded"] = True
+    event["headers"] = {"content-type": "image/png"}
+    return event
+
+
+def uploads_check_event() -> dict[str, Any]:
+    return {contract.CHECK_FIELD: check_image()}
 
 
 def version_description(settings: RolloutSettings) -> str:
@@ -73,6 +104,8 @@ class Rollout(Construct):
         function: lambda_.Function,
         service: str,
         settings: RolloutSettings,
+        check_event: dict[str, Any],
+        log_retention: logs.RetentionDays,
         provisioned_concurrency: int = 0,
         extra_alarms: list[cloudwatch.IAlarm] | None = None,
     ) -> None:
@@ -166,10 +199,30 @@ class Rollout(Construct):
             ),
             *(extra_alarms or []),
         ]
+        # Before any traffic moves, the new version must classify an image with its own model.
+        self.pre_traffic = lambda_.Function(
+            self,
+            "PreTrafficCheck",
+            description=f"{service}: the new version classifies an image with its pinned model",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            handler="pre_traffic.handler",
+            code=lambda_.Code.from_asset(
+                str(HOOKS), exclude=["__pycache__", "*.pyc", "__init__.py"]
+            ),
+            timeout=Duration.seconds(60),
+            environment={
+                "TARGET": self.version.function_arn,
+                "EXPECTED_MODEL": model_version,
+                "CHECK_EVENT": json.dumps(check_event, separators=(",", ":")),
+            },
+            log_group=logs.LogGroup(self, "PreTrafficCheckLogs", retention=log_retention),
+        )
+        self.version.grant_invoke(self.pre_traffic)
         self.group = codedeploy.LambdaDeploymentGroup(
             self,
             "Deployment",
             alias=self.alias,
+            pre_hook=self.pre_traffic,
             deployment_config=DEPLOYMENT_CONFIGS[settings.deployment],
             alarms=self.alarms,
             auto_rollback=codedeploy.AutoRollbackConfig(

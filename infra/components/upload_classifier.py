@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as sources
@@ -15,7 +17,12 @@ from constructs import Construct
 
 from infra.components.bundling import Target, serving_function
 from infra.components.model_store import secure_bucket
-from infra.components.rollout import Rollout, RolloutSettings, version_description
+from infra.components.rollout import (
+    Rollout,
+    RolloutSettings,
+    uploads_check_event,
+    version_description,
+)
 
 UPLOADS_PREFIX = contract.UPLOADS_PREFIX
 RESULTS_PREFIX = contract.RESULTS_PREFIX
@@ -126,7 +133,10 @@ class UploadClassifier(Construct):
             "Rollout",
             function=self.function,
             service=contract.UPLOADS_SERVICE,
-            settings=rollout,
+            # A batch of large images legitimately takes seconds: half the timeout is the limit.
+            settings=replace(rollout, p99_ms=timeout_s * 500),
+            check_event=uploads_check_event(),
+            log_retention=log_retention,
         )
         self.alias = self.rollout.alias
         self.alias.add_event_source(

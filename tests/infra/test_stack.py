@@ -997,3 +997,32 @@ def test_the_training_role_writes_candidates_but_never_latest(synthesised: dict[
         )
         assert all("*" not in a for a in actions), statement["Sid"]
     assert "TrainingRoleArn" in raw["Outputs"]
+
+
+def test_each_rollout_checks_the_new_version_before_any_traffic(
+    synthesised: dict[str, Any],
+) -> None:
+    raw = synthesised["raw"]
+    functions = resources(raw, "AWS::Lambda::Function")
+    versions = resources(raw, "AWS::Lambda::Version")
+    for alias in resources(raw, "AWS::Lambda::Alias").values():
+        hook_id = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["BeforeAllowTrafficHook"][
+            "Ref"
+        ]
+        hook = functions[hook_id]["Properties"]
+        variables = hook["Environment"]["Variables"]
+        # The version the alias moves to is the one checked, against the pinned model.
+        new_version = alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
+        assert variables["TARGET"] == {"Ref": new_version} and new_version in versions
+        assert variables["EXPECTED_MODEL"] == {"Ref": "ModelVersion"}
+        event = json.loads(variables["CHECK_EVENT"])
+        assert event.get("rawPath") == "/predict" or "rollout_check" in event
+        assert hook["Handler"] == "pre_traffic.handler" and hook["Runtime"] == "python3.13"
+    hooks = [
+        p
+        for p in resources(raw, "AWS::IAM::Policy").values()
+        if "PreTrafficCheck" in json.dumps(p["Properties"]["Roles"])
+    ]
+    granted = json.dumps([p["Properties"]["PolicyDocument"] for p in hooks])
+    assert "lambda:InvokeFunction" in granted
+    assert "codedeploy:PutLifecycleEventHookExecutionStatus" in granted
