@@ -25,7 +25,7 @@ STEPS = [
     ("cdk deploy", "ModelVersion parameter:\nnew Lambda versions\npinned to the model", GREEN),
     (
         "CodeDeploy canary",
-        "alias live: 10% for\n5 minutes, then 100%\nAPI, drop folder, bulk",
+        "new version checked,\nthen 10% for 5 min,\nthen 100% (live alias)",
         GREEN,
     ),
 ]
