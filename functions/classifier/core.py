@@ -18,8 +18,8 @@ Preprocessing rules (the contract the README documents):
   usual background of a cut-out object); 16-bit and 32-bit greyscale are scaled to 8 bits;
   palette, greyscale, bilevel, CMYK and YCbCr images are converted by Pillow.
 * Geometry: an image that is not 32x32 is centre-cropped to a square (keeping the aspect ratio
-  the model saw in training) and resized with Pillow's **bicubic** filter, which antialiases
-  when it shrinks.
+  the model saw in training) and shrunk by **area averaging** (Pillow's BOX filter for the last
+  step), chosen on validation images enlarged to photo sizes (see ``RESIZE_FILTER``).
 * Values: pixels stay in 0..255; normalisation is inside the model, and the model's own input
   quantisation parameters turn them into int8/uint8.
 """
