@@ -84,9 +84,9 @@ train-report: install ## the original report's recipe, for comparison
 evaluate: install ## int8 accuracy of MODEL on DATA's test split, as the Lambdas run it
 	$(PY) -m training.evaluate $(MODEL) --data $(DATA)
 
-publish: install ## verify a run as served, then publish it: make publish RUN=runs/<run> DEST=s3://bucket
-	@test -n "$(RUN)" -a -n "$(DEST)" || { echo "usage: make publish RUN=runs/<run> DEST=s3://bucket[/prefix] (or a folder)"; exit 2; }
-	$(PY) -m training.publish $(RUN) $(DEST)
+publish: install ## verify a run as served, then publish it: make publish RUN=runs/<run> DEST=s3://bucket [CANDIDATE=1]
+	@test -n "$(RUN)" -a -n "$(DEST)" || { echo "usage: make publish RUN=runs/<run> DEST=s3://bucket[/prefix] (or a folder) [CANDIDATE=1]"; exit 2; }
+	$(PY) -m training.publish $(RUN) $(DEST) $(if $(CANDIDATE),--candidate)
 
 bench: install ## latency of /predict through Mangum (warm) and of a cold start
 	$(PY) scripts/bench.py

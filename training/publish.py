@@ -162,13 +162,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.publish", description=__doc__)
     parser.add_argument("run_dir", type=Path, help="a run folder (model.tflite, manifest.json)")
     parser.add_argument("destination", help="s3://bucket[/prefix] or a local folder")
+    parser.add_argument(
+        "--candidate",
+        action="store_true",
+        help="write models/<version>/ only, for `make promote` to gate (latest untouched)",
+    )
     args = parser.parse_args(argv)
     try:
-        keys = publish(args.run_dir, args.destination)
+        if args.candidate:
+            keys = publish_candidate(args.run_dir, args.destination)
+        else:
+            keys = publish(args.run_dir, args.destination)
     except (PublishError, FileNotFoundError) as exc:
         print(f"error: {exc}; models/latest was not moved", file=sys.stderr)
         return 1
-    print(f"published {len(keys)} files to {args.destination}; latest is {keys[-1]}")
+    if args.candidate:
+        version = json.loads((args.run_dir / mf.MANIFEST_NAME).read_text())["model_version"]
+        print(f"candidate {version}: {len(keys)} files; next: make promote VERSION={version}")
+    else:
+        print(f"published {len(keys)} files to {args.destination}; latest is {keys[-1]}")
     return 0
 
 

@@ -436,3 +436,15 @@ def test_photo_sized_validation_images_lose_about_a_point_at_most(tmp_path: Path
     assert result["split"] == "validation"
     assert result["mean_drop"]["box"] <= 0.015
     assert result["mean_drop"]["box"] < result["mean_drop"]["bicubic"]  # why BOX was chosen
+
+
+def test_publish_as_a_candidate_leaves_latest_to_the_gate(
+    tiny_run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.publish import main as publish_main
+
+    out = tmp_path / "bucket"
+    assert publish_main([str(tiny_run["run_dir"]), str(out), "--candidate"]) == 0
+    (version,) = [p.name for p in (out / "models").iterdir()]
+    assert version != "latest" and (out / "models" / version / "model.tflite").is_file()
+    assert f"make promote VERSION={version}" in capsys.readouterr().out
