@@ -90,7 +90,7 @@ _mangum = Mangum(asgi, lifespan="off")
 
 
 @logger.inject_lambda_context(clear_state=True)
-@telemetry.metrics.log_metrics
+@telemetry.flushed
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda entry point: request id and cold start in every log line, then Mangum; the
     request's classification metrics are written as it returns."""

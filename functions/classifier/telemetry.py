@@ -4,12 +4,15 @@ Each classified image adds ``ImagesClassified``, ``ClassifyLatency``, ``Confiden
 ``Category_<name>``; each refused image ``ImagesRejected``. All carry the ``ModelVersion`` that
 answered (``contract.DIMENSION_MODEL_VERSION``), so the dashboard shows each model's mean
 confidence and the rollout's alarms watch the new model alone. Metrics are written when the Lambda
-handler returns (``@metrics.log_metrics``); outside Lambda (``make serve``) nothing accumulates.
+handler returns (``@telemetry.flushed``); outside Lambda (``make serve``) nothing accumulates.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -17,6 +20,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from classifier import contract
 from classifier.core import Prediction
 from classifier.settings import in_lambda
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
 class ClassificationMetrics:
@@ -61,3 +66,22 @@ class ClassificationMetrics:
             return
         with self._lock:
             self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+    def flush(self) -> None:
+        """Write what was recorded (one EMF document); nothing, and no warning, if empty."""
+        with self._lock:
+            if self.metrics.metric_set:
+                self.metrics.flush_metrics()  # prints unless POWERTOOLS_METRICS_DISABLED
+            self.metrics.clear_metrics()
+
+    def flushed(self, handler: Handler) -> Handler:
+        """A Lambda handler that writes its invocation's metrics as it returns (or raises)."""
+
+        @functools.wraps(handler)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return handler(*args, **kwargs)
+            finally:
+                self.flush()
+
+        return wrapper  # type: ignore[return-value]

@@ -48,7 +48,6 @@ from classifier.telemetry import ClassificationMetrics
 
 logger = Logger(service=contract.UPLOADS_SERVICE)
 telemetry = ClassificationMetrics(contract.UPLOADS_SERVICE)
-metrics = telemetry.metrics
 service.preload()  # in Lambda's init phase; nothing locally
 
 # S3 reads and writes of a batch overlap in a small thread pool (a container is not idle while S3
@@ -360,6 +359,6 @@ def process(event: dict[str, Any]) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context
-@metrics.log_metrics
+@telemetry.flushed
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process(event)

@@ -310,3 +310,16 @@ def test_the_drop_folder_emits_the_apis_metrics_by_model_version(
     names = {m["Name"] for m in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     category = result(s3)["category"]
     assert {"ImagesClassified", "ImagesRejected", "Confidence", f"Category_{category}"} <= names
+
+
+def test_an_invocation_without_metrics_writes_nothing_and_warns_nothing(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "cifar10-uploads")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Powertools' "No application metrics" would raise here
+        # A key outside uploads/ is ignored: nothing classified, no metric recorded.
+        invoke(s3_event(s3_record(BUCKET, "results/elsewhere.json")))
+    assert '"_aws"' not in capsys.readouterr().out
