@@ -171,20 +171,20 @@ def rollout_command(version: str, stack: str) -> list[str]:
     ]
 
 
-def roll_out(version: str, stack: str, *, run: bool) -> None:
+def roll_out(version: str, stack: str, *, run: bool) -> bool:
+    """Deploy the stack with ``version``; False if the deploy failed (nothing changed then, or
+    CloudFormation rolled the stack back after CodeDeploy's rollback)."""
     command = rollout_command(version, stack)
     shown = " ".join(command)
     if not run:
         print(f"rollout skipped (--no-rollout); to roll out: (cd infra && {shown})")
-        return
+        return True
     print(f"rolling out: (cd infra && {shown})", flush=True)
     done = subprocess.run(command, cwd=ROOT / "infra")
     if done.returncode != 0:
-        raise SystemExit(
-            f"the rollout failed (exit {done.returncode}); latest names {version}, the functions "
-            f"still serve the previous model: fix the cause and run (cd infra && {shown}) again, "
-            "or `make rollback`"
-        )
+        print(f"error: the rollout of {version} failed (exit {done.returncode})", file=sys.stderr)
+        return False
+    return True
 
 
 def promote(
@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     destination = args.bucket or f"s3://{stack_output(args.stack, 'ModelBucket')}"
     if destination.startswith("s3://") is False and not Path(destination).is_dir():
         parser.error(f"--bucket {destination}: not s3://... and not a folder")
+    previous = current_version(Destination(destination))
     try:
         if args.rollback:
             version = rollback(destination)
@@ -289,8 +290,17 @@ def main(argv: list[str] | None = None) -> int:
     except PromotionRefused as exc:
         print(f"error: {exc}; models/latest was not moved", file=sys.stderr)
         return 1
-    roll_out(version, args.stack, run=not args.no_rollout)
-    return 0
+    if roll_out(version, args.stack, run=not args.no_rollout):
+        return 0
+    # The functions still serve the model they served before: latest must name it again.
+    if previous and previous != version:
+        point_latest(destination, previous)
+        print(
+            f"latest -> {previous} again: the functions still serve it; fix the cause and run "
+            f"make {'rollback' if args.rollback else f'promote VERSION={version}'} again",
+            file=sys.stderr,
+        )
+    return 1
 
 
 if __name__ == "__main__":

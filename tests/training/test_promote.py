@@ -166,3 +166,16 @@ def test_the_rollout_deploys_the_stack_with_the_model_version_parameter() -> Non
         "never",
     ]
     assert command[command.index("deploy") - 1].startswith("aws-cdk@")
+
+
+def test_a_failed_rollout_moves_latest_back_to_the_model_still_served(
+    models: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = models["s3"]
+    set_latest(s3, models["worse"])
+    monkeypatch.setenv("CDK", "false")  # a deploy that fails (or is rolled back by CodeDeploy)
+    code = pr.main([models["better"], "--bucket", f"s3://{BUCKET}", "--data", models["data"]])
+    assert code == 1
+    assert latest(s3) == models["worse"]
+    err = capsys.readouterr().err
+    assert "rollout of" in err and f"latest -> {models['worse']} again" in err
