@@ -30,7 +30,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,8 @@ class Verdict:
     images: int
     data_fingerprint: str
     decided: str
+    # Per class: candidate minus current accuracy (points as fractions), for what got worse.
+    per_class_change: dict[str, float] = field(default_factory=dict)
 
     @property
     def accepted(self) -> bool:
@@ -80,6 +82,11 @@ class Verdict:
             f"{self.current_accuracy:.2%} - {self.tolerance * 100:.1f} pt tolerance "
             f"({self.images} held-out images)"
         )
+
+    def regressions(self, threshold: float = 0.02) -> str:
+        """Classes the candidate gets more than ``threshold`` worse (a note, not a refusal)."""
+        worse = sorted((d, name) for name, d in self.per_class_change.items() if d < -threshold)
+        return ", ".join(f"{name} {d * 100:+.1f} pt" for d, name in worse)
 
 
 def fetch(source: Destination, version: str, into: Path) -> Path:
@@ -152,6 +159,12 @@ def gate(
         images=ours["images"],
         data_fingerprint=ours.get("data_fingerprint", ""),
         decided=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        per_class_change={
+            name: round(accuracy - theirs["per_class"].get(name, 0.0), 4)
+            for name, accuracy in ours["per_class"].items()
+        }
+        if theirs
+        else {},
     )
 
 
@@ -286,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             version = args.version
             print(f"accepted: {verdict.explain()}")
+            if verdict.regressions():
+                print(f"note: worse on some classes: {verdict.regressions()}")
             print(f"latest -> {version}")
     except PromotionRefused as exc:
         print(f"error: {exc}; models/latest was not moved", file=sys.stderr)

@@ -89,6 +89,7 @@ def test_a_better_candidate_is_promoted_latest_last_with_a_record(
         s3.get_object(Bucket=BUCKET, Key=f"models/{models['better']}/promotion.json")["Body"].read()
     )
     assert record["previous"] == models["worse"] and record["images"] == 100
+    assert len(record["per_class_change"]) == 10 and sum(record["per_class_change"].values()) > 0
 
 
 def test_a_worse_candidate_is_refused_and_latest_stays(
@@ -118,6 +119,7 @@ def test_the_tolerance_lets_an_equal_model_through_and_is_a_setting(
     assert verdict.accepted  # a loss of up to 100 points allowed: anything passes
     strict = pr.gate(Destination(f"s3://{BUCKET}"), models["worse"], data=models["data"])
     assert not strict.accepted
+    assert strict.regressions()  # the worse model loses on several classes, named
 
 
 def test_a_candidate_that_does_not_load_as_served_is_refused(models: dict[str, Any]) -> None:
