@@ -7,10 +7,11 @@ description replaces the ``AWS::Lambda::Version``; old versions are retained for
 container ever serves a model other than its version's.
 
 Traffic reaches the functions only through ``live`` (API Gateway, the SQS event source, the bulk
-state machine). When ``live`` must move to a new version, CodeDeploy shifts it (by default 10% for
-5 minutes, then all) and rolls back by itself if an alarm on the *new* version fires: its errors,
-its p99 duration, the API's 5xx, or the new model's quality (mean confidence too low, too many
-images rejected).
+state machine). When ``live`` must move to a new version, CodeDeploy first runs a pre-traffic
+check (``infra/hooks/pre_traffic.py``: the new version must classify an image with its pinned
+model), then shifts traffic (by default 10% for 5 minutes, then all) and rolls back by itself if an
+alarm on the *new* version fires: its errors, its p99 duration, the API's 5xx, or the new model's
+quality (mean confidence too low, too many images rejected).
 """
 
 from __future__ import annotations
