@@ -255,63 +255,40 @@ class ClassifierStack(Stack):
             functions={"API": self.api.function, "Uploads": self.uploads.function},
             dead_letters=self.uploads.dead_letters,
         )
-        CfnOutput(
-            self,
-            "ApiUrl",
-            value=self.api.url,
-            description="the API; POST an image to <ApiUrl>predict",
+        dashboard = (
+            f"https://console.aws.amazon.com/cloudwatch/home?region={self.region}"
+            f"#dashboards:name={self.dashboard.dashboard_name}"
         )
-        CfnOutput(
-            self,
-            "ModelBucket",
-            value=self.models.bucket.bucket_name,
-            description="publish models here: python -m training.train --upload s3://<this>",
-        )
-        CfnOutput(
-            self,
-            "TrainingRoleArn",
-            value=self.training.role.role_arn,
-            description="the role of make train-cloud's SageMaker jobs (candidates, never latest)",
-        )
-        CfnOutput(
-            self,
-            "UploadsBucket",
-            value=self.uploads.bucket.bucket_name,
-            description="put images under uploads/, read results/<name>.json",
-        )
-        CfnOutput(
-            self,
-            "DeadLetterQueue",
-            value=self.uploads.dead_letters.queue_url,
-            description="uploads that failed after retries",
-        )
-        CfnOutput(
-            self,
-            "BulkStateMachine",
-            value=self.bulk.state_machine.state_machine_arn,
-            description="make classify-bucket SRC=s3://<UploadsBucket>/<prefix> starts it",
-        )
-        CfnOutput(
-            self,
-            "Dashboard",
-            value=(
-                f"https://console.aws.amazon.com/cloudwatch/home?region={self.region}"
-                f"#dashboards:name={self.dashboard.dashboard_name}"
+        outputs = {
+            "ApiUrl": (self.api.url, "the API; POST an image to <ApiUrl>predict"),
+            "ModelBucket": (
+                self.models.bucket.bucket_name,
+                "publish models here: python -m training.train --upload s3://<this>",
             ),
-            description="requests, latency, errors, throttles, dead letters, categories, models",
-        )
-        CfnOutput(
-            self,
-            "ApiFunction",
-            value=self.api.function.function_name,
-            description="the API function (alias live); make rollback reads its deployments",
-        )
-        CfnOutput(
-            self,
-            "ModelUri",
-            value=self.models.manifest_uri,
-            description="the manifest both functions load",
-        )
+            "TrainingRoleArn": (
+                self.training.role.role_arn,
+                "the role of make train-cloud's SageMaker jobs (candidates, never latest)",
+            ),
+            "UploadsBucket": (
+                self.uploads.bucket.bucket_name,
+                "put images under uploads/, read results/<name>.json",
+            ),
+            "DeadLetterQueue": (
+                self.uploads.dead_letters.queue_url,
+                "uploads that failed after retries",
+            ),
+            "BulkStateMachine": (
+                self.bulk.state_machine.state_machine_arn,
+                "make classify-bucket SRC=s3://<UploadsBucket>/<prefix> starts it",
+            ),
+            "Dashboard": (
+                dashboard,
+                "requests, latency, errors, throttles, dead letters, categories, models",
+            ),
+            "ModelUri": (self.models.manifest_uri, "the manifest both functions load"),
+        }
+        for name, (value, description) in outputs.items():
+            CfnOutput(self, name, value=value, description=description)
         acknowledge_nag_findings(self, tracing=config.tracing, auth=config.auth)
 
     def _wire_async_uploads(self) -> None:

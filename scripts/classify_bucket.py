@@ -14,14 +14,11 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-
-def stack_outputs(stack: str) -> dict[str, str]:
-    import boto3
-
-    (found,) = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
-    return {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from training.cloud import stack_outputs
 
 
 def start(source: str, *, state_machine: str, uploads_bucket: str | None) -> dict[str, Any]:

@@ -190,10 +190,19 @@ def wait(name: str, poll_s: float = 30) -> dict[str, Any]:
 
 
 def stack_outputs(stack: str) -> dict[str, str]:
+    """The deployed stack's outputs (ModelBucket, TrainingRoleArn, ...), read with boto3."""
     import boto3
 
     described = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
     return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def stack_output(stack: str, key: str) -> str:
+    """One output of the deployed stack; a clear exit if it has none of that name."""
+    outputs = stack_outputs(stack)
+    if key not in outputs:
+        raise SystemExit(f"stack {stack} has no output {key}; is it deployed?")
+    return outputs[key]
 
 
 def main(argv: list[str] | None = None) -> int:

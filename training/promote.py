@@ -38,10 +38,13 @@ from typing import Any
 from classifier import manifest as mf
 from classifier.core import ModelError
 
+from training.cloud import stack_output
 from training.publish import (
     ROOT,
     Destination,
     PublishError,
+    failure_reason,
+    in_serving_process,
     point_latest,
     verify_in_serving_process,
 )
@@ -120,13 +123,14 @@ def evaluate_in_serving_process(manifest: Path, data: str, limit: int | None) ->
     """``training.evaluate`` in a fresh TensorFlow-free process (as ``make evaluate`` runs it)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        args = [sys.executable, "-m", "training.evaluate", str(manifest), "--json", str(out)]
-        args += ["--data", data] + (["--limit", str(limit)] if limit else [])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
-        done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
+        args = [str(manifest), "--json", str(out), "--data", data]
+        done = in_serving_process(
+            "training.evaluate", *args, *(["--limit", str(limit)] if limit else [])
+        )
         if done.returncode != 0:
-            reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
-            raise PromotionRefused(f"{manifest.parent.name} cannot be evaluated: {reason}")
+            raise PromotionRefused(
+                f"{manifest.parent.name} cannot be evaluated: {failure_reason(done)}"
+            )
         return dict(json.loads(out.read_text()))
 
 
@@ -137,9 +141,11 @@ def gate(
     data: str,
     tolerance: float = DEFAULT_TOLERANCE,
     limit: int | None = None,
+    current: str | None = None,
 ) -> Verdict:
-    """Evaluate the candidate against the current model on the same held-out images."""
-    current = current_version(source)
+    """Evaluate the candidate against the current model (``current``, else the one latest
+    names) on the same held-out images."""
+    current = current or current_version(source)
     with tempfile.TemporaryDirectory() as tmp:
         candidate_manifest = fetch(source, candidate, Path(tmp))
         try:
@@ -210,12 +216,13 @@ def promote(
 ) -> Verdict:
     """Gate, record, move latest (last). Raises PromotionRefused, leaving latest alone."""
     source = Destination(destination)
-    if current_version(source) == candidate:
+    current = current_version(source)
+    if current == candidate:
         raise PromotionRefused(
             f"{candidate} is already the current model (to deploy it again: "
             f"(cd infra && {' '.join(rollout_command(candidate, 'Cifar10Classifier'))}))"
         )
-    verdict = gate(source, candidate, data=data, tolerance=tolerance, limit=limit)
+    verdict = gate(source, candidate, data=data, tolerance=tolerance, limit=limit, current=current)
     if not verdict.accepted:
         raise PromotionRefused(f"refused: {verdict.explain()}")
     record = json.dumps({**asdict(verdict), "previous": verdict.current}, indent=2) + "\n"
@@ -248,17 +255,6 @@ def rollback(destination: str) -> str:
     except PublishError as exc:
         raise PromotionRefused(str(exc)) from exc
     return str(previous)
-
-
-def stack_output(stack: str, key: str) -> str:
-    """An output of the deployed stack (e.g. ModelBucket), read with boto3."""
-    import boto3
-
-    described = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
-    for output in described.get("Outputs", []):
-        if output["OutputKey"] == key:
-            return str(output["OutputValue"])
-    raise SystemExit(f"stack {stack} has no output {key}; is it deployed?")
 
 
 def main(argv: list[str] | None = None) -> int:

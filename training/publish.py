@@ -44,19 +44,28 @@ def published_files(run_dir: Path) -> list[Path]:
     return files
 
 
+def in_serving_process(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` in a fresh process that never imports TensorFlow, with the
+    serving code importable as the Lambdas import it (tflite-runtime breaks beside TensorFlow)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+
+
+def failure_reason(done: subprocess.CompletedProcess[str]) -> str:
+    """The last line a failed process wrote to stderr (its error), or that it wrote nothing."""
+    lines = done.stderr.strip().splitlines()
+    return lines[-1] if lines else "no output"
+
+
 def verify_in_serving_process(manifest_path: Path) -> dict[str, Any]:
     """Run ``python -m training.verify`` in a fresh process; PublishError with its reason."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
-    done = subprocess.run(
-        [sys.executable, "-m", "training.verify", str(manifest_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    done = in_serving_process("training.verify", str(manifest_path))
     if done.returncode != 0:
-        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
-        raise PublishError(f"{manifest_path.parent} does not load as served: {reason}")
+        raise PublishError(
+            f"{manifest_path.parent} does not load as served: {failure_reason(done)}"
+        )
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 

@@ -34,7 +34,7 @@ from classifier.core import Quantization, sha256_hex
 
 from training import data as cifar
 from training import plots
-from training.publish import publish
+from training.publish import in_serving_process, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -436,16 +436,14 @@ def float_accuracy(
 # --------------------------------------------------------------------------------------------
 def evaluate_int8(run_dir: Path, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
     """Run ``training.evaluate`` on the test arrays in a fresh process without TensorFlow."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
     with tempfile.TemporaryDirectory() as tmp:
         arrays, out = Path(tmp) / "test.npz", Path(tmp) / "int8_eval.json"
         np.savez(arrays, x=x_test, y=y_test)
-        command = [sys.executable, "-m", "training.evaluate", str(run_dir / mf.MANIFEST_NAME)]
-        command += ["--arrays", str(arrays), "--json", str(out), "--details"]
-        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+        args = [str(run_dir / mf.MANIFEST_NAME), "--arrays", str(arrays), "--json", str(out)]
+        done = in_serving_process("training.evaluate", *args, "--details")
         if done.returncode != 0:  # its per-class table is in metrics.json; show output on failure
             sys.stderr.write(done.stdout + done.stderr)
-            raise subprocess.CalledProcessError(done.returncode, command)
+            raise subprocess.CalledProcessError(done.returncode, done.args)
         return dict(json.loads(out.read_text()))
 
 
@@ -545,16 +543,6 @@ def configure(args: argparse.Namespace) -> Recipe:
         }
         recipe = Recipe(**{**fields, "tta_flip": recipe.tta_flip})
     return replace(recipe, **overrides)
-
-
-def load_trained(path: Path) -> tuple[Any, dict[str, list[float]], dict[str, Any]]:
-    """A run's trained Keras model, its history and its manifest."""
-    import keras
-
-    model = keras.models.load_model(path)
-    history = json.loads((path.parent / "history.json").read_text())
-    earlier = json.loads((path.parent / mf.MANIFEST_NAME).read_text())
-    return model, history, earlier
 
 
 def subsample(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -682,7 +670,11 @@ def fit(recipe: Recipe, data: Data, clock: Stopwatch) -> Trained:
 def load(path: Path, recipe: Recipe, clock: Stopwatch) -> Trained:
     """``--keras-model``: a model trained by an earlier run, exported again (no training)."""
     import_tensorflow(recipe.seed)
-    model, history, earlier = load_trained(path)
+    import keras
+
+    model = keras.models.load_model(path)
+    history = json.loads((path.parent / "history.json").read_text())
+    earlier = json.loads((path.parent / mf.MANIFEST_NAME).read_text())
     # The stages it skips count as that run's: a re-export reports the training it came from.
     clock.seconds.update({k: earlier["stage_seconds"][k] for k in ("build", "train")})
     log(
