@@ -237,7 +237,7 @@ def test_queue_has_a_dead_letter_queue_and_batched_partial_responses(
         "AWS::SQS::Queue",
         {
             "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 3},
-            "VisibilityTimeout": 360,
+            "VisibilityTimeout": 720,  # six times the function's timeout, as AWS advises
             "SqsManagedSseEnabled": True,
         },
     )
@@ -245,8 +245,8 @@ def test_queue_has_a_dead_letter_queue_and_batched_partial_responses(
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {
-            "BatchSize": 10,
-            "MaximumBatchingWindowInSeconds": 2,
+            "BatchSize": 50,
+            "MaximumBatchingWindowInSeconds": 2,  # AWS requires >= 1 s above 10 messages
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
         },
     )
