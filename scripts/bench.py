@@ -1,18 +1,26 @@
-"""Latency of the API Lambda, measured in-process through Mangum with the v2 event, side by side
-with the report's way of serving (FastAPI with full TensorFlow's interpreter loaded at start).
+"""This project's serving side by side with the report's way, in one run: `make bench`.
 
     python scripts/bench.py [--event events/apigw-v2-multipart.json] [--runs 300] [--cold 7]
+                            [--json FILE] [--skip-bundles] [--skip-s3]
 
-warm: the median (and p90) of ``handler(event)`` after the model is loaded, one call at a time.
-cold: a fresh Python process per sample, timing from before ``import classifier.api`` to the
-first answer (imports + model load + first inference), median of the samples. Neither includes
-the Lambda service's own start-up or the network; both use MODEL_URI (default: the repo model).
-report's way: a fresh process per sample that imports FastAPI and TensorFlow, loads the model in
-tf.lite.Interpreter and answers one image (the student report's server), timed the same way.
-per pass: one int8 invoke of the model, batch of 1, one thread, median of 500, per runtime.
-cost: AWS's published prices (Lambda x86_64 $0.20 per million requests + $0.0000166667 per
-GB-second, billed per ms; HTTP API $1.00 per million) at 1024 MB for the warm p50 measured here,
-which is this machine's CPU, not Lambda's (1024 MB is about 0.6 vCPU there).
+Rows (medians; this machine's CPU, not Lambda's: 1024 MB is about 0.6 vCPU there):
+
+- warm: ``handler(event)`` through Mangum after the model is loaded, one call at a time (p50, p90).
+- cold, in-process: a fresh process of the development environment per sample, from before
+  ``import classifier.api`` to the first answer (imports + model load + first inference).
+- cold, as in Lambda: the default target's bundle, built here, copied to a clean folder and run
+  by that target's Python with ``-B -S -E`` (Lambda's code folder is read-only: nothing is
+  cached between cold starts), with and without the bytecode the bundle ships.
+- the report's way: a fresh process that imports FastAPI and TensorFlow, loads the model in
+  ``tf.lite.Interpreter`` and answers one image (the student report's server), timed the same way.
+- one int8 pass: set_tensor + invoke + get_tensor, batch of 1, one thread, 500 after 50, each
+  runtime in its own process (TensorFlow's interpreter too: it breaks tflite-runtime in-process).
+- bundle size: each target's bundle, installed and stripped as ``cdk synth`` does it.
+- drop folder: ``scripts/bench_uploads.py`` (every S3 call 30 ms, in-memory S3), batches of 10
+  and of 50 (the deployed default).
+- peak RSS of the warm process; cost per million API requests: AWS's published prices (Lambda
+  $0.20 per million requests + $0.0000166667 per GB-second on x86_64, $0.0000133334 on arm64,
+  billed per ms; HTTP API $1.00 per million) at 1024 MB for the warm p50 measured here.
 """
 
 from __future__ import annotations
@@ -22,15 +30,20 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "functions"), str(ROOT), str(ROOT / "scripts")]
+MODEL = ROOT / "models" / "latest" / "manifest.json"
 COLD = """
 import json, sys, time
 start = time.perf_counter()
@@ -43,8 +56,19 @@ elapsed = time.perf_counter() - start
 assert response["statusCode"] == 200, response
 print(elapsed)
 """
-
-
+LAMBDA_COLD = """
+import json, sys, time
+start = time.perf_counter()
+sys.path[:0] = [sys.argv[1]]
+from classifier.api import handler
+class Context:
+    function_name = "bench"; memory_limit_in_mb = 1024; aws_request_id = "1"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+response = handler(json.load(open(sys.argv[2])), Context())
+elapsed = time.perf_counter() - start
+assert response["statusCode"] == 200, response
+print(elapsed)
+"""
 REPORTS_WAY = """
 import io, sys, time
 start = time.perf_counter()
@@ -64,24 +88,47 @@ interpreter.invoke()
 interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 print(time.perf_counter() - start)
 """
+ONE_INVOKE = """
+import statistics, sys, time
+import numpy as np
+runtime, model = sys.argv[1:3]
+if runtime == "tensorflow":
+    import tensorflow as tf
+    Interpreter = tf.lite.Interpreter
+elif runtime == "ai-edge-litert":
+    from ai_edge_litert.interpreter import Interpreter
+else:
+    from tflite_runtime.interpreter import Interpreter
+interpreter = Interpreter(model_path=model, num_threads=1)
+interpreter.allocate_tensors()
+source, sink = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+pixels = np.zeros(source["shape"], source["dtype"])
+def one():
+    interpreter.set_tensor(source["index"], pixels)
+    interpreter.invoke()
+    return interpreter.get_tensor(sink["index"])
+for _ in range(50):
+    one()
+times = []
+for _ in range(500):
+    start = time.perf_counter()
+    one()
+    times.append(time.perf_counter() - start)
+print(statistics.median(times) * 1000)
+"""
 LAMBDA_PER_MILLION = 0.20
-LAMBDA_GB_SECOND = 0.0000166667
+GB_SECOND = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
 HTTP_API_PER_MILLION = 1.00
+MEMORY_GB = 1.0  # the functions' 1024 MB
 
 
-def per_pass_ms(manifest: str, runtime: str, runs: int = 500) -> float:
-    from classifier import service
-
-    classifier = service.load_model(manifest, runtime=runtime, num_threads=1)
-    pixels = np.zeros((1, *classifier.input_shape), np.uint8)
-    for _ in range(50):
-        classifier._run(pixels)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        classifier._run(pixels)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+def median_of(samples: int, command: list[str], **kwargs: Any) -> float:
+    """The median of the last line each run of ``command`` prints (seconds -> milliseconds)."""
+    values = []
+    for _ in range(samples):
+        out = subprocess.run(command, capture_output=True, text=True, check=True, **kwargs)
+        values.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(values) * 1000
 
 
 def cpu_name() -> str:
@@ -94,88 +141,223 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(prog="scripts/bench.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--event", type=Path, default=ROOT / "events" / "apigw-v2-multipart.json")
-    parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--cold", type=int, default=7)
-    parser.add_argument("--report-cold", type=int, default=3, help="samples of the report's way")
-    args = parser.parse_args(argv)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
+def one_pass_ms(runtime: str, model_file: str, env: dict[str, str]) -> float | str:
+    done = subprocess.run(
+        [sys.executable, "-c", ONE_INVOKE, runtime, model_file],
+        capture_output=True,
+        text=True,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    if done.returncode:
+        return "unavailable: " + (done.stderr.strip().splitlines() or ["?"])[-1][:80]
+    return round(float(done.stdout.strip().splitlines()[-1]), 3)
 
-    colds = []
-    for _ in range(args.cold):
-        code = COLD.format(scripts=str(ROOT / "scripts"), event=str(args.event))
-        out = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-        )
-        colds.append(float(out.stdout.strip().splitlines()[-1]))
 
-    model = ROOT / "models" / "latest" / "manifest.json"
-    model_file = str((model.parent / json.loads(model.read_text())["model_path"]).resolve())
-    reports = []
-    for _ in range(args.report_cold):
-        code = REPORTS_WAY.format(model=model_file, image=str(ROOT / "imgs" / "cat.png"))
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        reports.append(float(out.stdout.strip().splitlines()[-1]))
+def bundles(workdir: Path) -> dict[str, Path]:
+    """Each target's bundle, built here as `cdk synth` builds it."""
+    sys.path.insert(0, str(ROOT / "infra"))
+    from infra.components.bundling import TARGETS, install
 
-    sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "scripts")]
+    built = {}
+    saved = os.dup(2)
+    for name, target in TARGETS.items():
+        folder = workdir / name
+        with open(os.devnull, "w") as quiet:
+            os.dup2(quiet.fileno(), 2)  # pip's warnings about this machine's package mirrors
+            try:
+                install(target, folder)
+            finally:
+                os.dup2(saved, 2)
+        built[name] = folder
+    os.close(saved)
+    return built
+
+
+def size_mb(folder: Path) -> float:
+    return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 1)
+
+
+def lambda_cold_ms(bundle: Path, event: Path, samples: int, *, bytecode: bool) -> float | str:
+    """First answer from a clean copy of ``bundle``, run as Lambda runs it (read-only, no site)."""
+    sys.path.insert(0, str(ROOT / "infra"))
+    from infra.components.bundling import DEFAULT_TARGET, TARGETS, find_python
+
+    python = find_python(TARGETS[DEFAULT_TARGET].python)
+    if python is None:
+        return f"unavailable: no python{TARGETS[DEFAULT_TARGET].python}"
+    with tempfile.TemporaryDirectory() as tmp:
+        task_root = Path(tmp) / "task"
+        shutil.copytree(bundle, task_root)
+        if not bytecode:
+            for cache in list(task_root.rglob("__pycache__")):
+                shutil.rmtree(cache)
+        env = {"MODEL_URI": str(MODEL), "PATH": "/usr/bin:/bin", "HOME": tmp}
+        command = [python, "-B", "-S", "-E", "-c", LAMBDA_COLD, str(task_root), str(event)]
+        return round(median_of(samples, command, env=env, cwd=tmp), 1)
+
+
+def drop_folder_rate(batch_size: int, env: dict[str, str]) -> float:
+    out = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "scripts" / "bench_uploads.py"), "--s3", "memory"),
+            *("--threads", "10", "--batch-size", str(batch_size)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    row = [line for line in out.stdout.splitlines() if line.startswith("| memory |")][-1]
+    return float(row.split("|")[3])
+
+
+def cost_per_million(duration_ms: float, architecture: str) -> float:
+    billed_s = np.ceil(duration_ms) / 1000
+    lambda_usd = LAMBDA_PER_MILLION + 1e6 * billed_s * MEMORY_GB * GB_SECOND[architecture]
+    return round(lambda_usd + HTTP_API_PER_MILLION, 2)
+
+
+def warm(event: Path, runs: int) -> list[float]:
     import logging
 
     from classifier.api import handler, logger
     from invoke import LocalContext
 
     logger.setLevel(logging.WARNING)  # keep the log line per request out of the timing
-    event = json.loads(args.event.read_text())
+    body = json.loads(event.read_text())
     context = LocalContext()
-    assert handler(event, context)["statusCode"] == 200
-    warm = []
-    for _ in range(args.runs):
+    assert handler(body, context)["statusCode"] == 200
+    times = []
+    for _ in range(runs):
         start = time.perf_counter()
-        response = handler(event, context)
-        warm.append(time.perf_counter() - start)
+        response = handler(body, context)
+        times.append((time.perf_counter() - start) * 1000)
         assert response["statusCode"] == 200
-    warm_ms = sorted(w * 1000 for w in warm)
-    result = {
-        "warm_p50_ms": round(statistics.median(warm_ms), 2),
-        "warm_p90_ms": round(warm_ms[int(0.9 * (len(warm_ms) - 1))], 2),
-        "cold_first_answer_p50_ms": round(statistics.median(colds) * 1000, 1),
-        "cold_samples": len(colds),
-        # Peak resident memory of this process (handler, model, 300 requests): sizes the Lambda.
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "warm_runs": len(warm),
-        "reports_way_cold_first_answer_p50_ms": round(statistics.median(reports) * 1000, 1)
-        if reports
-        else None,
-    }
-    if reports:
-        result["cold_speedup_vs_reports_way"] = round(
-            result["reports_way_cold_first_answer_p50_ms"] / result["cold_first_answer_p50_ms"], 1
-        )
-    for runtime in ("ai-edge-litert", "tflite-runtime"):
-        try:
-            result[f"int8_pass_ms_{runtime}"] = round(per_pass_ms(str(model), runtime), 3)
-        except Exception as exc:  # noqa: BLE001 - a runtime not installed here is reported
-            result[f"int8_pass_ms_{runtime}"] = f"unavailable: {exc}"
-    billed_s = np.ceil(result["warm_p50_ms"]) / 1000
-    result["usd_per_million_requests_1024mb_x86"] = round(
-        LAMBDA_PER_MILLION + HTTP_API_PER_MILLION + 1e6 * billed_s * 1.0 * LAMBDA_GB_SECOND, 2
+    return sorted(times)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="scripts/bench.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--event", type=Path, default=ROOT / "events" / "apigw-v2-multipart.json")
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--cold", type=int, default=7)
+    parser.add_argument("--report-cold", type=int, default=3, help="samples of the report's way")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--skip-bundles", action="store_true", help="no bundle rows (faster)")
+    parser.add_argument("--skip-s3", action="store_true", help="no drop-folder rows (faster)")
+    args = parser.parse_args(argv)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
+    model_file = str((MODEL.parent / json.loads(MODEL.read_text())["model_path"]).resolve())
+    r: dict[str, Any] = {}
+
+    cold_code = COLD.format(scripts=str(ROOT / "scripts"), event=str(args.event))
+    r["cold_in_process_ms"] = round(
+        median_of(args.cold, [sys.executable, "-c", cold_code], env=env), 1
     )
+    reports_code = REPORTS_WAY.format(model=model_file, image=str(ROOT / "imgs" / "cat.png"))
+    r["reports_way_cold_ms"] = round(
+        median_of(
+            args.report_cold,
+            [sys.executable, "-c", reports_code],
+            env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        ),
+        1,
+    )
+    for runtime in ("ai-edge-litert", "tflite-runtime", "tensorflow"):
+        r[f"one_pass_ms_{runtime}"] = one_pass_ms(runtime, model_file, env)
+    if not args.skip_bundles:
+        with tempfile.TemporaryDirectory() as tmp:
+            built = bundles(Path(tmp))
+            for name, folder in built.items():
+                r[f"bundle_mb_{name}"] = size_mb(folder)
+            from infra.components.bundling import DEFAULT_TARGET
+
+            for bytecode in (True, False):
+                key = "lambda_cold_ms_" + ("bytecode" if bytecode else "sources_only")
+                r[key] = lambda_cold_ms(
+                    built[DEFAULT_TARGET], args.event, args.cold, bytecode=bytecode
+                )
+    if not args.skip_s3:
+        for batch in (10, 50):
+            r[f"drop_folder_images_per_s_batch_{batch}"] = drop_folder_rate(batch, env)
+
+    times = warm(args.event, args.runs)
+    r["warm_p50_ms"] = round(statistics.median(times), 2)
+    r["warm_p90_ms"] = round(times[int(0.9 * (len(times) - 1))], 2)
+    r["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    r["cold_speedup_vs_reports_way"] = round(r["reports_way_cold_ms"] / r["cold_in_process_ms"], 1)
+    for architecture in GB_SECOND:
+        r[f"usd_per_million_api_requests_{architecture}"] = cost_per_million(
+            r["warm_p50_ms"], architecture
+        )
+
     from classifier import service
 
+    classifier = service.classifier()
     print(
-        f"machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{service.classifier().runtime}, model {service.classifier().model_version}"
+        f"# {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()} "
+        f"(bundle: its target's), {classifier.runtime}, model {classifier.model_version}\n"
     )
-    print(f"event: {args.event.name}")
-    print(json.dumps(result, indent=2))
-    return result
+    print(table(r, args))
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2) + "\n")
+    return r
+
+
+def table(r: dict[str, Any], args: argparse.Namespace) -> str:
+    def get(key: str, unit: str = "") -> str:
+        value = r.get(key)
+        return "-" if value is None else f"{value}{unit if isinstance(value, float) else ''}"
+
+    rows = [
+        (
+            "`POST /predict` through Mangum, warm",
+            f"p50 {get('warm_p50_ms', ' ms')}, p90 {get('warm_p90_ms', ' ms')}",
+            "-",
+        ),
+        (
+            "cold process to first answer",
+            get("cold_in_process_ms", " ms"),
+            f"{get('reports_way_cold_ms', ' ms')} ({get('cold_speedup_vs_reports_way')}x slower)",
+        ),
+        (
+            "cold start as in Lambda (bundle, read-only)",
+            f"{get('lambda_cold_ms_bytecode', ' ms')} with its bytecode, "
+            f"{get('lambda_cold_ms_sources_only', ' ms')} without",
+            "-",
+        ),
+        (
+            "one int8 pass, one thread",
+            f"LiteRT {get('one_pass_ms_ai-edge-litert', ' ms')}",
+            f"TensorFlow {get('one_pass_ms_tensorflow', ' ms')}; "
+            f"tflite-runtime {get('one_pass_ms_tflite-runtime', ' ms')}",
+        ),
+        (
+            "bundle, unzipped",
+            ", ".join(
+                f"{k.removeprefix('bundle_mb_')} {v} MB"
+                for k, v in r.items()
+                if k.startswith("bundle_mb_")
+            )
+            or "-",
+            "-",
+        ),
+        (
+            "drop folder, 30 ms per S3 call, 10 I/O threads",
+            f"{get('drop_folder_images_per_s_batch_50')} images/s (batches of 50)",
+            f"batches of 10: {get('drop_folder_images_per_s_batch_10')} images/s",
+        ),
+        ("peak RSS, warm process", get("peak_rss_mb", " MB"), "-"),
+        (
+            "cost per million API requests at 1024 MB",
+            f"${get('usd_per_million_api_requests_x86_64')} x86_64, "
+            f"${get('usd_per_million_api_requests_arm64')} arm64 (same duration assumed)",
+            "-",
+        ),
+    ]
+    lines = ["| what | this project | the report's way / for comparison |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def start_s3() -> tuple[subprocess.Popen[bytes], str]:
     endpoint = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)  # noqa: S310 - http only
             return server, endpoint
         except OSError:
             time.sleep(0.05)
@@ -128,7 +128,8 @@ class MemoryS3:
                 headers = self._headers(request)
                 if stored and headers.get("If-None-Match") == "*":
                     return self._error(412, "PreconditionFailed")
-                if "If-Match" in headers and (not stored or headers["If-Match"] != stored[1]["ETag"]):
+                expected = headers.get("If-Match")
+                if expected and (not stored or expected != stored[1]["ETag"]):
                     return self._error(412, "PreconditionFailed")
                 data = self._body(request)
                 meta = {k: v for k, v in headers.items() if k.lower().startswith("x-amz-meta-")}
@@ -174,8 +175,8 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, int], float]:
     args = parser.parse_args(argv)
 
     import boto3
-
     from classifier import service, uploads
+
     from tests.functional.s3_events import s3_event, s3_record, sqs_event, sqs_message
 
     images = sorted((ROOT / "imgs").glob("*.png"))

@@ -484,3 +484,29 @@ def test_no_metrics_accumulate_outside_lambda(
     from classifier.web.common import telemetry
 
     assert not telemetry.metrics.metric_set
+
+
+def test_image_work_runs_inline_under_lambda_and_in_the_thread_pool_under_a_server(
+    use_model: Path, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lambda gives a process one request at a time: a thread hop there only adds latency."""
+    import asyncio
+
+    from classifier.web import predict
+
+    on_event_loop: list[bool] = []
+    real = predict._predict_one
+
+    def recorded(*args: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_event_loop.append(True)
+        except RuntimeError:  # a worker thread has no running loop
+            on_event_loop.append(False)
+        return real(*args)
+
+    monkeypatch.setattr(predict, "_predict_one", recorded)
+    status, _, _ = call(load_event("apigw-v2-multipart.json"))  # through Mangum
+    assert status == 200 and on_event_loop == [True]
+    response = client.post("/predict", files={"file": ("cat.png", CAT, "image/png")})
+    assert response.status_code == 200 and on_event_loop == [True, False]

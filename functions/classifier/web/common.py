@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from aws_lambda_powertools import Logger
 from fastapi import Depends, Request
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from classifier import contract, service
@@ -39,9 +43,24 @@ def error_status(exc: ImageError) -> int:
     return next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
 
 
-def get_classifier() -> Classifier:
+T = TypeVar("T")
+
+
+async def run_cpu_bound(request: Request, function: Callable[..., T], *args: object) -> T:
+    """Run CPU-bound work where it costs least for the server that called us.
+
+    Under a server (uvicorn, `make serve`), in the thread pool: the event loop stays free, so
+    /health answers while images decode. Under Mangum (Lambda), inline: Lambda gives a process
+    one request at a time, so a thread hop would only add latency (docs/measurements.md).
+    """
+    if "aws.event" in request.scope:  # Mangum puts the Lambda event in the ASGI scope
+        return function(*args)
+    return await run_in_threadpool(function, *args)
+
+
+async def get_classifier(request: Request) -> Classifier:
     """The container's classifier; tests override this dependency (app.dependency_overrides)."""
-    return service.classifier()
+    return await run_cpu_bound(request, service.classifier)  # loads the model on first use
 
 
 CLASSIFIER = Depends(get_classifier)

@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from classifier import service
 from classifier.core import Classifier, ImageError, Prediction
@@ -25,6 +24,7 @@ from classifier.web.common import (
     media_type,
     read_body,
     read_files,
+    run_cpu_bound,
     telemetry,
     unsupported,
 )
@@ -160,8 +160,7 @@ async def predict(request: Request, classifier: Classifier = CLASSIFIER) -> Pred
     else:
         raise unsupported(media)
     start = time.perf_counter()
-    # CPU-bound: off the event loop, so /health answers while images decode (make serve).
-    prediction = await run_in_threadpool(_predict_one, classifier, data)
+    prediction = await run_cpu_bound(request, _predict_one, classifier, data)
     logger.info(
         "predicted",
         extra={
@@ -191,7 +190,7 @@ async def predict_batch(request: Request, classifier: Classifier = CLASSIFIER) -
             413, f"{len(files)} files sent; at most {MAX_BATCH_FILES} are accepted per batch"
         )
     _check_request_budget(classifier, [data for _, data in files])
-    return await run_in_threadpool(_classify_batch, classifier, files)
+    return await run_cpu_bound(request, _classify_batch, classifier, files)
 
 
 def _check_request_budget(classifier: Classifier, images: list[bytes]) -> None:
