@@ -145,6 +145,9 @@ STRIP = (
     "ai_edge_litert/*_pb2.py",
     "ai_edge_litert/schema_py_generated.py",
     "ai_edge_litert/tflite",
+    # pydantic 1's API, which nothing here uses: FastAPI imports it only to refuse pydantic 1
+    # models, and takes an ImportError to mean there are none
+    "pydantic/v1",
     # LiteRT's dependencies that its interpreter never imports
     "tqdm",
     "ml_dtypes",
