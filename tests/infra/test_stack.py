@@ -614,6 +614,8 @@ def test_each_bundle_runs_both_handlers_from_a_clean_folder_as_the_dev_environme
         "AWS_DEFAULT_REGION": "us-east-1",
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
+        # As in Lambda: the model loads at import (init) and metrics are written as EMF.
+        "AWS_LAMBDA_FUNCTION_NAME": "bundle",
     }
     bucket = f"drop-{target.replace('.', '')}"
     s3 = boto3.client(
@@ -650,7 +652,10 @@ def test_each_bundle_runs_both_handlers_from_a_clean_folder_as_the_dev_environme
         env=env,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    answer = json.loads(lines[-1])
+    metrics = [json.loads(line) for line in lines[:-1] if '"_aws"' in line]
+    assert {m["service"] for m in metrics} == {"cifar10-api", "cifar10-uploads"}, lines[:-1]
     assert answer["python"].startswith(version + ".")
     assert answer["runtime"].startswith(runtime.replace("_", "-"))
     assert answer["api"]["statusCode"] == 200, answer["api"]
