@@ -44,19 +44,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT), str(ROOT / "scripts")]
 MODEL = ROOT / "models" / "latest" / "manifest.json"
-COLD = """
-import json, sys, time
-start = time.perf_counter()
-from classifier.api import handler
-sys.path.insert(0, {scripts!r})
-from invoke import LocalContext
-event = json.load(open({event!r}))
-response = handler(event, LocalContext())
-elapsed = time.perf_counter() - start
-assert response["statusCode"] == 200, response
-print(elapsed)
-"""
-LAMBDA_COLD = """
+# From before the import of the handler to its first answer; argv: the code folder, the event.
+FIRST_ANSWER = """
 import json, sys, time
 start = time.perf_counter()
 sys.path[:0] = [sys.argv[1]]
@@ -155,7 +144,6 @@ def one_pass_ms(runtime: str, model_file: str, env: dict[str, str]) -> float | s
 
 def bundles(workdir: Path) -> dict[str, Path]:
     """Each target's bundle, built here as `cdk synth` builds it."""
-    sys.path.insert(0, str(ROOT / "infra"))
     from infra.components.bundling import TARGETS, install
 
     built = {}
@@ -179,7 +167,6 @@ def size_mb(folder: Path) -> float:
 
 def lambda_cold_ms(bundle: Path, event: Path, samples: int, *, bytecode: bool) -> float | str:
     """First answer from a clean copy of ``bundle``, run as Lambda runs it (read-only, no site)."""
-    sys.path.insert(0, str(ROOT / "infra"))
     from infra.components.bundling import DEFAULT_TARGET, TARGETS, find_python
 
     python = find_python(TARGETS[DEFAULT_TARGET].python)
@@ -192,7 +179,7 @@ def lambda_cold_ms(bundle: Path, event: Path, samples: int, *, bytecode: bool) -
             for cache in list(task_root.rglob("__pycache__")):
                 shutil.rmtree(cache)
         env = {"MODEL_URI": str(MODEL), "PATH": "/usr/bin:/bin", "HOME": tmp}
-        command = [python, "-B", "-S", "-E", "-c", LAMBDA_COLD, str(task_root), str(event)]
+        command = [python, "-B", "-S", "-E", "-c", FIRST_ANSWER, str(task_root), str(event)]
         return round(median_of(samples, command, env=env, cwd=tmp), 1)
 
 
@@ -256,10 +243,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     r["warm_p90_ms"] = round(times[int(0.9 * (len(times) - 1))], 2)
     r["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
-    cold_code = COLD.format(scripts=str(ROOT / "scripts"), event=str(args.event))
-    r["cold_in_process_ms"] = round(
-        median_of(args.cold, [sys.executable, "-c", cold_code], env=env), 1
-    )
+    first_answer = [sys.executable, "-c", FIRST_ANSWER, str(ROOT / "functions"), str(args.event)]
+    r["cold_in_process_ms"] = round(median_of(args.cold, first_answer, env=env), 1)
     reports_code = REPORTS_WAY.format(model=model_file, image=str(ROOT / "imgs" / "cat.png"))
     r["reports_way_cold_ms"] = round(
         median_of(

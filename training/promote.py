@@ -263,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollback", action="store_true", help="return to the previous model")
     parser.add_argument("--bucket", help="s3://bucket or a folder (default: the stack's bucket)")
     parser.add_argument("--data", help="a data set as for training; its test split is the gate's")
-    parser.add_argument("--limit", type=int, help="gate on the first N held-out images only")
+    parser.add_argument(
+        "--limit", type=int, help="gate on a fixed random sample of N held-out images only"
+    )
     parser.add_argument(
         "--tolerance",
         type=float,
@@ -276,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.version) == args.rollback:
         parser.error("give a VERSION to promote, or --rollback")
     destination = args.bucket or f"s3://{stack_output(args.stack, 'ModelBucket')}"
-    if destination.startswith("s3://") is False and not Path(destination).is_dir():
+    if not destination.startswith("s3://") and not Path(destination).is_dir():
         parser.error(f"--bucket {destination}: not s3://... and not a folder")
     previous = current_version(Destination(destination))
     try:

@@ -117,9 +117,8 @@ class Destination:
 
 def publish(run_dir: Path, destination: str, *, verify: bool = True) -> list[str]:
     """Copy a verified run to ``destination``; returns the keys or paths written, in order."""
-    written = publish_candidate(run_dir, destination, verify=verify)
-    version = json.loads((run_dir / mf.MANIFEST_NAME).read_text())["model_version"]
-    written.append(point_latest(destination, version))  # last
+    written, raw = _copy_run(run_dir, destination, verify=verify)
+    written.append(_write_latest(destination, raw))  # last
     return written
 
 
@@ -128,14 +127,18 @@ def publish_candidate(run_dir: Path, destination: str, *, verify: bool = True) -
 
     What the cloud training job writes; ``training.promote`` later gates it and moves latest.
     """
+    return _copy_run(run_dir, destination, verify=verify)[0]
+
+
+def _copy_run(run_dir: Path, destination: str, *, verify: bool) -> tuple[list[str], bytes]:
+    """Write ``models/<version>/`` and check the copy; the keys written and its manifest."""
     files = published_files(run_dir)
     version = json.loads((run_dir / mf.MANIFEST_NAME).read_text())["model_version"]
     if verify:
         verify_in_serving_process(run_dir / mf.MANIFEST_NAME)
     target = Destination(destination)
     written = [target.write(f"models/{version}/{p.name}", p.read_bytes()) for p in files]
-    check_copy(destination, version)
-    return written
+    return written, check_copy(destination, version)
 
 
 def point_latest(destination: str, version: str) -> str:
@@ -144,9 +147,13 @@ def point_latest(destination: str, version: str) -> str:
     Reads back what readers of latest will get (manifest and model) and verifies it; only then
     writes the latest manifest. Returns the key or path written.
     """
-    raw = check_copy(destination, version)
-    latest = json.dumps(mf.latest_manifest(json.loads(raw)), indent=2).encode() + b"\n"
-    return Destination(destination).write(f"models/{mf.LATEST}/{mf.MANIFEST_NAME}", latest)
+    return _write_latest(destination, check_copy(destination, version))
+
+
+def _write_latest(destination: str, checked_manifest: bytes) -> str:
+    """Write the latest manifest for a copy that :func:`check_copy` has just checked."""
+    latest = json.dumps(mf.latest_manifest(json.loads(checked_manifest)), indent=2).encode()
+    return Destination(destination).write(f"models/{mf.LATEST}/{mf.MANIFEST_NAME}", latest + b"\n")
 
 
 def check_copy(destination: str, version: str) -> bytes:
