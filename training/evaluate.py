@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from classifier.core import softmax
 from classifier.manifest import Manifest, resolve
 from classifier.runtime import load_classifier
+
+from training import calibration as cal
 
 
 def evaluate(
@@ -29,16 +32,21 @@ def evaluate(
     *,
     details: bool = False,
     runtime: str | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    confident_accuracy: float = 0.975,
 ) -> dict[str, Any]:
-    """Accuracy of the model behind ``manifest_path`` on uint8 images ``x`` with labels ``y``."""
+    """Accuracy of the model behind ``manifest_path`` on uint8 images ``x`` with labels ``y``;
+    with ``validation`` images and labels, also fit its temperature and doubt threshold there
+    and report calibration and coverage on ``x``."""
     if "tensorflow" in sys.modules:
         raise RuntimeError("evaluate int8 models in a process without TensorFlow")
     manifest = Manifest.from_bytes(manifest_path.read_bytes())
     model = Path(resolve(str(manifest_path), manifest.model_path)).read_bytes()
     classifier = load_classifier(model, manifest, runtime=runtime)
     start = time.perf_counter()
-    predictions = classifier.predict_arrays(x).argmax(axis=1)
+    probabilities = classifier.predict_arrays(x)
     seconds = time.perf_counter() - start
+    predictions = probabilities.argmax(axis=1)
     names = manifest.class_names
     confusion = np.zeros((len(names), len(names)), np.int64)
     np.add.at(confusion, (y, predictions), 1)
@@ -54,10 +62,50 @@ def evaluate(
         "per_class": per_class,
         "images_per_second": round(len(y) / seconds, 1),
     }
+    if validation is not None:
+        result["calibration"] = calibrate(classifier, x, y, validation, confident_accuracy)
+    else:
+        result["ece"] = cal.reliability(probabilities, y)["ece"]
+        result["coverage"] = cal.coverage(probabilities, y, classifier.inference.unsure_below)
     if details:
         result["confusion"] = confusion.tolist()
         result["predictions"] = predictions.tolist()
     return result
+
+
+def calibrate(
+    classifier: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray],
+    target: float,
+) -> dict[str, Any]:
+    """Temperature and doubt threshold from the validation outputs as served; their effect on
+    the test outputs (ECE before and after, coverage, the curves for the plots)."""
+    kind = classifier.inference.outputs
+    x_val, y_val = validation
+    val_logits = cal.as_logits(classifier.predict_outputs(x_val), kind)
+    temperature = cal.fit_temperature(val_logits, y_val)
+    threshold = cal.doubt_threshold(softmax(val_logits, temperature), y_val, target)
+    test_logits = cal.as_logits(classifier.predict_outputs(x), kind)
+    before, after = softmax(test_logits), softmax(test_logits, temperature)
+    return {
+        "temperature": temperature,
+        "unsure_below": threshold,
+        "target_confident_accuracy": target,
+        "validation": {
+            "ece_before": cal.reliability(softmax(val_logits), y_val)["ece"],
+            "ece_after": cal.reliability(softmax(val_logits, temperature), y_val)["ece"],
+            **cal.coverage(softmax(val_logits, temperature), y_val, threshold),
+        },
+        "test": {
+            "accuracy": round(float((after.argmax(1) == y).mean()), 4),
+            "before": cal.reliability(before, y),
+            "after": cal.reliability(after, y),
+            **cal.coverage(after, y, threshold),
+            "risk_coverage": cal.risk_coverage(after, y),
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -71,6 +119,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--limit", type=int, help="a fixed random sample of N test images (seed 0), not all"
     )
     parser.add_argument("--details", action="store_true", help="include predictions, confusion")
+    parser.add_argument(
+        "--calibrate-on",
+        type=Path,
+        help="an .npz of validation images: fit the temperature and doubt threshold on it",
+    )
+    parser.add_argument(
+        "--confident-accuracy", type=float, default=0.975, help="the doubt threshold's target"
+    )
     parser.add_argument(
         "--runtime",
         choices=("ai-edge-litert", "tflite-runtime"),
@@ -91,7 +147,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # The folder lists class by class: a random sample, the same for every model compared.
         chosen = np.sort(np.random.default_rng(0).permutation(len(y))[: args.limit])
         x, y = x[chosen], y[chosen]
-    result = evaluate(args.manifest, x, y, details=args.details, runtime=args.runtime)
+    validation = None
+    if args.calibrate_on:
+        with np.load(args.calibrate_on) as z:
+            validation = z["x"], z["y"]
+    result = evaluate(
+        args.manifest,
+        x,
+        y,
+        details=args.details,
+        runtime=args.runtime,
+        validation=validation,
+        confident_accuracy=args.confident_accuracy,
+    )
     result["data_fingerprint"] = fingerprint
     if args.json:
         args.json.write_text(json.dumps(result) + "\n")

@@ -105,3 +105,45 @@ def augmentations(
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def reliability(calibration: dict[str, Any], path: Path) -> None:
+    """Reliability diagram on the test split: accuracy per confidence bin, before and after the
+    temperature, against the diagonal a calibrated model follows."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    test = calibration["test"]
+    for key, label in (("before", "as trained"), ("after", f"temperature {calibration['temperature']:g}")):
+        rows = [r for r in test[key]["bins"] if r["count"]]
+        ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o",
+                label=f"{label} (ECE {test[key]['ece']:.1%})")
+    ax.set_xlabel("confidence shown")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability on the test split (15 bins)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def risk_coverage(calibration: dict[str, Any], path: Path) -> None:
+    """Accuracy of the answers kept against the share kept, most confident first; the doubt
+    threshold chosen on validation marked."""
+    test = calibration["test"]
+    curve = np.asarray(test["risk_coverage"])
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot(curve[:, 0], curve[:, 1], label="test split")
+    ax.axhline(calibration["target_confident_accuracy"], color="grey", linestyle=":",
+               label=f"target {calibration['target_confident_accuracy']:.1%}")
+    ax.plot([test["coverage"]], [test["confident_accuracy"]], "o", color="C3",
+            label=f"threshold {calibration['unsure_below']:.2f}: {test['coverage']:.1%} sure, "
+            f"{test['confident_accuracy']:.2%} right")
+    ax.set_xlabel("share of answers not flagged unsure (coverage)")
+    ax.set_ylabel("accuracy of those answers")
+    ax.set_ylim(max(0.5, float(curve[:, 1].min()) - 0.01), 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,6 +1,6 @@
 """Train a CIFAR-10 CNN, quantise it to int8 TFLite, evaluate it, plot it and publish it.
 
-    python -m training.train --data ../shared/datasets/cifar10-jpeg [--recipe fast|report]
+    python -m training.train --data ../shared/datasets/cifar10-jpeg [--recipe default|report]
                              [--out runs/] [--upload s3://bucket/prefix | ./models]
 
 Stages, in order: Prepare -> Build -> Train -> Quantise -> Evaluate -> Publish. Each prints one
@@ -9,20 +9,21 @@ summary line; the run folder collects the model files, manifest.json, metrics.js
 The int8 model is evaluated by ``training.evaluate`` in a separate process, with the serving
 code's preprocessing and TFLite runtime: tflite-runtime cannot run in a process that has
 imported TensorFlow, and this way the number we report is the number the Lambdas would give.
+The same process fits the temperature and the doubt threshold on the validation images.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,56 +31,83 @@ from typing import Any
 
 import numpy as np
 from classifier import manifest as mf
-from classifier.core import Quantization, sha256_hex
+from classifier.core import TTA_VIEWS, Quantization, combine_views, sha256_hex, tta_views
 
 from training import data as cifar
 from training import plots
 from training.publish import in_serving_process, publish
+from training.tensorflow_quiet import import_tensorflow, native_output_captured
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------------------------
-# Hyper-parameters. Two recipes: the original report's, and our default ("fast").
+# Hyper-parameters. Two recipes: ours ("default", airbench94's techniques) and the report's.
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Recipe:
     name: str
     description: str
-    architecture: str  # "whitened-vgg" (ours) or "report-cnn"
-    widths: tuple[int, ...] = (64, 128, 192)  # channels per stage (whitened-vgg)
-    epochs: int = 36  # passes over the training images
-    batch_size: int = 256  # images per step
-    optimizer: str = "sgd"  # "sgd" (Nesterov, one-cycle) or "adam"
-    learning_rate: float = 0.2  # peak learning rate
-    warmup_fraction: float = 0.2  # share of steps spent warming up to the peak
-    momentum: float = 0.9
-    weight_decay: float = 5e-3  # decoupled, multiplied by the learning rate each step
+    architecture: str  # "airbench" (ours) or "report-cnn"
+    widths: tuple[int, ...] = (64, 256, 256)  # channels of the three blocks (two convs each)
+    activation: str = "gelu"
+    epochs: int = 10  # passes over the training images
+    batch_size: int = 1024  # images per step
+    precision: str = "auto"  # "float32", "mixed_bfloat16", or "auto" (bf16 where the CPU has it)
+    optimizer: str = "sgd"  # "sgd" (Nesterov, airbench's parametrisation) or "adam"
+    # SGD in airbench's parametrisation: learning rate and weight decay per 1,024 examples,
+    # decoupled from the momentum (changing one does not retune the others).
+    learning_rate: float = 11.5
+    momentum: float = 0.85
+    weight_decay: float = 0.0153
+    bias_lr_scale: float = 64.0  # BatchNorm biases learn this much faster (not decayed faster)
+    warmup_fraction: float = 0.23  # share of steps rising linearly from lr_start to the peak
+    lr_start: float = 0.2  # as a fraction of the peak
+    lr_end: float = 0.07  # as a fraction of the peak, reached linearly at the last step
     label_smoothing: float = 0.2
-    augment: str = "flip-translate"  # "flip-translate" or "rotate-zoom-flip"
-    translate_px: int = 2  # max shift (reflect padding) for flip-translate
-    validation_fraction: float = 0.1  # of the training images, held out for curves and safety
-    early_stopping_patience: int | None = None  # None: never stop, but restore the best epoch
-    dropout: float = 0.0
+    # Lookahead: every `lookahead_every` steps the weights move to an exponential average of
+    # themselves, with a decay rising as lookahead_decay * (step / total) ** lookahead_power.
+    lookahead_every: int = 5  # 0: off
+    lookahead_decay: float = 0.95**5
+    lookahead_power: float = 3.0
+    batchnorm_momentum: float = 0.6  # fast: the statistics follow the lookahead's jumps
+    batchnorm_epsilon: float = 1e-12
+    logit_scale: float = 1 / 9  # the head's output is multiplied by this
+    whiten_size: int = 2  # first layer: frozen 2x2 PCA-whitening filters (+ and - each)
+    whiten_epsilon: float = 5e-4  # added to the patch covariance's eigenvalues
+    whiten_sample: int = 5000  # training images the whitening filters are computed from
+    whiten_bias_epochs: int = 3  # its bias trains this many epochs, then is frozen
+    dirac_init: bool = True  # convolutions start as identity on their first input channels
+    flip: str = "alternating"  # "alternating" (each image flipped every other epoch), "random"
+    translate_px: int = 2  # max random shift (reflect padding)
+    photo_fraction: float = 0.0  # share of images shown as a photo would reach the model
+    augment: str = "flip-translate"  # "flip-translate" or "rotate-zoom-flip" (report)
+    dense_units: int = 128  # report-cnn's hidden layer
+    head_dropout: float = 0.5  # report-cnn's dropout before the output
+    dropout: float = 0.0  # report-cnn's dropout after each block
+    validation_fraction: float = 0.1  # of the training images, held out for choices
+    early_stopping_patience: int | None = None  # None: train every epoch, keep the last
     time_budget_minutes: float | None = None  # stop training after this much wall time
     calibration_images: int = 500  # training images used to calibrate int8 ranges
-    # Average the predictions for the image and its mirror image: "on", "off", or "auto" (only
-    # if that raises validation accuracy). Costs a second pass per image at inference.
-    tta_flip: str = "auto"
+    # Test-time views averaged at inference ("none", "mirror", "mirror-translate": six views
+    # in one batched invoke) or "auto": the most views that do not lower validation accuracy.
+    tta: str = "auto"
+    confident_accuracy: float = 0.975  # the doubt threshold keeps this accuracy on validation
     seed: int = 0
 
 
 RECIPES = {
-    "fast": Recipe(
-        name="fast",
+    "default": Recipe(
+        name="default",
         description=(
-            "VGG-style net with BatchNorm and a fixed PCA-whitened 2x2 first layer (as in Keller "
-            "Jordan's airbench), flip + 2 px translate, label smoothing 0.2, Nesterov SGD with a "
-            "warm-up then cosine one-cycle schedule for a fixed budget; 10% of train held out for "
-            "validation, best validation epoch restored; the exported model averages each image "
-            "with its mirror image when that raises validation accuracy."
+            "airbench94's techniques in Keras (Keller Jordan): frozen 2x2 PCA-whitening first "
+            "layer, three blocks of two GELU convolutions (64/256/256) with dirac init and fast "
+            "BatchNorm without scale, logits scaled by 1/9; Nesterov SGD in decoupled per-1024 "
+            "units with 64x learning rate on BatchNorm biases, lookahead; label smoothing 0.2, "
+            "alternating flip and 2 px translation; six test-time views; 10% held out for "
+            "validation, temperature and doubt threshold fitted on it."
         ),
-        architecture="whitened-vgg",
+        architecture="airbench",
     ),
     "report": Recipe(
         name="report",
@@ -90,17 +118,21 @@ RECIPES = {
         ),
         architecture="report-cnn",
         widths=(32, 64, 128),
+        activation="relu",
         epochs=51,
         batch_size=64,
+        precision="float32",
         optimizer="adam",
         learning_rate=1e-3,
         weight_decay=0.0,
         label_smoothing=0.0,
+        lookahead_every=0,
         augment="rotate-zoom-flip",
+        flip="random",
         validation_fraction=0.2,
         early_stopping_patience=10,
         dropout=0.25,
-        tta_flip="off",
+        tta="none",
     ),
 }
 
@@ -109,63 +141,11 @@ def log(stage: str, message: str) -> None:
     print(f"[{stage:>8}] {message}", flush=True)
 
 
-@contextlib.contextmanager
-def native_output_captured() -> Iterator[None]:
-    """Hold what native code writes to stdout/stderr (file descriptors 1 and 2) meanwhile; show
-    it only if the block fails. TensorFlow's importers and converter print banners there."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 1)
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
-def quiet_tensorflow() -> None:
-    """Keep TensorFlow's start-up noise off the screen; what matters still raises.
-
-    TF_CPP_MIN_LOG_LEVEL=3 (unless set) hides the C++ log: on a CPU machine its lines are
-    "failed call to cuInit: CUDA error" (no GPU, as expected), oneDNN and absl notices. A C++
-    failure that matters surfaces as a Python exception anyway. Two Python warnings are silenced
-    by message because they do not apply here: the converter's missing input statistics (the
-    int8 input range comes from the representative images) and tf.lite.Interpreter's deprecation
-    (used only to read tensor details here; serving uses LiteRT).
-    """
-    import warnings
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-    warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
-    try:
-        from absl import logging as absl_logging
-
-        absl_logging.set_verbosity(absl_logging.ERROR)
-    except ImportError:  # pragma: no cover - absl comes with TensorFlow
-        pass
-
-
 # --------------------------------------------------------------------------------------------
-# Prepare
+# Prepare: the whitening filters and the training images' augmentation (NumPy, per epoch)
 # --------------------------------------------------------------------------------------------
-def whitening_kernel(x: np.ndarray, size: int = 2, eps: float = 5e-4) -> np.ndarray:
-    """2x2 PCA-whitening filters (+ and - of each eigenvector) from normalised image patches."""
+def whitening_kernel(x: np.ndarray, size: int, eps: float) -> np.ndarray:
+    """size x size PCA-whitening filters (+ and - of each eigenvector) from normalised patches."""
     height, width = x.shape[1] - size + 1, x.shape[2] - size + 1
     # Every size x size patch, flattened in Keras's kernel order (dy, dx, channel).
     shifted = [
@@ -175,182 +155,419 @@ def whitening_kernel(x: np.ndarray, size: int = 2, eps: float = 5e-4) -> np.ndar
     cov = np.cov(patches, rowvar=False)
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
     filters = eigenvectors / np.sqrt(eigenvalues + eps)  # columns are whitening filters
-    filters = np.concatenate([filters, -filters], axis=1)  # keep both signs through the ReLU
+    filters = np.concatenate([filters, -filters], axis=1)  # keep both signs through the GELU
     return filters.reshape(size, size, x.shape[-1], -1).astype(np.float32)
+
+
+def _as_photo(args: tuple[np.ndarray, int]) -> np.ndarray:
+    """One image as a photo reaches the model: enlarged, JPEG-compressed, then brought back to
+    the input size by the serving code's own decoding and reduction."""
+    import io
+
+    from classifier.core import image_to_array
+    from PIL import Image
+
+    image, seed = args
+    rng = np.random.default_rng(seed)
+    side = int(rng.choice((64, 96, 128, 224, 320)))
+    big = Image.fromarray(image).resize((side, side), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    big.save(buffer, format="JPEG", quality=int(rng.integers(60, 96)))
+    return image_to_array(buffer.getvalue(), size=image.shape[0])
+
+
+def photo_versions(x: np.ndarray, seed: int) -> np.ndarray:
+    """Every training image once as a photo would arrive (computed once, in parallel)."""
+    jobs = [(image, seed * 1_000_003 + i) for i, image in enumerate(x)]
+    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+        return np.stack(list(pool.map(_as_photo, jobs, chunksize=500)))
+
+
+class Augmenter:
+    """The training images of one epoch: flipped (alternating or random), translated, and, for
+    a share of them, their photo version. uint8 in, uint8 out; NumPy only, so it is cheap."""
+
+    def __init__(self, recipe: Recipe, x: np.ndarray, photos: np.ndarray | None) -> None:
+        self.recipe, self.x, self.photos = recipe, x, photos
+        self.rng = np.random.default_rng(recipe.seed)
+        # Alternating flip: a random half starts mirrored, then every image flips each epoch.
+        self.first_flip = self.rng.random(len(x)) < 0.5
+
+    def epoch(self, epoch: int) -> np.ndarray:
+        recipe, rng = self.recipe, self.rng
+        images = self.x
+        if self.photos is not None and recipe.photo_fraction > 0:
+            use = rng.random(len(images)) < recipe.photo_fraction
+            images = np.where(use[:, None, None, None], self.photos, images)
+        if recipe.flip == "alternating":
+            flip = self.first_flip ^ bool(epoch % 2)
+        elif recipe.flip == "random":
+            flip = rng.random(len(images)) < 0.5
+        else:
+            flip = np.zeros(len(images), bool)
+        images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
+        return translate(images, recipe.translate_px, rng)
+
+
+def translate(images: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """Each image shifted by up to ``pad`` pixels each way (reflect padding)."""
+    if pad <= 0:
+        return images
+    size = images.shape[1]
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    shifts = rng.integers(0, 2 * pad + 1, size=(len(images), 2))
+    out = np.empty_like(images)
+    for dy in range(2 * pad + 1):  # one slice per shift: (2 pad + 1)^2 vectorised copies
+        for dx in range(2 * pad + 1):
+            chosen = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
+            out[chosen] = padded[chosen, dy : dy + size, dx : dx + size]
+    return out
 
 
 # --------------------------------------------------------------------------------------------
 # Build
 # --------------------------------------------------------------------------------------------
+def choose_precision(recipe: Recipe) -> str:
+    """bfloat16 where the CPU has AMX (twice float32's images/s there); with AVX-512 BF16 alone
+    it was no faster than float32, and elsewhere it is emulated and slower
+    (docs/measurements.md)."""
+    if recipe.precision != "auto":
+        return recipe.precision
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "float32"
+    return "mixed_bfloat16" if "amx_bf16" in flags else "float32"
+
+
+def custom_layers() -> dict[str, Any]:
+    """The airbench net's two small layers, registered so model.keras loads anywhere."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="classifier")
+    class ScaledBias(keras.layers.Layer):
+        """A per-channel bias stored divided by ``scale``: plain SGD then moves it ``scale**2``
+        times faster than other weights (airbench's higher learning rate for BatchNorm biases)
+        with one optimizer, and weight decay shrinks it at the same rate as the rest."""
+
+        def __init__(self, scale: float = 1.0, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.scale = scale
+
+        def build(self, input_shape: Any) -> None:
+            self.bias = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="bias")
+
+        def call(self, x: Any) -> Any:
+            return x + keras.ops.cast(self.bias * self.scale, x.dtype)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "scale": self.scale}
+
+    @keras.saving.register_keras_serializable(package="classifier")
+    class GatedBias(keras.layers.Layer):
+        """A bias whose gradient is cut once ``open`` is set to 0 (the whitening layer's bias
+        trains for the first epochs only, without recompiling the model)."""
+
+        def build(self, input_shape: Any) -> None:
+            self.bias = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="bias")
+            self.open = self.add_weight(
+                shape=(), initializer="ones", trainable=False, name="open"
+            )
+
+        def call(self, x: Any) -> Any:
+            gate = keras.ops.cast(self.open, self.bias.dtype)
+            bias = gate * self.bias + (1 - gate) * keras.ops.stop_gradient(self.bias)
+            return x + keras.ops.cast(bias, x.dtype)
+
+    return {"ScaledBias": ScaledBias, "GatedBias": GatedBias}
+
+
 def build_model(recipe: Recipe, x_train: np.ndarray, n_classes: int) -> Any:
-    """The Keras model; it takes RGB pixels in 0..255 and normalises them itself."""
+    """The Keras model: RGB pixels in 0..255 in (it normalises them itself), logits out."""
     import keras
     from keras import layers
 
     mean = x_train.reshape(-1, 3).mean(axis=0)
     var = x_train.reshape(-1, 3).var(axis=0)
-    inputs = keras.Input((32, 32, 3), name="pixels")
+    inputs = keras.Input(x_train.shape[1:], name="pixels")
     x = layers.Normalization(mean=mean, variance=var, name="normalise")(inputs)
-
     if recipe.architecture == "report-cnn":
-        for width in recipe.widths:
-            x = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
-            x = layers.MaxPooling2D()(x)
-            x = layers.Dropout(recipe.dropout)(x)
-        x = layers.Flatten()(x)
-        x = layers.Dense(128, activation="relu")(x)
-        x = layers.Dropout(0.5)(x)
-        outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
-        return keras.Model(inputs, outputs, name="report_cnn")
+        return report_cnn(recipe, inputs, x, n_classes)
 
-    def conv_bn_relu(x: Any, width: int) -> Any:
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=0.9)(x)
-        return layers.ReLU()(x)
-
-    sample = x_train[
-        np.random.default_rng(recipe.seed).choice(
-            len(x_train), min(5000, len(x_train)), replace=False
-        )
-    ]
-    kernel = whitening_kernel((sample - mean) / np.sqrt(var))
+    extra = custom_layers()
+    rng = np.random.default_rng(recipe.seed)
+    sample = x_train[rng.choice(len(x_train), min(recipe.whiten_sample, len(x_train)), False)]
+    kernel = whitening_kernel((sample - mean) / np.sqrt(var), recipe.whiten_size, recipe.whiten_epsilon)
     whiten = layers.Conv2D(
-        kernel.shape[-1], 2, padding="same", use_bias=False, trainable=False, name="whiten"
+        kernel.shape[-1], recipe.whiten_size, use_bias=False, trainable=False, name="whiten"
     )
-    x = whiten(x)
-    whiten.set_weights([kernel])
-    x = layers.BatchNormalization(momentum=0.9)(x)
-    x = layers.ReLU()(x)
+    x = extra["GatedBias"](name="whiten_bias")(whiten(x))
+    x = layers.Activation(recipe.activation)(x)
+    sqrt_bias_scale = math.sqrt(recipe.bias_lr_scale)
+
+    def conv_norm(x: Any, width: int, pool: bool) -> Any:
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+        if pool:
+            x = layers.MaxPooling2D()(x)
+        x = layers.BatchNormalization(
+            momentum=recipe.batchnorm_momentum,
+            epsilon=recipe.batchnorm_epsilon,
+            center=False,
+            scale=False,
+        )(x)
+        x = extra["ScaledBias"](sqrt_bias_scale)(x)
+        return layers.Activation(recipe.activation)(x)
+
     for width in recipe.widths:
-        x = conv_bn_relu(x, width)
-        x = layers.MaxPooling2D()(x)
-        x = conv_bn_relu(x, width)
+        x = conv_norm(x, width, pool=True)
+        x = conv_norm(x, width, pool=False)
     x = layers.GlobalMaxPooling2D()(x)
-    if recipe.dropout:
+    x = layers.Dense(n_classes, use_bias=False, name="head")(x)
+    outputs = layers.Rescaling(recipe.logit_scale, name="logits", dtype="float32")(x)
+    model = keras.Model(inputs, outputs, name="airbench")
+    whiten.set_weights([kernel])
+    initialise(model, recipe)
+    return model
+
+
+def initialise(model: Any, recipe: Recipe) -> None:
+    """PyTorch's default initialisation (uniform within 1/sqrt(fan-in)), which airbench's
+    learning rates were tuned with; convolutions start as identity on their first inputs."""
+    rng = np.random.default_rng(recipe.seed)
+    for layer in model.layers:
+        if layer.name == "whiten" or layer.__class__.__name__ not in ("Conv2D", "Dense"):
+            continue
+        kernel = layer.get_weights()[0]
+        fan_in = int(np.prod(kernel.shape[:-1]))
+        bound = 1 / math.sqrt(fan_in)
+        kernel = rng.uniform(-bound, bound, kernel.shape).astype(np.float32)
+        if recipe.dirac_init and kernel.ndim == 4:
+            k, c_in, c_out = kernel.shape[0], kernel.shape[2], kernel.shape[3]
+            n = min(c_in, c_out)
+            kernel[:, :, :, :n] = 0
+            kernel[k // 2, k // 2, np.arange(n), np.arange(n)] = 1
+        layer.set_weights([kernel])
+
+
+def report_cnn(recipe: Recipe, inputs: Any, x: Any, n_classes: int) -> Any:
+    """The original report's network (it ends in a softmax)."""
+    import keras
+    from keras import layers
+
+    for width in recipe.widths:
+        x = layers.Conv2D(width, 3, padding="same", activation=recipe.activation)(x)
+        x = layers.MaxPooling2D()(x)
         x = layers.Dropout(recipe.dropout)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(recipe.dense_units, activation=recipe.activation)(x)
+    x = layers.Dropout(recipe.head_dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="whitened_vgg")
+    return keras.Model(inputs, outputs, name="report_cnn")
+
+
+def outputs_logits(model: Any) -> bool:
+    return bool(model.layers[-1].name == "logits")
 
 
 def compile_model(model: Any, recipe: Recipe, steps_per_epoch: int) -> None:
     import keras
 
     if recipe.optimizer == "adam":
-        optimizer: Any = keras.optimizers.Adam(recipe.learning_rate)
+        optimizer: Any = keras.optimizers.Adam(learning_rate=recipe.learning_rate)
     else:
-        total = recipe.epochs * steps_per_epoch
-        warmup = int(total * recipe.warmup_fraction)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=recipe.learning_rate / 10,
-            decay_steps=max(1, total - warmup),
-            warmup_target=recipe.learning_rate,
-            warmup_steps=warmup,
-        )
+        # airbench's units to Keras's: a mean (not summed) loss and decoupled weight decay.
+        # Nesterov steps are (1 + 1/(1 - momentum)) times the gradient in the long run.
+        kilostep = 1024 * (1 + 1 / (1 - recipe.momentum))
+        peak = recipe.learning_rate * recipe.batch_size / kilostep
         optimizer = keras.optimizers.SGD(
-            schedule,
+            learning_rate=LinearWarmupDown(
+                peak, recipe.epochs * steps_per_epoch, recipe.warmup_fraction,
+                recipe.lr_start, recipe.lr_end,
+            ),
             momentum=recipe.momentum,
             nesterov=True,
-            weight_decay=recipe.weight_decay or None,
+            weight_decay=recipe.weight_decay * kilostep / (1024 * recipe.learning_rate),
         )
-        # Decay the convolution and dense kernels only, not BatchNorm's scale and shift.
-        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    logits = outputs_logits(model)
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=logits, label_smoothing=recipe.label_smoothing
+        ),
         metrics=["accuracy"],
     )
+
+
+def LinearWarmupDown(  # noqa: N802 - a schedule object, named like one
+    peak: float, total: int, warmup: float, start: float, end: float
+) -> Any:
+    """Linear from start*peak to peak over the warm-up, then linear down to end*peak."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="classifier")
+    class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step: Any) -> Any:
+            ops = keras.ops
+            step = ops.cast(step, "float32")
+            up = max(1, int(total * warmup))
+            rise = start + (1 - start) * step / up
+            fall = 1 - (1 - end) * (step - up) / max(1, total - up)
+            return peak * ops.where(step < up, rise, ops.maximum(fall, end))
+
+        def get_config(self) -> dict[str, Any]:
+            return {}
+
+    return Schedule()
 
 
 # --------------------------------------------------------------------------------------------
 # Train
 # --------------------------------------------------------------------------------------------
-def make_augmenter(recipe: Recipe) -> Any:
-    """A function of a batch of float images, used only while training."""
+def batches(recipe: Recipe, x: np.ndarray, y: np.ndarray, photos: np.ndarray | None) -> Any:
+    """The training batches: each epoch's augmented images in a fresh random order."""
     import keras
-    import tensorflow as tf
 
-    if recipe.augment == "rotate-zoom-flip":
-        layers = keras.Sequential(
-            [
-                keras.layers.RandomRotation(0.1, fill_mode="reflect"),
-                keras.layers.RandomZoom(0.1, fill_mode="reflect"),
-                keras.layers.RandomFlip("horizontal"),
-            ],
-            name="augment",
-        )
-        return lambda images: layers(images, training=True)
-
-    pad = recipe.translate_px
-
-    def flip_translate(images: Any) -> Any:
-        images = tf.image.random_flip_left_right(images)
-        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-        return tf.map_fn(
-            lambda im: tf.image.random_crop(im, (32, 32, 3)), padded, fn_output_signature=tf.float32
-        )
-
-    return flip_translate
-
-
-def make_datasets(
-    recipe: Recipe, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
-) -> tuple[Any, Any]:
-    import tensorflow as tf
-
-    augment = make_augmenter(recipe)
     n_classes = int(y.max()) + 1
-    one_hot = np.eye(n_classes, dtype=np.float32)  # labels one-hot, as in the report
-    train = (
+    one_hot = np.eye(n_classes, dtype=np.float32)[y]
+    augmenter = Augmenter(recipe, x, photos)
+
+    class EpochBatches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+            self.on_epoch_end()
+
+        def __len__(self) -> int:
+            return -(-len(x) // recipe.batch_size)
+
+        def on_epoch_end(self) -> None:
+            self.images = augmenter.epoch(self.epoch)
+            self.order = augmenter.rng.permutation(len(x))
+            self.epoch += 1
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+            chosen = self.order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
+            return self.images[chosen].astype(np.float32), one_hot[chosen]
+
+    return EpochBatches()
+
+
+def report_augmenter() -> Any:
+    """The report's rotation, zoom and flip (Keras layers), for its recipe and its plot."""
+    import keras
+
+    layers = keras.Sequential(
+        [
+            keras.layers.RandomRotation(0.1, fill_mode="reflect"),
+            keras.layers.RandomZoom(0.1, fill_mode="reflect"),
+            keras.layers.RandomFlip("horizontal"),
+        ],
+        name="augment",
+    )
+    return lambda images: layers(images, training=True)
+
+
+def report_batches(recipe: Recipe, x: np.ndarray, y: np.ndarray) -> Any:
+    import tensorflow as tf
+
+    augment = report_augmenter()
+    one_hot = np.eye(int(y.max()) + 1, dtype=np.float32)
+    return (
         tf.data.Dataset.from_tensor_slices((x, one_hot[y]))
         .shuffle(len(x), seed=recipe.seed, reshuffle_each_iteration=True)
         .batch(recipe.batch_size)
         .map(lambda a, b: (augment(tf.cast(a, tf.float32)), b), num_parallel_calls=2)
         .prefetch(2)
     )
-    val = (
-        tf.data.Dataset.from_tensor_slices((x_val.astype(np.float32), one_hot[y_val]))
-        .batch(512)
-        .cache()
-    )
-    return train, val
+
+
+def lookahead(recipe: Recipe, total_steps: int) -> Any:
+    """Every few steps, the weights (and BatchNorm statistics) move to their running average."""
+    import keras
+
+    class Lookahead(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.step = int(self.model.optimizer.iterations.numpy())  # resumed runs
+            self.tracked = [w for w in self.model.weights if not w.path.endswith("/open")]
+            self.average = [np.array(w.numpy()) for w in self.tracked]
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.step += 1
+            if self.step % recipe.lookahead_every and self.step < total_steps:
+                return
+            fraction = min(1.0, self.step / total_steps)
+            decay = 1.0 if self.step >= total_steps else (
+                recipe.lookahead_decay * fraction**recipe.lookahead_power
+            )
+            for w, avg in zip(self.tracked, self.average):
+                avg *= decay
+                avg += (1 - decay) * w.numpy()
+                w.assign(avg)
+
+    return Lookahead()
+
+
+def freeze_whiten_bias(recipe: Recipe) -> Any:
+    import keras
+
+    class FreezeWhitenBias(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            gate = self.model.get_layer("whiten_bias").open
+            gate.assign(1.0 if epoch < recipe.whiten_bias_epochs else 0.0)
+
+    return FreezeWhitenBias()
 
 
 def time_budget(minutes: float) -> Any:
     """A callback that stops training once ``minutes`` of wall time are spent (equal-time runs)."""
     import keras
 
-    started: list[float] = []
+    class TimeBudget(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.started = time.monotonic()
 
-    def begin(logs: Any = None) -> None:
-        started.append(time.monotonic())
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if time.monotonic() - self.started > minutes * 60:
+                print(f"time budget of {minutes:g} min spent after epoch {epoch + 1}")
+                self.model.stop_training = True
 
-    def check(epoch: int, logs: Any = None) -> None:
-        if time.monotonic() - started[0] > minutes * 60:
-            print(f"time budget of {minutes:g} min spent after epoch {epoch + 1}")
-            callback.model.stop_training = True
-
-    callback = keras.callbacks.LambdaCallback(on_train_begin=begin, on_epoch_end=check)
-    return callback
+    return TimeBudget()
 
 
-def train(model: Any, recipe: Recipe, train_ds: Any, val_ds: Any) -> dict[str, list[float]]:
+def train(
+    model: Any, recipe: Recipe, data: Data, photos: np.ndarray | None, backup: Path | None
+) -> dict[str, list[float]]:
+    """model.fit over the recipe's epochs; resumable from ``backup`` (Keras BackupAndRestore)."""
     import keras
 
-    patience = recipe.early_stopping_patience or recipe.epochs
-    callbacks: list[Any] = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss" if recipe.early_stopping_patience else "val_accuracy",
-            patience=patience,
-            restore_best_weights=True,
-            verbose=1,
+    val = (data.x_val.astype(np.float32), np.eye(len(data.class_names), dtype=np.float32)[data.y_val])
+    callbacks: list[Any] = []
+    if recipe.architecture == "report-cnn":
+        train_data = report_batches(recipe, data.x_train, data.y_train)
+        steps = -(-len(data.x_train) // recipe.batch_size)
+    else:
+        train_data = batches(recipe, data.x_train, data.y_train, photos)
+        steps = len(train_data)
+        callbacks.append(freeze_whiten_bias(recipe))
+        if recipe.lookahead_every:
+            callbacks.append(lookahead(recipe, recipe.epochs * steps))
+    if recipe.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=recipe.early_stopping_patience,
+                restore_best_weights=True,
+                verbose=1,
+            )
         )
-    ]
     if recipe.time_budget_minutes:
         callbacks.append(time_budget(recipe.time_budget_minutes))
+    if backup is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup)))  # gone once trained
     history = model.fit(
-        train_ds,
-        shuffle=False,  # the dataset shuffles itself each epoch (Keras would warn otherwise)
-        validation_data=val_ds,
+        train_data,
+        validation_data=val,
+        validation_batch_size=1000,
         epochs=recipe.epochs,
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
@@ -358,41 +575,33 @@ def train(model: Any, recipe: Recipe, train_ds: Any, val_ds: Any) -> dict[str, l
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
+
 # --------------------------------------------------------------------------------------------
 # Quantise
 # --------------------------------------------------------------------------------------------
-def with_flip_averaging(model: Any) -> Any:
-    """The model averaged over the image and its left-right mirror (one set of weights)."""
-    import keras
-    from keras import layers
-
-    inputs = keras.Input(model.input_shape[1:], name="pixels")
-    mirrored = layers.Lambda(lambda t: keras.ops.flip(t, axis=2), name="mirror")(inputs)
-    outputs = layers.Average(name="probabilities")([model(inputs), model(mirrored)])
-    return keras.Model(inputs, outputs, name=f"{model.name}_flip_tta")
+def predict_float(model: Any, x: np.ndarray, tta: str) -> np.ndarray:
+    """The float model's outputs averaged over the test-time views, as serving averages them."""
+    out = []
+    for i in range(0, len(x), 1000):
+        views, weights = tta_views(x[i : i + 1000], tta)
+        out.append(combine_views(model.predict(views.astype(np.float32), batch_size=1000, verbose=0), weights))
+    return np.concatenate(out)
 
 
-def choose_inference(
-    model: Any, recipe: Recipe, x_val: np.ndarray, y_val: np.ndarray, names: tuple[str, ...]
-) -> tuple[Any, dict[str, Any]]:
-    """Whether serving averages each image with its mirror: as the recipe says, or (auto) if
-    that raises validation accuracy. Returns the float model to report and the decision.
-
-    The averaging is done by the serving code around the int8 model (manifest
-    ``inference.flip_average``), not inside it: quantising the two-branch graph lost ~3 points.
-    """
-    if recipe.tta_flip == "off":
-        return model, {"flip_average": False}
-    mirrored = with_flip_averaging(model)
-    plain, _ = float_accuracy(model, x_val, y_val, names)
-    averaged, _ = float_accuracy(mirrored, x_val, y_val, names)
-    use = recipe.tta_flip == "on" or averaged > plain
-    decision = {
-        "flip_average": use,
-        "validation_accuracy": round(plain, 4),
-        "validation_accuracy_flip_average": round(averaged, 4),
+def choose_inference(model: Any, recipe: Recipe, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
+    """The test-time views serving will average: the recipe's, or (auto) the most views whose
+    validation accuracy is the best. The temperature and doubt threshold come later, fitted
+    on the int8 model's own outputs."""
+    tried = {
+        tta: round(float((predict_float(model, x_val, tta).argmax(1) == y_val).mean()), 4)
+        for tta in ((recipe.tta,) if recipe.tta != "auto" else tuple(TTA_VIEWS))
     }
-    return (mirrored if use else model), decision
+    best = max(tried, key=lambda tta: (tried[tta], len(TTA_VIEWS[tta])))
+    return {
+        "tta": best,
+        "outputs": "logits" if outputs_logits(model) else "probabilities",
+        "validation_accuracy_by_tta": tried,
+    }
 
 
 def quantise(model: Any, calibration: np.ndarray) -> bytes:
@@ -420,10 +629,10 @@ def tensor_spec(details: dict[str, Any]) -> dict[str, Any]:
 
 
 def float_accuracy(
-    model: Any, x: np.ndarray, y: np.ndarray, names: tuple[str, ...]
+    model: Any, x: np.ndarray, y: np.ndarray, names: tuple[str, ...], tta: str
 ) -> tuple[float, dict[str, float]]:
-    """Overall and per-class test accuracy of the float Keras model."""
-    predicted = model.predict(x.astype(np.float32), batch_size=512, verbose=0).argmax(axis=1)
+    """Overall and per-class test accuracy of the float Keras model with the served views."""
+    predicted = predict_float(model, x, tta).argmax(axis=1)
     per_class = {
         name: round(float((predicted[y == i] == i).mean()), 4) if (y == i).any() else 0.0
         for i, name in enumerate(names)
@@ -434,12 +643,16 @@ def float_accuracy(
 # --------------------------------------------------------------------------------------------
 # Evaluate (int8, in a TensorFlow-free process) — see training/evaluate.py
 # --------------------------------------------------------------------------------------------
-def evaluate_int8(run_dir: Path, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
-    """Run ``training.evaluate`` on the test arrays in a fresh process without TensorFlow."""
+def evaluate_int8(run_dir: Path, recipe: Recipe, data: Data) -> dict[str, Any]:
+    """``training.evaluate`` in a fresh process without TensorFlow: the int8 model's test
+    accuracy as served, with its temperature and doubt threshold fitted on validation."""
     with tempfile.TemporaryDirectory() as tmp:
-        arrays, out = Path(tmp) / "test.npz", Path(tmp) / "int8_eval.json"
-        np.savez(arrays, x=x_test, y=y_test)
-        args = [str(run_dir / mf.MANIFEST_NAME), "--arrays", str(arrays), "--json", str(out)]
+        test, val = Path(tmp) / "test.npz", Path(tmp) / "validation.npz"
+        out = Path(tmp) / "int8_eval.json"
+        np.savez(test, x=data.x_test, y=data.y_test)
+        np.savez(val, x=data.x_val, y=data.y_val)
+        args = [str(run_dir / mf.MANIFEST_NAME), "--arrays", str(test), "--json", str(out)]
+        args += ["--calibrate-on", str(val), "--confident-accuracy", str(recipe.confident_accuracy)]
         done = in_serving_process("training.evaluate", *args, "--details")
         if done.returncode != 0:  # its per-class table is in metrics.json; show output on failure
             sys.stderr.write(done.stdout + done.stderr)
@@ -492,7 +705,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="folder with train/<class>/ and test/<class>/ images, a cifar-10-batches-py "
         "folder, or 'keras' (downloads)",
     )
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default")
     parser.add_argument("--out", default=str(ROOT / "runs"), help="parent of the run folder")
     parser.add_argument(
         "--upload",
@@ -509,7 +722,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-cache", action="store_true", help="decode the data again")
     parser.add_argument("--seed", type=int, help="override the recipe's seed")
     parser.add_argument(
-        "--tta-flip", choices=("auto", "on", "off"), help="override the recipe's flip averaging"
+        "--tta", choices=("auto", *TTA_VIEWS), help="override the recipe's test-time views"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override any recipe field, e.g. --set lookahead_every=0 (repeatable)",
+    )
+    parser.add_argument(
+        "--resume", type=Path, help="a run folder whose training stopped: continue it there"
     )
     parser.add_argument(
         "--keras-model",
@@ -533,15 +756,31 @@ def configure(args: argparse.Namespace) -> Recipe:
         overrides["time_budget_minutes"] = args.time_budget
     if args.seed is not None:
         overrides["seed"] = args.seed
-    if args.tta_flip:
-        overrides["tta_flip"] = args.tta_flip
+    if args.tta:
+        overrides["tta"] = args.tta
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in Recipe.__dataclass_fields__:
+            raise SystemExit(f"error: --set {item}: the recipe has no field {name!r}")
+        current = getattr(recipe, name)
+        overrides[name] = (
+            tuple(int(v) for v in value.split(",")) if isinstance(current, tuple)
+            else value.lower() in ("1", "true", "yes") if isinstance(current, bool)
+            else type(current)(value) if current is not None else float(value)
+        )
+    if args.resume:  # the interrupted run's own recipe
+        recipe = Recipe(**{
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in json.loads((args.resume / "run.json").read_text())["recipe"].items()
+        })
+        return recipe
     if args.keras_model:
         # The trained model's own recipe, so the validation split and records match it.
         previous = json.loads((args.keras_model.parent / mf.MANIFEST_NAME).read_text())["recipe"]
         fields: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v for k, v in previous.items()
         }
-        recipe = Recipe(**{**fields, "tta_flip": recipe.tta_flip})
+        recipe = Recipe(**{**fields, "tta": recipe.tta})
     return replace(recipe, **overrides)
 
 
@@ -633,36 +872,52 @@ def prepare(args: argparse.Namespace, recipe: Recipe, clock: Stopwatch) -> Data:
     return data
 
 
-def import_tensorflow(seed: int) -> None:
-    """Import TensorFlow and Keras quietly, and seed them."""
-    quiet_tensorflow()
-    with native_output_captured():  # "Could not find cuda drivers", absl's pre-init notice
-        import keras
-        import tensorflow  # noqa: F401
+def start_run(args: argparse.Namespace, recipe: Recipe) -> tuple[Path, datetime]:
+    """The run folder: new, or (``--resume``) one whose training was interrupted."""
+    if args.resume:
+        run_dir = Path(args.resume)
+        stamp = datetime.fromisoformat(json.loads((run_dir / "run.json").read_text())["started"])
+        log("prepare", f"resuming {run_dir} from its last finished epoch")
+        return run_dir, stamp
+    stamp = datetime.now(timezone.utc)
+    run_dir = Path(args.out) / f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}-seed{recipe.seed}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    started = {"started": stamp.isoformat(), "recipe": asdict(recipe), "argv": sys.argv[1:]}
+    (run_dir / "run.json").write_text(json.dumps(started, indent=1) + "\n")
+    return run_dir, stamp
 
-    keras.utils.set_random_seed(seed)
 
-
-def fit(recipe: Recipe, data: Data, clock: Stopwatch) -> Trained:
-    """Build the recipe's model and train it (the best validation epoch is restored)."""
+def fit(recipe: Recipe, data: Data, run_dir: Path, clock: Stopwatch) -> Trained:
+    """Build the recipe's model and train it; a float32 copy is what gets exported."""
     start = time.monotonic()
     import_tensorflow(recipe.seed)
+    import keras
+
+    precision = choose_precision(recipe)
+    keras.mixed_precision.set_global_policy(precision)
     model = build_model(recipe, data.x_train, len(data.class_names))
-    train_ds, val_ds = make_datasets(recipe, data.x_train, data.y_train, data.x_val, data.y_val)
-    compile_model(model, recipe, steps_per_epoch=-(-len(data.x_train) // recipe.batch_size))
+    steps = -(-len(data.x_train) // recipe.batch_size)
+    compile_model(model, recipe, steps_per_epoch=steps)
+    photos = None
+    if recipe.photo_fraction > 0:
+        photos = photo_versions(data.x_train, recipe.seed)
     log(
         "build",
-        f"{model.name}: {model.count_params():,} parameters, recipe {recipe.name} "
-        f"in {clock.lap('build', start):.1f}s",
+        f"{model.name}: {model.count_params():,} parameters, recipe {recipe.name}, {precision}, "
+        f"{recipe.epochs} epochs of {steps} steps in {clock.lap('build', start):.1f}s",
     )
     start = time.monotonic()
-    trained = Trained(model, train(model, recipe, train_ds, val_ds))
-    best = trained.best_epoch
+    history = train(model, recipe, data, photos, backup=run_dir / "backup")
+    if precision != "float32":  # export a float32 model: the converter quantises from it
+        keras.mixed_precision.set_global_policy("float32")
+        trained_weights = model.get_weights()
+        model = build_model(recipe, data.x_train, len(data.class_names))
+        model.set_weights(trained_weights)
+    trained = Trained(model, history)
     log(
         "train",
-        f"{len(trained.history['loss'])} epochs in {clock.lap('train', start) / 60:.1f} min; "
-        f"best validation accuracy {trained.history['val_accuracy'][best]:.4f} at epoch "
-        f"{best + 1}",
+        f"{len(history['loss'])} epochs in {clock.lap('train', start) / 60:.1f} min; "
+        f"validation accuracy {history['val_accuracy'][-1]:.4f} (one view)",
     )
     return trained
 
@@ -685,18 +940,15 @@ def load(path: Path, recipe: Recipe, clock: Stopwatch) -> Trained:
     return Trained(model, history, resumed_from=path)
 
 
-def export(trained: Trained, recipe: Recipe, data: Data, out: Path, clock: Stopwatch) -> Export:
-    """A run folder with the Keras files, the choice of flip averaging and the int8 model."""
+def export(
+    trained: Trained, recipe: Recipe, data: Data, run_dir: Path, stamp: datetime, clock: Stopwatch
+) -> Export:
+    """The Keras files, the choice of test-time views and the int8 model, in the run folder."""
     start = time.monotonic()
-    stamp = datetime.now(timezone.utc)
-    run_dir = out / f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}"
-    run_dir.mkdir(parents=True, exist_ok=False)
     trained.model.save(run_dir / "model.keras")
     trained.model.save(run_dir / "model.h5")
     (run_dir / "history.json").write_text(json.dumps(trained.history, indent=1) + "\n")
-    served, inference = choose_inference(
-        trained.model, recipe, data.x_val, data.y_val, data.class_names
-    )
+    inference = choose_inference(trained.model, recipe, data.x_val, data.y_val)
     calibration = subsample(data.x_train, data.y_train, recipe.calibration_images)[0]
     tflite = quantise(trained.model, calibration)
     (run_dir / mf.MODEL_NAME).write_bytes(tflite)
@@ -711,15 +963,16 @@ def export(trained: Trained, recipe: Recipe, data: Data, out: Path, clock: Stopw
         version=f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}-{sha256_hex(tflite)[:8]}",
         stamp=stamp,
         tflite=tflite,
-        served=served,
+        served=trained.model,
         inference=inference,
         sizes=sizes,
     )
     log(
         "quantise",
         f"int8 {sizes['tflite_int8_bytes'] / 1024:,.0f} KB vs .h5 {sizes['h5_bytes'] / 1024:,.0f}"
-        f" KB ({sizes['saving_vs_h5']:.0%} smaller); inference {inference} "
-        f"in {clock.lap('quantise', start):.1f}s",
+        f" KB ({sizes['saving_vs_h5']:.0%} smaller); views {inference['tta']} "
+        f"(validation {inference['validation_accuracy_by_tta']}) in "
+        f"{clock.lap('quantise', start):.1f}s",
     )
     return exported
 
@@ -771,32 +1024,46 @@ def manifest_fields(
 def evaluate(
     trained: Trained, exported: Export, recipe: Recipe, data: Data, clock: Stopwatch
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Float accuracy here, int8 accuracy as served (another process): the manifest's fields,
-    the metrics, and the int8 evaluation's details (predictions, confusion) for the plots."""
+    """Float accuracy here, int8 accuracy as served (another process), which also fits the
+    temperature and doubt threshold: the manifest's fields, the metrics, and the int8
+    evaluation's details (predictions, confusion, calibration) for the plots."""
     start = time.monotonic()
+    tta = exported.inference["tta"]
     float_acc, float_per_class = float_accuracy(
-        exported.served, data.x_test, data.y_test, data.class_names
+        exported.served, data.x_test, data.y_test, data.class_names, tta
     )
     fields = manifest_fields(trained, exported, recipe, data)
     write_manifest(exported.run_dir, fields)  # provisional: evaluate.py needs model + manifest
-    int8 = evaluate_int8(exported.run_dir, data.x_test, data.y_test)
-    best = trained.best_epoch
+    int8 = evaluate_int8(exported.run_dir, recipe, data)
+    calibration = int8["calibration"]
+    fields["inference"] = {
+        **fields["inference"],
+        "temperature": calibration["temperature"],
+        "unsure_below": calibration["unsure_below"],
+    }
+    test = calibration["test"]
     metrics = {
         "float_test_accuracy": round(float_acc, 4),
         "int8_test_accuracy": int8["accuracy"],
         "int8_minus_float": round(int8["accuracy"] - float_acc, 4),
         "float_per_class": float_per_class,
         "int8_per_class": int8["per_class"],
-        "best_validation_accuracy": round(trained.history["val_accuracy"][best], 4),
-        "best_epoch": best + 1,
+        "validation_accuracy": exported.inference["validation_accuracy_by_tta"][tta],
         "epochs_run": len(trained.history["loss"]),
         "test_set": f"{data.name}/test ({len(data.y_test)} images)",
         "int8_runtime": int8["runtime"],
+        "ece_before": test["before"]["ece"],
+        "ece_after": test["after"]["ece"],
+        "coverage": test["coverage"],
+        "confident_accuracy": test["confident_accuracy"],
+        "validation_calibration": calibration["validation"],
     }
     log(
         "evaluate",
-        f"test accuracy float {float_acc:.4f}, int8 {int8['accuracy']:.4f} "
-        f"({int8['runtime']}) in {clock.lap('evaluate', start):.1f}s",
+        f"test accuracy float {float_acc:.4f}, int8 {int8['accuracy']:.4f} ({int8['runtime']}); "
+        f"temperature {calibration['temperature']}: ECE {metrics['ece_before']:.3f} -> "
+        f"{metrics['ece_after']:.3f}; sure of {metrics['coverage']:.1%} at "
+        f"{metrics['confident_accuracy']:.2%} right, in {clock.lap('evaluate', start):.1f}s",
     )
     return fields, metrics, int8
 
@@ -823,11 +1090,16 @@ def draw_plots(
         data.class_names,
         run_dir / "examples.png",
     )
-    if recipe.augment == "rotate-zoom-flip" or recipe.name == "report":
-        augmenter, title = make_augmenter(RECIPES["report"]), "rotation, zoom, flip (report)"
+    if recipe.augment == "rotate-zoom-flip":
+        augment, title = report_augmenter(), "rotation, zoom, flip (report)"
     else:
-        augmenter, title = make_augmenter(recipe), f"flip + {recipe.translate_px}px translate"
-    plots.augmentations(data.x_train[:8], augmenter, run_dir / "augmentations.png", title)
+        sample, epoch = Augmenter(recipe, data.x_train[:8], None), iter(range(1, 1000))
+        augment = lambda _: sample.epoch(next(epoch))  # noqa: E731
+        title = f"{recipe.flip} flip + {recipe.translate_px}px translate"
+    plots.augmentations(data.x_train[:8], augment, run_dir / "augmentations.png", title)
+    if "calibration" in int8:
+        plots.reliability(int8["calibration"], run_dir / "reliability.png")
+        plots.risk_coverage(int8["calibration"], run_dir / "risk_coverage.png")
     clock.lap("plots", start)
 
 
@@ -846,11 +1118,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clock = Stopwatch()
 
     data = prepare(args, recipe, clock)
+    run_dir, stamp = start_run(args, recipe)
     if args.keras_model:
         trained = load(args.keras_model, recipe, clock)
     else:
-        trained = fit(recipe, data, clock)
-    exported = export(trained, recipe, data, Path(args.out), clock)
+        trained = fit(recipe, data, run_dir, clock)
+    exported = export(trained, recipe, data, run_dir, stamp, clock)
     fields, metrics, int8 = evaluate(trained, exported, recipe, data, clock)
     draw_plots(trained, exported, recipe, data, int8, clock)
 

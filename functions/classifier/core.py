@@ -244,6 +244,55 @@ def dequantize(values: np.ndarray, *, scale: float, zero_point: int) -> np.ndarr
     return (values.astype(np.float32) - zero_point) * np.float32(scale)
 
 
+# Test-time views: (name, weight) per view, in the order they are stacked into one batch.
+# "mirror-translate" is airbench's: the image and its mirror (1/4 each) and both shifted by one
+# pixel up-left and down-right (1/8 each), six views in all.
+TTA_VIEWS: dict[str, tuple[tuple[str, float], ...]] = {
+    "none": (("identity", 1.0),),
+    "mirror": (("identity", 0.5), ("mirror", 0.5)),
+    "mirror-translate": (
+        ("identity", 0.25),
+        ("mirror", 0.25),
+        ("up-left", 0.125),
+        ("up-left-mirror", 0.125),
+        ("down-right", 0.125),
+        ("down-right-mirror", 0.125),
+    ),
+}
+
+
+def tta_views(pixels: np.ndarray, tta: str) -> tuple[np.ndarray, np.ndarray]:
+    """The views of a batch (N, H, W, C) stacked as (views * N, H, W, C), and their weights."""
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; expected one of {sorted(TTA_VIEWS)}")
+    names, weights = zip(*TTA_VIEWS[tta])
+    size = pixels.shape[1]
+    made: dict[str, np.ndarray] = {"identity": pixels}
+    if len(names) > 2:
+        padded = np.pad(pixels, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+        made["up-left"] = padded[:, :size, :size]
+        made["down-right"] = padded[:, 2 : size + 2, 2 : size + 2]
+    views = []
+    for name in names:
+        base = name.removesuffix("-mirror") if name != "mirror" else "identity"
+        view = made[base]
+        views.append(view[:, :, ::-1] if name.endswith("mirror") else view)
+    return np.concatenate(views), np.asarray(weights, np.float32)
+
+
+def combine_views(outputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted mean over views of outputs stacked as tta_views stacks them."""
+    per_view = outputs.reshape(len(weights), -1, outputs.shape[-1])
+    return np.tensordot(weights, per_view, axes=1)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -278,14 +327,28 @@ class Prediction:
     confidence: float
     probabilities: dict[str, float]
     model_version: str
+    unsure: bool = False  # confidence below the model's doubt threshold
+    runner_up: str = ""  # the second most likely category
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "category": self.category,
             "confidence": self.confidence,
+            "unsure": self.unsure,
+            "runner_up": self.runner_up,
             "probabilities": self.probabilities,
             "model_version": self.model_version,
         }
+
+
+@dataclass(frozen=True)
+class Inference:
+    """How the model's outputs become probabilities, as its manifest says."""
+
+    tta: str = "none"  # test-time views, a key of TTA_VIEWS, batched into one invoke
+    outputs: str = "probabilities"  # what the network outputs: "probabilities" or "logits"
+    temperature: float = 1.0  # logits are divided by it (fitted on validation)
+    unsure_below: float = 0.0  # an answer less confident than this is flagged "unsure"
 
 
 class Classifier:
@@ -300,10 +363,10 @@ class Classifier:
         runtime: str,
         max_pixels: int = MAX_PIXELS,
         metadata: dict[str, Any] | None = None,
-        flip_average: bool = False,
+        inference: Inference = Inference(),
     ) -> None:
         self._interpreter = interpreter
-        self.flip_average = flip_average
+        self.inference = inference
         self.metadata = dict(metadata or {})
         self.class_names = tuple(class_names)
         self.model_version = model_version
@@ -349,12 +412,16 @@ class Classifier:
         )
         self._interpreter.invoke()
         o = self.output_quantization
-        probs = dequantize(
+        return dequantize(
             self._interpreter.get_tensor(self._output["index"]),
             scale=o.scale,
             zero_point=o.zero_point,
         )
-        probs = np.clip(probs, 0.0, None)
+
+    def _to_probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        if self.inference.outputs == "logits":
+            return softmax(outputs, self.inference.temperature).astype(np.float32)
+        probs = np.clip(outputs, 0.0, None)
         # An int8 softmax is quantised in steps of 1/256: renormalise so each row sums to 1.
         totals = probs.sum(axis=1, keepdims=True)
         return np.divide(
@@ -372,21 +439,32 @@ class Classifier:
                 chunks.append(self._predict_chunk(pixels[i : i + batch_size]))
         return np.concatenate(chunks)
 
+    def predict_outputs(self, pixels: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """The network's outputs averaged over the test-time views, before any temperature
+        (logits or probabilities, as ``inference.outputs`` says): what calibration fits on."""
+        chunks = [np.zeros((0, len(self.class_names)), np.float32)]
+        with self._invoking:
+            for i in range(0, len(pixels), batch_size):
+                chunk = pixels[i : i + batch_size]
+                # All views of a chunk in one batch: one invoke, however many views.
+                views, weights = tta_views(chunk, self.inference.tta)
+                chunks.append(combine_views(self._run(views), weights))
+        return np.concatenate(chunks)
+
     def _predict_chunk(self, chunk: np.ndarray) -> np.ndarray:
-        if not self.flip_average:
-            return self._run(chunk)
-        # Test-time augmentation the model was validated with: also see the mirror image, in the
-        # same invoke (a batch of image + mirror; no slower than two invokes).
-        both = self._run(np.concatenate([chunk, chunk[:, :, ::-1]]))
-        return (both[: len(chunk)] + both[len(chunk) :]) / 2
+        views, weights = tta_views(chunk, self.inference.tta)
+        return self._to_probabilities(combine_views(self._run(views), weights))
 
     def _prediction(self, row: np.ndarray) -> Prediction:
-        best = int(np.argmax(row))
+        best, second = (int(i) for i in np.argsort(row)[::-1][:2]) if len(row) > 1 else (0, 0)
+        confidence = round(float(row[best]), 6)
         return Prediction(
             category=self.class_names[best],
-            confidence=round(float(row[best]), 6),
+            confidence=confidence,
             probabilities={n: round(float(p), 6) for n, p in zip(self.class_names, row)},
             model_version=self.model_version,
+            unsure=confidence < self.inference.unsure_below,
+            runner_up=self.class_names[second],
         )
 
     def decode_cost(self, data: bytes) -> int:

@@ -13,7 +13,7 @@ import json
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from classifier.core import ModelError, sha256_hex
+from classifier.core import TTA_VIEWS, Inference, ModelError, sha256_hex
 
 FORMAT = "cifar10-serverless.manifest/v1"
 MANIFEST_NAME = "manifest.json"
@@ -49,7 +49,15 @@ class _Input(BaseModel):
 
 
 class _Inference(BaseModel):
-    flip_average: StrictBool = False
+    flip_average: StrictBool = False  # older manifests: the same as tta "mirror"
+    tta: Literal[tuple(TTA_VIEWS)] | None = None  # type: ignore[valid-type]
+    outputs: Literal["probabilities", "logits"] = "probabilities"
+    temperature: Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)] = 1.0
+    unsure_below: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)] = 0.0
+
+    def resolved(self) -> Inference:
+        tta = self.tta or ("mirror" if self.flip_average else "none")
+        return Inference(tta, self.outputs, self.temperature, self.unsure_below)
 
 
 class _File(BaseModel):
@@ -95,7 +103,7 @@ class Manifest:
     model_sha256: str
     model_bytes: int
     raw: dict[str, Any] = field(repr=False, compare=False)
-    flip_average: bool = False  # average each image's probabilities with its mirror image's
+    inference: Inference = Inference()  # test-time views, temperature, doubt threshold
     input_quantization: tuple[float, int] | None = None  # (scale, zero point) as recorded
 
     @classmethod
@@ -119,7 +127,7 @@ class Manifest:
             model_sha256=entry.sha256,
             model_bytes=entry.bytes,
             raw=data,
-            flip_average=checked.inference.flip_average,
+            inference=checked.inference.resolved(),
             input_quantization=(
                 (quantization.scale, quantization.zero_point) if quantization else None
             ),

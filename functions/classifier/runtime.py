@@ -65,7 +65,7 @@ def load_classifier(
         model_version=manifest.model_version,
         runtime=name,
         metadata=manifest.raw,
-        flip_average=manifest.flip_average,
+        inference=manifest.inference,
         **kwargs,
     )
     if classifier.input_shape != manifest.input_shape:

@@ -1,0 +1,60 @@
+"""Each technique's worth at a short budget, on the validation split (never the test split).
+
+    python scripts/ablate.py --limit 15000 --epochs 3 --out runs/ablations.jsonl \
+        baseline lookahead_every=0 dirac_init=false ...
+
+Each argument is one run: "baseline" or recipe overrides joined by commas. Each run trains the
+default recipe with the overrides and appends one JSON line: float validation accuracy with one
+view and with six, on the validation images as they are and as photos would reach the model
+(enlarged, JPEG-compressed, reduced by the serving code), and the minutes it took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training import train as t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--limit", type=int, default=15000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds for every run")
+    parser.add_argument("--data", default=str(t.ROOT.parent / "shared/datasets/cifar10-jpeg"))
+    parser.add_argument("--out", type=Path, default=t.ROOT / "runs" / "ablations.jsonl")
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for run in args.runs:
+            sets = [] if run == "baseline" else run.split(",")
+            cli = ["--data", args.data, "--limit", str(args.limit), "--epochs", str(args.epochs)]
+            cli += ["--seed", str(seed)] + [a for s in sets for a in ("--set", s)]
+            targs = t.parse_args(cli)
+            recipe = t.configure(targs)
+            clock = t.Stopwatch()
+            data = t.prepare(targs, recipe, clock)
+            if run == args.runs[0]:  # the validation split depends on the seed only
+                photo_val = t.photo_versions(data.x_val, seed=12345)
+            start = time.monotonic()
+            trained = t.fit(recipe, data, Path(tempfile.mkdtemp()), clock)
+            row = {"run": run, "seed": seed, "epochs": args.epochs, "limit": args.limit,
+                   "minutes": round((time.monotonic() - start) / 60, 2)}
+            for tta in ("none", "mirror-translate"):
+                for name, x in (("val", data.x_val), ("photo_val", photo_val)):
+                    predicted = t.predict_float(trained.model, x, tta).argmax(1)
+                    row[f"{name}_{tta}"] = round(float((predicted == data.y_val).mean()), 4)
+            print(json.dumps(row), flush=True)
+            with args.out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
