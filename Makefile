@@ -11,7 +11,7 @@ CDK_CLI ?= aws-cdk@2.1148.1
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help install browser sagemaker-env upload-data train-cloud classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-worst synth bootstrap deploy destroy clean
+.PHONY: help install browser sagemaker-env upload-data preflight train-cloud classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-worst synth bootstrap deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -106,13 +106,18 @@ classify-bucket: install ## classify every object under SRC=s3://<UploadsBucket>
 bootstrap: install ## cdk bootstrap, once per account and region (needs AWS credentials)
 	cd infra && npx --yes $(CDK_CLI) bootstrap $(CDK_ARGS)
 
-deploy: install ## cdk deploy (needs AWS credentials and a bootstrapped account); CDK_ARGS="-c k=v"
+preflight: install ## check the AWS account before a first deploy: credentials, bootstrap, Lambda concurrency (TRAINING=1: SageMaker quota)
+	$(PY) -m infra.preflight $(if $(TRAINING),--training) $(CDK_ARGS) $(ARGS)
+
+deploy: install ## make preflight, then cdk deploy (needs AWS credentials); CDK_ARGS="-c k=v"
+	$(PY) -m infra.preflight $(CDK_ARGS)
 	cd infra && npx --yes $(CDK_CLI) deploy --require-approval broadening $(CDK_ARGS)
 
 upload-data: install ## put DATA in the stack's model bucket once, for make train-cloud
 	$(PY) -m training.cloud $(if $(BUCKET),--bucket $(BUCKET)) upload-data --data $(DATA)
 
 train-cloud: install ## a SageMaker training job writes a candidate models/<version>/ (ARGS="--epochs 12 --wait")
+	$(PY) -m infra.preflight --training $(CDK_ARGS) $(ARGS)
 	$(PY) -m training.cloud $(if $(BUCKET),--bucket $(BUCKET)) train $(ARGS)
 
 promote: install ## gate a candidate on DATA, move latest, roll out by canary: make promote VERSION=<version>

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from aws_cdk import CfnOutput, CfnParameter, Duration, Stack
+from aws_cdk import CfnOutput, CfnParameter, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -51,9 +51,10 @@ class Config:
     jwt_audience: list[str] = field(default_factory=list)  # e.g. the app client id
     api_memory_mb: int = 1024  # see README "Sizing": CPU share, not RAM, is what counts
     api_timeout_s: int = 10
-    # Concurrency kept for the API alone, so a burst of uploads cannot throttle it (None: share
-    # the account's pool; an account's unreserved pool must stay >= 100, see README).
-    api_reserved_concurrency: int | None = 10
+    # Concurrency kept for the API alone, so a burst of uploads cannot throttle it. Off by
+    # default: Lambda refuses a reservation that leaves the account fewer than 10 unreserved,
+    # and new accounts often have a limit of 10 in all (docs/deploy.md, `make preflight`).
+    api_reserved_concurrency: int | None = None
     # Cold-start options (README "Cold starts"): SnapStart snapshots the initialised function,
     # model loaded, on each published version (python3.12+ only); provisioned concurrency keeps
     # N API environments initialised on the alias. AWS does not allow both on one version.
@@ -68,8 +69,11 @@ class Config:
     bulk_items_per_batch: int = 50  # objects per function call in `make classify-bucket`
     bulk_max_concurrency: int = 20  # batches at once
     bulk_tolerated_failure_percentage: int = 1  # failed batches (after retries) before it stops
-    max_receive_count: int = 3  # deliveries before a message goes to the dead-letter queue
+    # Deliveries before a message goes to the dead-letter queue: throttled deliveries count
+    # too, so AWS advises at least 5 for queues that feed Lambda.
+    max_receive_count: int = 5
     results_days: int = 90  # results and old object versions expire after this
+    async_uploads_days: int = 3  # images sent through POST /uploads are deleted after this
     log_retention_days: int = 30
     tracing: bool = False
     alarm_email: str | None = None
@@ -132,6 +136,13 @@ class Config:
                 f"context uploadsMaxConcurrency={config.uploads_max_concurrency}; SQS event "
                 "sources take 2 to 1000"
             )
+        if config.max_receive_count < 5:
+            raise ValueError(
+                f"context maxReceiveCount={config.max_receive_count}; use at least 5 (throttled "
+                "deliveries count as receives, and would dead-letter unprocessed images)"
+            )
+        if config.async_uploads_days < 1:
+            raise ValueError(f"context asyncUploadsDays={config.async_uploads_days}; at least 1")
         if config.api_reserved_concurrency is not None and config.api_reserved_concurrency < 1:
             raise ValueError(
                 f"context apiReservedConcurrency={config.api_reserved_concurrency}; use at least "
@@ -214,6 +225,7 @@ class ClassifierStack(Stack):
             snap_start=config.snap_start,
             max_receive_count=config.max_receive_count,
             results_days=config.results_days,
+            async_uploads_days=config.async_uploads_days,
             cors_origins=config.cors_origins,
             log_retention=retention,
             tracing=config.tracing,
@@ -245,6 +257,7 @@ class ClassifierStack(Stack):
             )
         )
 
+        self._expire_notification_handler_logs(retention)
         self.training = TrainingJobRole(self, "TrainingJob", bucket=self.models.bucket)
         self.monitoring = Monitoring(self, "Monitoring", alarm_email=config.alarm_email)
         self.monitoring.watch_function("Api", self.api.function)
@@ -293,6 +306,23 @@ class ClassifierStack(Stack):
             CfnOutput(self, name, value=value, description=description)
         acknowledge_nag_findings(self, tracing=config.tracing, auth=config.auth)
 
+    def _expire_notification_handler_logs(self, retention: logs.RetentionDays) -> None:
+        """CDK's bucket-notifications handler (a function it adds to the stack) logs to a group
+        Lambda would create with no expiry: create that group first, with a retention."""
+        handler = self.node.try_find_child(NOTIFICATIONS_HANDLER_ID)
+        if handler is None:
+            return
+        function = handler.node.default_child
+        group = logs.LogGroup(
+            self,
+            "BucketNotificationsHandlerLogs",
+            log_group_name=Fn.join("", ["/aws/lambda/", function.ref]),  # type: ignore[union-attr]
+            retention=retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # The handler first runs (and would create its group) when the notification is set.
+        self.uploads.bucket.node.find_child("Notifications").node.add_dependency(group)
+
     def _wire_async_uploads(self) -> None:
         """POST /uploads signs S3 POSTs into uploads/async/; GET /results/{id} reads results."""
         bucket = self.uploads.bucket
@@ -312,6 +342,8 @@ class ClassifierStack(Stack):
         )
 
 
+# The id CDK gives its bucket-notifications handler (one per stack; aws-s3's BucketNotifications).
+NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
 MODEL_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 

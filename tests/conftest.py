@@ -130,8 +130,8 @@ def tiny_run(
         str(out),
         "--upload",
         str(published),
-        "--tta-flip",
-        "on",
+        "--tta",
+        "mirror",
     ]
     env = subprocess_env(CIFAR10_CACHE=str(cache))
     env.pop("TF_CPP_MIN_LOG_LEVEL")  # as a user runs it: the job quiets TensorFlow itself

@@ -27,7 +27,7 @@ def nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """The temperature minimising the negative log-likelihood (golden-section on log T)."""
-    lo, hi = np.log(0.05), np.log(20.0)
+    lo, hi = np.log(0.01), np.log(100.0)
     ratio = (np.sqrt(5) - 1) / 2
     for _ in range(60):
         a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)

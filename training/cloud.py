@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--no-spot", action="store_true", help="on-demand instead of spot capacity")
     start.add_argument("--max-runtime-minutes", type=int, default=120)
     start.add_argument("--image", help="another training image (a region outside AWS's DLC list)")
-    start.add_argument("--recipe", default="fast")
+    start.add_argument("--recipe", default="default")
     start.add_argument("--epochs", help="override the recipe's epochs")
     start.add_argument("--seed", help="override the recipe's seed")
     start.add_argument("--dry-run", action="store_true", help="print the request, start nothing")

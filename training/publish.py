@@ -27,8 +27,8 @@ from classifier import manifest as mf
 from classifier.core import ModelError
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED = (mf.MODEL_NAME, mf.MANIFEST_NAME, "metrics.json")
-CONTENT_TYPES = {".json": "application/json", ".png": "image/png"}
+PUBLISHED = (mf.MODEL_NAME, mf.MANIFEST_NAME, "metrics.json", mf.FLOAT_MODEL_NAME)
+CONTENT_TYPES = {".json": "application/json", ".png": "image/png", ".keras": "application/zip"}
 
 
 class PublishError(RuntimeError):
@@ -36,7 +36,8 @@ class PublishError(RuntimeError):
 
 
 def published_files(run_dir: Path) -> list[Path]:
-    """What goes to ``models/<version>/``: the int8 model, manifest, metrics and the plots."""
+    """What goes to ``models/<version>/``: the int8 model, manifest, metrics, the float weights
+    (for fine-tuning) and the plots."""
     files = [run_dir / name for name in PUBLISHED] + sorted(run_dir.glob("*.png"))
     missing = [p.name for p in files if not p.is_file()]
     if missing:
@@ -137,7 +138,7 @@ def _copy_run(run_dir: Path, destination: str, *, verify: bool) -> tuple[list[st
     if verify:
         verify_in_serving_process(run_dir / mf.MANIFEST_NAME)
     target = Destination(destination)
-    written = [target.write(f"models/{version}/{p.name}", p.read_bytes()) for p in files]
+    written = [target.write(mf.model_key(version, p.name), p.read_bytes()) for p in files]
     return written, check_copy(destination, version)
 
 
@@ -153,16 +154,16 @@ def point_latest(destination: str, version: str) -> str:
 def _write_latest(destination: str, checked_manifest: bytes) -> str:
     """Write the latest manifest for a copy that :func:`check_copy` has just checked."""
     latest = json.dumps(mf.latest_manifest(json.loads(checked_manifest)), indent=2).encode()
-    return Destination(destination).write(f"models/{mf.LATEST}/{mf.MANIFEST_NAME}", latest + b"\n")
+    return Destination(destination).write(mf.model_key(mf.LATEST, mf.MANIFEST_NAME), latest + b"\n")
 
 
 def check_copy(destination: str, version: str) -> bytes:
     """Read ``models/<version>/`` back and verify its model against its manifest; the manifest."""
     target = Destination(destination)
     try:
-        raw = target.read(f"models/{version}/{mf.MANIFEST_NAME}")
+        raw = target.read(mf.model_key(version, mf.MANIFEST_NAME))
         uploaded = mf.Manifest.from_bytes(raw)
-        uploaded.verify(target.read(f"models/{version}/{Path(uploaded.model_path).name}"))
+        uploaded.verify(target.read(mf.model_key(version, Path(uploaded.model_path).name)))
     except ModelError as exc:
         raise PublishError(f"the copy at {destination} is not the run's model: {exc}") from exc
     except OSError as exc:  # a missing object or file

@@ -7,6 +7,10 @@ folder's old ``.png``-only notification filter once did). Nothing here imports a
 
 from __future__ import annotations
 
+# The CloudFormation stack's default name (cdk.json context stackName overrides it; the scripts
+# that read its outputs take --stack / STACK).
+STACK_NAME = "Cifar10Classifier"
+
 # Where the drop folder takes images and writes results (the results prefix is never read).
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"

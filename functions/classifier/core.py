@@ -424,8 +424,14 @@ class Classifier:
         probs = np.clip(outputs, 0.0, None)
         # An int8 softmax is quantised in steps of 1/256: renormalise so each row sums to 1.
         totals = probs.sum(axis=1, keepdims=True)
-        return np.divide(
+        probs = np.divide(
             probs, totals, out=np.full_like(probs, 1 / probs.shape[1]), where=totals > 0
+        )
+        if self.inference.temperature == 1.0:
+            return probs
+        # A probability model's temperature acts on its log-probabilities (as fitted).
+        return softmax(np.log(np.clip(probs, 1e-7, None)), self.inference.temperature).astype(
+            np.float32
         )
 
     def predict_arrays(self, pixels: np.ndarray, *, batch_size: int = 256) -> np.ndarray:

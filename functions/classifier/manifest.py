@@ -31,7 +31,14 @@ from classifier.core import TTA_VIEWS, Inference, ModelError, sha256_hex
 FORMAT = "cifar10-serverless.manifest/v1"
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.tflite"
+FLOAT_MODEL_NAME = "model.keras"  # the float weights a later job can start from
 LATEST = "latest"
+MODELS_PREFIX = "models/"
+
+
+def model_key(version: str, name: str) -> str:
+    """Where a published model's file lives, relative to a bucket or folder root."""
+    return f"{MODELS_PREFIX}{version}/{name}"
 
 Name = Annotated[StrictStr, Field(min_length=1)]
 Positive = Annotated[StrictInt, Field(gt=0)]

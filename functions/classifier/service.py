@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from typing import Any
 
 from classifier.core import Classifier, ModelError
@@ -22,9 +23,25 @@ def settings() -> Settings:
 
 @functools.cache
 def s3_client() -> Any:
-    import boto3
+    """S3 with Signature Version 4 at the region's own endpoint.
 
-    return boto3.client("s3")
+    A plain client signs presigned POSTs with SigV2 in some regions (buckets made since June
+    2020 refuse it) and points them at the global endpoint, which answers a new bucket outside
+    us-east-1 with a redirect that a browser's CORS request does not follow.
+    """
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session()
+    region = session.region_name or "us-east-1"
+    config = Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
+    custom = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = None if custom else f"https://s3.{region}.{_dns_suffix(region)}"
+    return session.client("s3", region_name=region, endpoint_url=endpoint, config=config)
+
+
+def _dns_suffix(region: str) -> str:
+    return "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
 
 
 @functools.cache

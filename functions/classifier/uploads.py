@@ -201,7 +201,9 @@ def publish_completion(result: dict[str, Any]) -> None:
         return
     detail = {
         k: result.get(k)
-        for k in ("bucket", "key", "version_id", "result_key", "category", "confidence")
+        for k in (
+            "bucket", "key", "version_id", "result_key", "category", "confidence", "unsure", "runner_up"
+        )
     }
     detail["model_version"] = result.get("model_version")
     if "error" in result:

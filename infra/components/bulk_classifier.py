@@ -18,6 +18,12 @@ from classifier import contract
 from constructs import Construct
 
 REPORTS_PREFIX = "bulk-reports/"
+THROTTLING_ERRORS = (
+    "Lambda.TooManyRequestsException",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+)
 
 
 class BulkClassifier(Construct):
@@ -42,6 +48,17 @@ class BulkClassifier(Construct):
             lambda_function=function,
             payload_response_only=True,
             retry_on_service_exceptions=True,
+        )
+        # Throttling is the normal state of a small account under a bulk run (its concurrency
+        # limit may be 10): wait it out with jittered exponential backoff rather than count the
+        # batch as failed. Retriers are tried in order; the first matching one applies.
+        classify.add_retry(
+            errors=list(THROTTLING_ERRORS),
+            max_attempts=10,
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+            max_delay=Duration.seconds(60),
+            jitter_strategy=sfn.JitterType.FULL,
         )
         classify.add_retry(
             errors=["States.TaskFailed"], max_attempts=2, interval=Duration.seconds(5)

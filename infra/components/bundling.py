@@ -2,8 +2,10 @@
 
 ``pip install --platform ... --only-binary=:all: --python-version ... --target`` fetches the
 Lambda platform's wheels on any machine; the serving package is copied beside them. The
-requirements are the ``lambda`` extra of pyproject.toml, evaluated for the target Python, minus
-boto3/botocore (the Lambda runtime ships them). TensorFlow and the tests never enter the bundle.
+requirements are the ``lambda`` extra of pyproject.toml, evaluated for the target Python, boto3
+included: the conditional result writes need a botocore the runtime's own may predate, so the
+bundle pins one (its API models cut to the services the functions call, :data:`AWS_SERVICES`).
+TensorFlow and the tests never enter the bundle.
 
 Then :data:`STRIP` removes, by explicit patterns, what the functions never load (tests, headers,
 type stubs, LiteRT's compiler plugins, tools, accelerators and CompiledModel runtime, Pillow's
@@ -42,15 +44,8 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "functions" / "classifier"
-PROVIDED_BY_RUNTIME = {
-    "boto3",
-    "botocore",
-    "s3transfer",
-    "jmespath",
-    "urllib3",
-    "python-dateutil",
-    "six",
-}
+# The AWS services the functions call: botocore's API models of all others are removed.
+AWS_SERVICES = ("s3", "events")
 LAMBDA_LIMIT_BYTES = 250 * 1024 * 1024  # unzipped code + layers
 LAMBDA_TASK_ROOT = "/var/task"  # where Lambda unpacks the code, read-only
 
@@ -242,6 +237,10 @@ def strip_bundle(root: Path, target: Target) -> int:
                 shutil.rmtree(path, ignore_errors=True)
             elif path.exists():
                 path.unlink()
+    models = root / "botocore" / "data"
+    for service in models.iterdir() if models.is_dir() else ():
+        if service.is_dir() and service.name not in AWS_SERVICES:
+            shutil.rmtree(service)
     strip = shutil.which("strip")
     if strip and target.machine == os.uname().machine:  # GNU strip knows this machine's ELF
         libraries = [str(p) for p in root.rglob("*.so*") if p.is_file()]
@@ -250,7 +249,7 @@ def strip_bundle(root: Path, target: Target) -> int:
 
 
 def lambda_requirements(target: Target) -> list[str]:
-    """The ``lambda`` extra of pyproject.toml that applies to ``target``, boto3 excepted."""
+    """The ``lambda`` extra of pyproject.toml that applies to ``target``."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     env: dict[str, str] = {
         **{k: str(v) for k, v in default_environment().items()},
@@ -264,8 +263,6 @@ def lambda_requirements(target: Target) -> list[str]:
     for line in project["optional-dependencies"]["lambda"]:
         requirement = Requirement(line)
         if requirement.marker and not requirement.marker.evaluate(env):
-            continue
-        if requirement.name.lower() in PROVIDED_BY_RUNTIME:
             continue
         requirement.marker = None
         kept.append(str(requirement))
@@ -334,7 +331,7 @@ class LocalBundling:
 def source_hash(target: Target) -> str:
     """Changes when the serving code, its requirements or the target change (not otherwise)."""
     digest = hashlib.sha256(f"{target.python}:{target.machine}:{target.platforms}".encode())
-    digest.update("\n".join(STRIP + STRIP_NUMPY_2).encode())
+    digest.update("\n".join(STRIP + STRIP_NUMPY_2 + AWS_SERVICES).encode())
     # A machine that gains the target's Python bundles again, with bytecode this time.
     digest.update(b"bytecode" if find_python(target.python) else b"sources")
     digest.update("\n".join(lambda_requirements(target)).encode())

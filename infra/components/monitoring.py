@@ -7,7 +7,7 @@ dead-letter queue, classifications per category and mean confidence per model ve
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -41,6 +41,17 @@ class Monitoring(Construct):
                 actions=["sns:Publish"],
                 resources=[self.topic.topic_arn],
                 conditions={"Bool": {"aws:SecureTransport": "false"}},
+            )
+        )
+        # A topic policy replaces the default one, which let the account's services publish:
+        # without this statement CloudWatch alarms could not reach the topic at all.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
             )
         )
         if alarm_email:

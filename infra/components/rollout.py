@@ -189,7 +189,9 @@ class Rollout(Construct):
             alarm(
                 "NewModelRejections",
                 cloudwatch.MathExpression(
-                    expression="100 * rejected / (rejected + classified)",
+                    # A minute with nothing classified has no "classified" data point: without
+                    # FILL the expression has none either, and an all-rejected minute never alarms.
+                    expression="100 * FILL(rejected, 0) / (FILL(rejected, 0) + FILL(classified, 0))",
                     using_metrics={"rejected": rejected, "classified": classified},
                     period=PERIOD,
                     label="rejected %",

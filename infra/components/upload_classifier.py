@@ -52,6 +52,7 @@ class UploadClassifier(Construct):
         max_receive_count: int,
         snap_start: bool,
         results_days: int,
+        async_uploads_days: int,
         cors_origins: list[str],
         log_retention: logs.RetentionDays,
         tracing: bool,
@@ -76,6 +77,13 @@ class UploadClassifier(Construct):
                     id="ExpireOldResults",
                     prefix=RESULTS_PREFIX,
                     expiration=Duration.days(results_days),
+                ),
+                # Images sent through POST /uploads are only kept until classified: without
+                # this they (up to 20 MB each, from anyone when auth=none) would pile up.
+                s3.LifecycleRule(
+                    id="ExpireAsyncUploads",
+                    prefix=f"{UPLOADS_PREFIX}{contract.ASYNC_FOLDER}",
+                    expiration=Duration.days(async_uploads_days),
                 ),
                 s3.LifecycleRule(
                     id="ExpireOldVersions",

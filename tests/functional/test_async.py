@@ -81,6 +81,26 @@ def test_the_presigned_post_allows_one_image_type_up_to_20_mb_for_five_minutes(
     assert ticket["expires_in"] == 300 and ticket["max_bytes"] == 20 * 1024 * 1024
 
 
+@pytest.mark.parametrize("region", ["us-east-1", "eu-central-1"])
+def test_the_presigned_post_is_sigv4_at_the_regions_own_endpoint(
+    region: str, aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Buckets made since June 2020 refuse SigV2, and a new bucket outside us-east-1 answers the
+    # global endpoint with a redirect a browser's CORS request will not follow.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    service.reset()
+    try:
+        form = service.s3_client().generate_presigned_post(Bucket=BUCKET, Key="uploads/async/x")
+    finally:
+        service.reset()
+    assert form["url"] == f"https://{BUCKET}.s3.{region}.amazonaws.com/"
+    fields = form["fields"]
+    assert fields["x-amz-algorithm"] == "AWS4-HMAC-SHA256" and "x-amz-signature" in fields
+    assert fields["x-amz-credential"].endswith(f"/{region}/s3/aws4_request")
+    assert "AWSAccessKeyId" not in fields and "signature" not in fields
+
+
 def test_ids_are_unguessable_and_unknown_ones_are_404(client: TestClient) -> None:
     ids = {client.post("/uploads").json()["id"] for _ in range(20)}
     assert len(ids) == 20

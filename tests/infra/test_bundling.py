@@ -45,11 +45,16 @@ def test_python_313_arm_gets_ai_edge_litert() -> None:
     assert all(p.endswith("aarch64") for p in PY313_ARM.platforms)
 
 
-def test_boto3_is_left_to_the_lambda_runtime() -> None:
+def test_boto3_is_bundled_at_a_version_with_conditional_writes() -> None:
     from infra.components.bundling import TARGETS, lambda_requirements
+    from packaging.requirements import Requirement
+    from packaging.version import Version
 
     for target in TARGETS.values():
-        assert "boto3" not in names(lambda_requirements(target))
+        (boto3,) = [Requirement(r) for r in lambda_requirements(target) if r.startswith("boto3")]
+        (pinned,) = [Version(spec.version) for spec in boto3.specifier if spec.operator == "=="]
+        # boto3 and botocore share versions; put_object's IfMatch/IfNoneMatch: botocore 1.35.69
+        assert pinned >= Version("1.35.69")
         assert {"fastapi", "mangum", "pillow", "aws-lambda-powertools"} <= names(
             lambda_requirements(target)
         )

@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from classifier.core import ModelError, image_to_array
+from dataclasses import replace
+
+from classifier.core import TTA_VIEWS, ModelError, image_to_array, softmax, tta_views
 from classifier.manifest import Manifest, resolve
 from classifier.runtime import load_classifier, runtime_name
 
@@ -70,12 +72,63 @@ def test_without_litert_it_falls_back_to_tflite_runtime(
     assert load(tiny_manifest).runtime.startswith("tflite-runtime")
 
 
-def test_flip_averaging_in_one_invoke_equals_two_invokes(tiny_manifest: Path) -> None:
+@pytest.mark.parametrize("tta", sorted(TTA_VIEWS))
+def test_all_views_in_one_invoke_equal_one_invoke_per_view(tiny_manifest: Path, tta: str) -> None:
     classifier = load(tiny_manifest)
-    classifier.flip_average = True
+    classifier.inference = replace(classifier.inference, tta=tta)
+    spy = Spy(classifier._interpreter)
+    classifier._interpreter = spy
     pixels = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3)).astype(np.uint8)
-    two = (classifier._run(pixels) + classifier._run(pixels[:, :, ::-1])) / 2
-    assert np.allclose(classifier.predict_arrays(pixels), two, atol=1e-6)
+    together = classifier.predict_outputs(pixels)
+    assert len(spy.fed) == 1 and spy.fed[0].shape[0] == 5 * len(TTA_VIEWS[tta])
+    views, weights = tta_views(pixels, tta)
+    one_by_one = [classifier._run(view) for view in np.split(views, len(weights))]
+    assert np.allclose(together, sum(w * o for w, o in zip(weights, one_by_one)), atol=1e-6)
+
+
+def test_the_six_views_are_the_image_its_mirror_and_one_pixel_shifts_of_both() -> None:
+    pixels = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    views, weights = tta_views(pixels, "mirror-translate")
+    six = np.split(views, 6)
+    assert np.array_equal(six[0], pixels) and np.array_equal(six[1], pixels[:, :, ::-1])
+    # up-left: the content moves one pixel down and right (reflect padding at the border)
+    assert np.array_equal(six[2][:, 1:, 1:], pixels[:, :-1, :-1])
+    assert np.array_equal(six[4][:, :-1, :-1], pixels[:, 1:, 1:])
+    assert np.array_equal(six[3], six[2][:, :, ::-1]) and np.array_equal(six[5], six[4][:, :, ::-1])
+    assert weights.sum() == pytest.approx(1.0) and weights[0] == weights[1] == 2 * weights[2]
+
+
+def test_the_temperature_is_applied_to_what_the_model_outputs(tiny_manifest: Path) -> None:
+    classifier = load(tiny_manifest)
+    pixels = np.stack([image_to_array(p.read_bytes()) for p in sorted(IMGS.glob("*.png"))])
+    raw = classifier.predict_outputs(pixels)
+    logits = raw if classifier.inference.outputs == "logits" else np.log(np.clip(raw, 1e-7, None))
+    for temperature in (0.5, 2.0):
+        classifier.inference = replace(classifier.inference, temperature=temperature)
+        expected = softmax(logits, temperature)
+        assert np.allclose(classifier.predict_arrays(pixels), expected, atol=1e-5)
+    # A higher temperature says less; the answer itself never changes.
+    hot = classifier.predict_arrays(pixels)
+    classifier.inference = replace(classifier.inference, temperature=0.5)
+    cold = classifier.predict_arrays(pixels)
+    assert np.array_equal(hot.argmax(1), cold.argmax(1)) and (hot.max(1) <= cold.max(1)).all()
+
+
+def test_answers_below_the_doubt_threshold_are_flagged_with_the_runner_up(
+    tiny_manifest: Path,
+) -> None:
+    classifier = load(tiny_manifest)
+    data = (IMGS / "cat.png").read_bytes()
+    sure = classifier.predict(data)
+    classifier.inference = replace(classifier.inference, unsure_below=sure.confidence + 1e-6)
+    doubtful = classifier.predict(data)
+    assert not sure.unsure or classifier.inference.unsure_below > sure.confidence
+    assert doubtful.unsure and doubtful.category == sure.category
+    others = {k: p for k, p in doubtful.probabilities.items() if k != doubtful.category}
+    assert doubtful.runner_up in others
+    assert others[doubtful.runner_up] == max(others.values())
+    classifier.inference = replace(classifier.inference, unsure_below=sure.confidence)
+    assert classifier.predict(data).unsure is False  # at the threshold counts as sure
 
 
 def test_an_unknown_runtime_is_refused_by_name(tiny_manifest: Path) -> None:
@@ -104,22 +157,20 @@ def test_the_fed_tensor_uses_the_models_scale_and_zero_point(tiny_manifest: Path
     classifier.predict(data)
     q = classifier.input_quantization
     expected = np.clip(np.rint(image_to_array(data) / q.scale + q.zero_point), -128, 127)
-    (fed,) = spy.fed  # one invoke: the image and its mirror (the manifest asks for flip averaging)
-    assert fed.dtype == np.int8 and fed.shape[0] == 2
+    (fed,) = spy.fed  # one invoke: every test-time view of the image in one batch
+    assert fed.dtype == np.int8 and fed.shape[0] == len(TTA_VIEWS[classifier.inference.tta])
     assert np.array_equal(fed[0], expected.astype(np.int8))
-    assert np.array_equal(fed[1], expected[:, ::-1].astype(np.int8))
+    if fed.shape[0] > 1:
+        assert np.array_equal(fed[1], expected[:, ::-1].astype(np.int8))
 
 
-def test_flip_averaging_is_the_mean_of_the_image_and_its_mirror(tiny_manifest: Path) -> None:
+def test_mirror_averaging_gives_an_image_and_its_mirror_the_same_answer(
+    tiny_manifest: Path,
+) -> None:
     classifier = load(tiny_manifest)
-    assert classifier.flip_average is True
+    classifier.inference = replace(classifier.inference, tta="mirror")
     pixels = np.stack([image_to_array(p.read_bytes()) for p in sorted(IMGS.glob("*.png"))])
     averaged = classifier.predict_arrays(pixels)
-    classifier.flip_average = False
-    single = classifier.predict_arrays(pixels)
-    mirror = classifier.predict_arrays(pixels[:, :, ::-1])
-    assert np.allclose(averaged, (single + mirror) / 2, atol=1e-6)
-    classifier.flip_average = True
     assert np.allclose(classifier.predict_arrays(pixels[:, :, ::-1]), averaged, atol=1e-6)
 
 

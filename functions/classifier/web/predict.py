@@ -33,9 +33,20 @@ router = APIRouter()
 
 
 class PredictionOut(BaseModel):
-    category: str = Field(examples=["cat"])
-    confidence: float = Field(examples=[0.87])
-    probabilities: dict[str, float]
+    category: str = Field(examples=["cat"], description="the most likely category")
+    confidence: float = Field(
+        examples=[0.87],
+        description="its calibrated probability: of answers given with confidence p, about p "
+        "are right (temperature fitted on the validation split)",
+    )
+    unsure: bool = Field(
+        examples=[False],
+        description="true when the confidence is below the model's doubt threshold (chosen on "
+        "validation so that answers not flagged are right at least 97.5% of the time): treat "
+        "the answer as 'category or runner_up'",
+    )
+    runner_up: str = Field(examples=["dog"], description="the second most likely category")
+    probabilities: dict[str, float] = Field(description="every category's probability")
     model_version: str
 
 
