@@ -174,15 +174,35 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
+SERVED = ROOT / "models" / "latest" / "manifest.json"
+
+
+@pytest.fixture(scope="session")
+def served_manifest() -> Path:
+    """The repository's published model, as `make serve` and a first deploy serve it: the
+    unit and functional tests run on it, with no training first."""
+    return SERVED
+
+
 @pytest.fixture
-def use_model(monkeypatch: pytest.MonkeyPatch, tiny_manifest: Path) -> Iterator[Path]:
-    """Point MODEL_URI at the tiny model and reset the container's cached objects around."""
+def use_model(monkeypatch: pytest.MonkeyPatch, served_manifest: Path) -> Iterator[Path]:
+    """Point MODEL_URI at the served model and reset the container's cached objects around."""
     from classifier import service
 
-    monkeypatch.setenv("MODEL_URI", str(tiny_manifest))
+    monkeypatch.setenv("MODEL_URI", str(served_manifest))
     service.reset()
-    yield tiny_manifest
+    yield served_manifest
     service.reset()
+
+
+# Fixtures that train TensorFlow: a test that uses one is slow, whatever its module.
+TRAINING_FIXTURES = {"tiny_run", "tiny_manifest"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True, scope="session")

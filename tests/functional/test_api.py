@@ -18,7 +18,6 @@ from scripts.invoke import LocalContext
 from tests.conftest import IMGS, load_event
 from tests.unit.test_core import png_header_only
 
-pytestmark = pytest.mark.slow
 CAT = (IMGS / "cat.png").read_bytes()
 
 
@@ -38,9 +37,14 @@ def call(event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
 
 
 def assert_prediction(body: dict[str, Any], manifest: Path) -> None:
-    assert set(body) == {"category", "confidence", "probabilities", "model_version"}
+    assert set(body) == {
+        "category", "confidence", "unsure", "runner_up", "probabilities", "model_version"
+    }
     assert body["category"] in body["probabilities"] and len(body["probabilities"]) == 10
     assert body["confidence"] == max(body["probabilities"].values())
+    threshold = json.loads(manifest.read_text())["inference"].get("unsure_below", 0.0)
+    assert body["unsure"] is (body["confidence"] < threshold)
+    assert body["runner_up"] in body["probabilities"] and body["runner_up"] != body["category"]
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert body["model_version"] == json.loads(manifest.read_text())["model_version"]
 
@@ -92,7 +96,9 @@ def with_path(event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
 def test_model_route_returns_the_manifest(name: str, use_model: Path) -> None:
     status, body, _ = call(with_path(load_event(name), "GET", "/model"))
     assert status == 200
-    assert body == json.loads(use_model.read_text())
+    from classifier.manifest import public
+
+    assert body == public(json.loads(use_model.read_text()))  # no build machine's paths
 
 
 def test_openapi_docs_work_behind_a_rest_api_stage(use_model: Path) -> None:
@@ -274,12 +280,12 @@ def mangled(manifest: dict[str, Any], change: str) -> dict[str, Any]:
     ],
 )
 def test_a_malformed_manifest_is_503_with_the_reason_never_500(
-    change: str, named: str, tiny_manifest: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    change: str, named: str, served_manifest: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     folder = tmp_path / "model"
     folder.mkdir()
-    good = json.loads(tiny_manifest.read_text())
-    model = (tiny_manifest.parent / good["model_path"]).read_bytes()
+    good = json.loads(served_manifest.read_text())
+    model = (served_manifest.parent / good["model_path"]).read_bytes()
     (folder / "model.tflite").write_bytes(model)
     bad = mangled({**good, "model_path": "model.tflite"}, change)
     (folder / "manifest.json").write_text(json.dumps(bad))

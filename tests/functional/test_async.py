@@ -19,7 +19,6 @@ from scripts.invoke import LocalContext
 from tests.conftest import IMGS
 from tests.functional.s3_events import s3_event, s3_record
 
-pytestmark = pytest.mark.slow
 BUCKET = "async-uploads"
 
 

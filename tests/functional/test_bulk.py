@@ -16,7 +16,6 @@ from scripts import classify_bucket
 from scripts.invoke import LocalContext
 from tests.conftest import IMGS
 
-pytestmark = pytest.mark.slow
 BUCKET = "bulk-bucket"
 
 

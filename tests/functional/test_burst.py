@@ -28,7 +28,6 @@ from scripts.invoke import LocalContext
 from tests.conftest import synthetic_images
 from tests.functional.s3_events import s3_event, s3_record, sqs_event, sqs_message
 
-pytestmark = pytest.mark.slow
 BUCKET = "burst-bucket"
 UPLOADS = 1000
 MAX_RECEIVES = 3
@@ -83,6 +82,7 @@ def bucket(aws_env: None, use_model: Path) -> Iterator[Any]:
         service.reset()
 
 
+@pytest.mark.slow  # a thousand uploads through moto: 15 s
 def test_a_burst_of_1000_uploads_with_faults_leaves_one_current_result_each(
     bucket: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

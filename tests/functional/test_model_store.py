@@ -13,7 +13,6 @@ from moto import mock_aws
 
 from training.publish import publish
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from scripts.invoke import LocalContext
 from tests.conftest import IMGS, load_event
 from tests.functional.s3_events import s3_event, s3_record, sqs_event, sqs_message
 
-pytestmark = pytest.mark.slow
 BUCKET = "cifar10-uploads-example"
 KEY = "uploads/my cat+1.png"  # what the sample events name, URL-encoded
 RESULT = "results/my cat+1.png.json"

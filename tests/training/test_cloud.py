@@ -21,7 +21,6 @@ from moto import mock_aws
 from tests.conftest import ROOT
 from training import cloud
 
-pytestmark = pytest.mark.slow
 BUCKET = "cifar10-models-example"
 ROLE = "arn:aws:iam::123456789012:role/cifar10-training"
 
@@ -48,6 +47,7 @@ def opt_ml(tmp_path: Path, data: Path) -> dict[str, Path]:
     }
 
 
+@pytest.mark.slow
 def test_the_entry_point_trains_under_sagemakers_contract_and_writes_a_candidate(
     synthetic_data: dict[str, Any], tmp_path: Path
 ) -> None:

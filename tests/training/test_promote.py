@@ -19,7 +19,6 @@ from tests.conftest import PUBLISHED
 from training import promote as pr
 from training.publish import Destination
 
-pytestmark = pytest.mark.slow
 BUCKET = "cifar10-models-example"
 LATEST = "models/latest/manifest.json"
 

@@ -1,4 +1,4 @@
-"""The Classifier on a real int8 model (the tiny one the training CLI builds for the tests)."""
+"""The Classifier on a real int8 model: the repository's published one."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from classifier.runtime import load_classifier, runtime_name
 
 from tests.conftest import IMGS
 
-pytestmark = pytest.mark.slow
 
 
 def load(manifest_path: Path, **kwargs: Any) -> Any:
@@ -45,36 +44,32 @@ def test_litert_is_the_default_runtime_where_installed() -> None:
     assert runtime_name("tflite-runtime").startswith("tflite-runtime 2.14")
 
 
-def test_ai_edge_litert_gives_the_same_answers(
-    tiny_manifest: Path, synthetic_data: dict[str, Any]
-) -> None:
-    litert = load(tiny_manifest, runtime="ai-edge-litert")
+def test_ai_edge_litert_gives_the_same_answers(served_manifest: Path) -> None:
+    litert = load(served_manifest, runtime="ai-edge-litert")
     assert litert.runtime.startswith("ai-edge-litert")
-    tflite = load(tiny_manifest, runtime="tflite-runtime")
-    # The tiny model is sure of its synthetic test images (on photos it is near a coin toss,
-    # where one int8 step between kernels could swap two classes).
-    pixels = synthetic_data["arrays"][2][:50]
+    tflite = load(served_manifest, runtime="tflite-runtime")
+    pixels = np.stack([image_to_array(p.read_bytes()) for p in sorted(IMGS.glob("*.png"))])
     ours, theirs = tflite.predict_arrays(pixels), litert.predict_arrays(pixels)
-    # Kernels may round an int8 output one or two steps (1/256) apart, so only a clear winner
-    # must agree; the probabilities must all be close.
+    # Kernels may round an int8 output a step apart, so only a clear winner must agree; the
+    # probabilities must all be close.
     top2 = np.sort(ours, axis=1)[:, -2:]
-    clear = top2[:, 1] - top2[:, 0] > 6 / 256
-    assert clear.sum() >= 10  # enough clear winners to compare
+    clear = top2[:, 1] - top2[:, 0] > 0.05
+    assert clear.sum() >= len(pixels) // 2  # enough clear winners to compare
     assert np.array_equal(ours.argmax(axis=1)[clear], theirs.argmax(axis=1)[clear])
-    assert np.allclose(ours, theirs, atol=4 / 256)
+    assert np.allclose(ours, theirs, atol=0.03)
 
 
 def test_without_litert_it_falls_back_to_tflite_runtime(
-    tiny_manifest: Path, monkeypatch: pytest.MonkeyPatch
+    served_manifest: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as in the python3.11 bundle
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
-    assert load(tiny_manifest).runtime.startswith("tflite-runtime")
+    assert load(served_manifest).runtime.startswith("tflite-runtime")
 
 
 @pytest.mark.parametrize("tta", sorted(TTA_VIEWS))
-def test_all_views_in_one_invoke_equal_one_invoke_per_view(tiny_manifest: Path, tta: str) -> None:
-    classifier = load(tiny_manifest)
+def test_all_views_in_one_invoke_equal_one_invoke_per_view(served_manifest: Path, tta: str) -> None:
+    classifier = load(served_manifest)
     classifier.inference = replace(classifier.inference, tta=tta)
     spy = Spy(classifier._interpreter)
     classifier._interpreter = spy
@@ -98,8 +93,8 @@ def test_the_six_views_are_the_image_its_mirror_and_one_pixel_shifts_of_both() -
     assert weights.sum() == pytest.approx(1.0) and weights[0] == weights[1] == 2 * weights[2]
 
 
-def test_the_temperature_is_applied_to_what_the_model_outputs(tiny_manifest: Path) -> None:
-    classifier = load(tiny_manifest)
+def test_the_temperature_is_applied_to_what_the_model_outputs(served_manifest: Path) -> None:
+    classifier = load(served_manifest)
     pixels = np.stack([image_to_array(p.read_bytes()) for p in sorted(IMGS.glob("*.png"))])
     raw = classifier.predict_outputs(pixels)
     logits = raw if classifier.inference.outputs == "logits" else np.log(np.clip(raw, 1e-7, None))
@@ -115,9 +110,9 @@ def test_the_temperature_is_applied_to_what_the_model_outputs(tiny_manifest: Pat
 
 
 def test_answers_below_the_doubt_threshold_are_flagged_with_the_runner_up(
-    tiny_manifest: Path,
+    served_manifest: Path,
 ) -> None:
-    classifier = load(tiny_manifest)
+    classifier = load(served_manifest)
     data = (IMGS / "cat.png").read_bytes()
     sure = classifier.predict(data)
     classifier.inference = replace(classifier.inference, unsure_below=sure.confidence + 1e-6)
@@ -131,13 +126,13 @@ def test_answers_below_the_doubt_threshold_are_flagged_with_the_runner_up(
     assert classifier.predict(data).unsure is False  # at the threshold counts as sure
 
 
-def test_an_unknown_runtime_is_refused_by_name(tiny_manifest: Path) -> None:
+def test_an_unknown_runtime_is_refused_by_name(served_manifest: Path) -> None:
     with pytest.raises(ModelError, match="'onnx' is unknown"):
-        load(tiny_manifest, runtime="onnx")
+        load(served_manifest, runtime="onnx")
 
 
-def test_input_quantisation_is_read_from_the_model(tiny_manifest: Path) -> None:
-    classifier = load(tiny_manifest)
+def test_input_quantisation_is_read_from_the_model(served_manifest: Path) -> None:
+    classifier = load(served_manifest)
     details = classifier._interpreter.get_input_details()[0]
     scale, zero_point = details["quantization"]
     assert (classifier.input_quantization.scale, classifier.input_quantization.zero_point) == (
@@ -145,12 +140,12 @@ def test_input_quantisation_is_read_from_the_model(tiny_manifest: Path) -> None:
         zero_point,
     )
     assert classifier.input_quantization.dtype == "int8"
-    recorded = json.loads(tiny_manifest.read_text())["input"]["quantization"]
+    recorded = json.loads(served_manifest.read_text())["input"]["quantization"]
     assert recorded == {"scale": scale, "zero_point": zero_point}
 
 
-def test_the_fed_tensor_uses_the_models_scale_and_zero_point(tiny_manifest: Path) -> None:
-    classifier = load(tiny_manifest)
+def test_the_fed_tensor_uses_the_models_scale_and_zero_point(served_manifest: Path) -> None:
+    classifier = load(served_manifest)
     spy = Spy(classifier._interpreter)
     classifier._interpreter = spy
     data = (IMGS / "cat.png").read_bytes()
@@ -165,77 +160,77 @@ def test_the_fed_tensor_uses_the_models_scale_and_zero_point(tiny_manifest: Path
 
 
 def test_mirror_averaging_gives_an_image_and_its_mirror_the_same_answer(
-    tiny_manifest: Path,
+    served_manifest: Path,
 ) -> None:
-    classifier = load(tiny_manifest)
+    classifier = load(served_manifest)
     classifier.inference = replace(classifier.inference, tta="mirror")
     pixels = np.stack([image_to_array(p.read_bytes()) for p in sorted(IMGS.glob("*.png"))])
     averaged = classifier.predict_arrays(pixels)
     assert np.allclose(classifier.predict_arrays(pixels[:, :, ::-1]), averaged, atol=1e-6)
 
 
-def test_prediction_has_all_classes_summing_to_one(tiny_manifest: Path) -> None:
-    classifier = load(tiny_manifest)
+def test_prediction_has_all_classes_summing_to_one(served_manifest: Path) -> None:
+    classifier = load(served_manifest)
     prediction = classifier.predict((IMGS / "dog.png").read_bytes())
     assert list(prediction.probabilities) == list(classifier.class_names)
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
     assert prediction.category == max(prediction.probabilities, key=prediction.probabilities.get)
     assert prediction.confidence == max(prediction.probabilities.values())
-    assert prediction.model_version == json.loads(tiny_manifest.read_text())["model_version"]
+    assert prediction.model_version == json.loads(served_manifest.read_text())["model_version"]
 
 
-def test_a_batch_gives_the_same_answers_as_one_by_one(tiny_manifest: Path) -> None:
-    classifier = load(tiny_manifest)
+def test_a_batch_gives_the_same_answers_as_one_by_one(served_manifest: Path) -> None:
+    classifier = load(served_manifest)
     images = [p.read_bytes() for p in sorted(IMGS.glob("*.png"))]
     together = classifier.predict_many(images)
     alone = [classifier.predict(image) for image in images]
     assert together == alone
 
 
-def test_a_model_that_differs_from_its_manifest_is_refused(tiny_manifest: Path) -> None:
-    manifest = Manifest.from_bytes(tiny_manifest.read_bytes())
-    model = Path(resolve(str(tiny_manifest), manifest.model_path)).read_bytes()
+def test_a_model_that_differs_from_its_manifest_is_refused(served_manifest: Path) -> None:
+    manifest = Manifest.from_bytes(served_manifest.read_bytes())
+    model = Path(resolve(str(served_manifest), manifest.model_path)).read_bytes()
     with pytest.raises(ModelError, match="does not match the manifest"):
         load_classifier(model + b"\0", manifest)
 
 
-def test_a_manifest_with_other_class_names_is_refused(tiny_manifest: Path) -> None:
-    raw = json.loads(tiny_manifest.read_text())
+def test_a_manifest_with_other_class_names_is_refused(served_manifest: Path) -> None:
+    raw = json.loads(served_manifest.read_text())
     raw["class_names"] = raw["class_names"][:9]
     manifest = Manifest.from_dict(raw)
-    model = Path(resolve(str(tiny_manifest), manifest.model_path)).read_bytes()
+    model = Path(resolve(str(served_manifest), manifest.model_path)).read_bytes()
     with pytest.raises(ModelError, match="10 outputs but the manifest names 9 classes"):
         load_classifier(model, manifest)
 
 
-def test_a_manifest_with_another_input_shape_is_refused(tiny_manifest: Path) -> None:
-    raw = json.loads(tiny_manifest.read_text())
+def test_a_manifest_with_another_input_shape_is_refused(served_manifest: Path) -> None:
+    raw = json.loads(served_manifest.read_text())
     raw["input"]["shape"] = [64, 64, 3]
     manifest = Manifest.from_dict(raw)
-    model = Path(resolve(str(tiny_manifest), manifest.model_path)).read_bytes()
+    model = Path(resolve(str(served_manifest), manifest.model_path)).read_bytes()
     with pytest.raises(ModelError, match="input shape"):
         load_classifier(model, manifest)
 
 
-def test_a_manifest_with_other_quantisation_is_refused(tiny_manifest: Path) -> None:
-    raw = json.loads(tiny_manifest.read_text())
+def test_a_manifest_with_other_quantisation_is_refused(served_manifest: Path) -> None:
+    raw = json.loads(served_manifest.read_text())
     raw["input"]["quantization"]["zero_point"] = 0
     manifest = Manifest.from_dict(raw)
-    model = Path(resolve(str(tiny_manifest), manifest.model_path)).read_bytes()
+    model = Path(resolve(str(served_manifest), manifest.model_path)).read_bytes()
     with pytest.raises(ModelError, match="quantisation"):
         load_classifier(model, manifest)
 
 
-def test_pixel_arrays_of_the_wrong_shape_are_refused(tiny_manifest: Path) -> None:
+def test_pixel_arrays_of_the_wrong_shape_are_refused(served_manifest: Path) -> None:
     with pytest.raises(ValueError, match=r"expected \(N, 32, 32, 3\)"):
-        load(tiny_manifest).predict_arrays(np.zeros((2, 28, 28, 3), np.uint8))
+        load(served_manifest).predict_arrays(np.zeros((2, 28, 28, 3), np.uint8))
 
 
-def test_predictions_from_many_threads_equal_one_at_a_time(tiny_manifest: Path) -> None:
+def test_predictions_from_many_threads_equal_one_at_a_time(served_manifest: Path) -> None:
     """The API classifies in a thread pool; one interpreter must not be invoked concurrently."""
     from concurrent.futures import ThreadPoolExecutor
 
-    classifier = load(tiny_manifest)
+    classifier = load(served_manifest)
     images = [p.read_bytes() for p in sorted(IMGS.glob("*.png"))] * 4
     expected = [classifier.predict(data).probabilities for data in images]
     with ThreadPoolExecutor(max_workers=8) as pool:

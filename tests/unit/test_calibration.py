@@ -1,0 +1,58 @@
+"""Temperature, ECE and the doubt threshold on synthetic outputs whose truth is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from classifier.core import softmax
+
+from training import calibration as cal
+
+
+def sampled(temperature: float, n: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits, and labels drawn from softmax(logits / temperature): that temperature is right."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 3, (n, 10))
+    probs = softmax(logits, temperature)
+    labels = (probs.cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)
+    return logits, labels
+
+
+@pytest.mark.parametrize("true_t", [0.5, 2.0])
+def test_the_fitted_temperature_recovers_the_true_one(true_t: float) -> None:
+    logits, labels = sampled(true_t)
+    assert cal.fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.05)
+
+
+def test_ece_is_near_zero_when_calibrated_and_large_when_under_confident() -> None:
+    logits, labels = sampled(1.0)
+    assert cal.reliability(softmax(logits), labels)["ece"] < 0.015
+    under = cal.reliability(softmax(logits, 3.0), labels)
+    assert under["ece"] > 0.1 and len(under["bins"]) == cal.ECE_BINS
+    assert sum(b["count"] for b in under["bins"]) == len(labels)
+
+
+def test_the_doubt_threshold_keeps_the_target_accuracy_at_the_most_coverage() -> None:
+    logits, labels = sampled(1.0)
+    probs = softmax(logits)
+    threshold = cal.doubt_threshold(probs, labels, 0.975)
+    kept = cal.coverage(probs, labels, threshold)
+    assert kept["confident_accuracy"] >= 0.975
+    # A little lower and the accuracy of what is kept falls under the target.
+    confidence, right = probs.max(1), probs.argmax(1) == labels
+    below = confidence[confidence < threshold].max()
+    assert right[confidence >= below].mean() < 0.975
+    assert 0 < kept["coverage"] < 1
+
+
+def test_an_unreachable_target_flags_every_answer() -> None:
+    probs = np.full((10, 2), 0.5)
+    assert cal.doubt_threshold(probs, np.ones(10, int), 0.975) == 1.0
+
+
+def test_the_risk_coverage_curve_runs_from_the_surest_answers_to_all() -> None:
+    logits, labels = sampled(1.0, n=2000)
+    curve = np.asarray(cal.risk_coverage(softmax(logits), labels))
+    assert curve[0, 0] < 0.05 and curve[-1, 0] == 1.0
+    assert curve[-1, 1] == pytest.approx((softmax(logits).argmax(1) == labels).mean(), abs=1e-4)
+    assert curve[0, 1] > curve[-1, 1]
