@@ -17,6 +17,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
+from classifier import contract  # noqa: E402
+
 from infra.stack import ClassifierStack, Config  # noqa: E402
 
 
@@ -30,7 +32,7 @@ def build_app(context: dict[str, object] | None = None, outdir: str | None = Non
     config = Config.from_context(app)
     ClassifierStack(
         app,
-        app.node.try_get_context("stackName") or "Cifar10Classifier",
+        app.node.try_get_context("stackName") or contract.STACK_NAME,
         config=config,
         description="CIFAR-10 int8 TFLite classifier: HTTPS API and S3 drop folder",
         env=cdk.Environment(

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from classifier import contract
 from training.cloud import stack_outputs
 
 
@@ -43,7 +45,7 @@ def start(source: str, *, state_machine: str, uploads_bucket: str | None) -> dic
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/classify_bucket.py", description=__doc__)
     parser.add_argument("source", help="s3://<UploadsBucket>/<prefix>")
-    parser.add_argument("--stack", default="Cifar10Classifier")
+    parser.add_argument("--stack", default=os.environ.get("STACK", contract.STACK_NAME))
     parser.add_argument("--state-machine", help="its ARN (default: the stack's output)")
     parser.add_argument("--wait", action="store_true", help="poll until the run ends")
     args = parser.parse_args(argv)

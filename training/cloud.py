@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from classifier import contract
+
 ROOT = Path(__file__).resolve().parents[1]
 TF_VERSION = "2.19.0"  # AWS's newest TensorFlow training container; the oldest we test against
 PY_TAG = "py312"
@@ -207,7 +209,7 @@ def stack_output(stack: str, key: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.cloud", description=__doc__)
-    parser.add_argument("--stack", default=os.environ.get("STACK", "Cifar10Classifier"))
+    parser.add_argument("--stack", default=os.environ.get("STACK", contract.STACK_NAME))
     parser.add_argument("--bucket", help="the model bucket (default: the stack's ModelBucket)")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("upload-data", help="put the data set in the bucket, once")

@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from classifier import contract
 from classifier import manifest as mf
 from classifier.core import ModelError
 
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_TOLERANCE,
         help=f"accuracy the candidate may lose (default {DEFAULT_TOLERANCE})",
     )
-    parser.add_argument("--stack", default=os.environ.get("STACK", "Cifar10Classifier"))
+    parser.add_argument("--stack", default=os.environ.get("STACK", contract.STACK_NAME))
     parser.add_argument("--no-rollout", action="store_true", help="move latest only")
     args = parser.parse_args(argv)
     if bool(args.version) == args.rollback:

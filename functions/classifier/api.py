@@ -1,12 +1,8 @@
 """The HTTP API: FastAPI locally (uvicorn) and in Lambda (Mangum behind API Gateway).
 
-GET  /                 a web page: choose or drop images, see each one's category and bars
-POST /predict          one image: multipart field ``file``, or a raw image/png|jpeg body
-POST /predict/batch    up to 32 ``file`` parts, one result each, in order
-POST /uploads          an id and a presigned S3 POST for one image up to 20 MB (async path)
-GET  /results/{id}     202 while pending, 200 with the result, 404 for an unknown id
-GET  /health           is the model loaded, which runtime, which version
-GET  /model            the model's manifest
+The routes are the routers' (classifier.web.*); :func:`http_routes` lists them for the
+infrastructure, which routes exactly these through API Gateway, and the README's API table is
+checked against them.
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ from fastapi.responses import JSONResponse
 from mangum import Mangum
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from classifier import service
+from classifier import contract, service
 from classifier.core import ImageError, ModelError
 from classifier.settings import SettingsError
 from classifier.web import page, predict, status, uploads
@@ -55,6 +51,8 @@ app = FastAPI(
     description="Classifies an image into one of the ten CIFAR-10 categories with an int8 "
     "TensorFlow Lite CNN.",
     version="1.0.0",
+    redoc_url=None,  # one documentation page (/docs) is enough
+    swagger_ui_oauth2_redirect_url=None,
 )
 
 
@@ -82,6 +80,25 @@ async def _model_error(request: Request, exc: ModelError) -> JSONResponse:
 
 for router in (page.router, predict.router, uploads.router, status.router):
     app.include_router(router)
+
+
+
+def http_routes() -> list[tuple[str, str, bool]]:
+    """(path, method, protected) of every route the app serves, in the app's order; protected
+    routes need credentials when the API has auth (contract.PUBLIC_PATHS stay open)."""
+    found = []
+    routes = list(app.routes)
+    while routes:
+        route = routes.pop(0)
+        if hasattr(route, "original_router"):  # an included router (no prefix here)
+            routes[:0] = route.original_router.routes
+            continue
+        for method in sorted(getattr(route, "methods", None) or ()):
+            if method != "HEAD":
+                path = getattr(route, "path", "")
+                found.append((path, method, path not in contract.PUBLIC_PATHS))
+    return found
+
 
 service.preload()  # in Lambda's init phase (SnapStart snapshots it); nothing locally
 asgi = StagePrefix(app)

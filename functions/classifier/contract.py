@@ -11,6 +11,13 @@ from __future__ import annotations
 # that read its outputs take --stack / STACK).
 STACK_NAME = "Cifar10Classifier"
 
+# Who may call the API (the stack's `auth` setting; the page adapts to it): public, IAM-signed
+# requests, or a JWT bearer token.
+AUTH_MODES = ("none", "iam", "jwt")
+# Routes anyone may call whatever the auth mode: they hold no data, and the page must load to
+# ask for a token.
+PUBLIC_PATHS = ("/", "/health", "/docs", "/openapi.json")
+
 # Where the drop folder takes images and writes results (the results prefix is never read).
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"

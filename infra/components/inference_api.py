@@ -11,6 +11,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_logs as logs
 from classifier import contract
 from classifier import settings as env
+from classifier.api import http_routes
 from constructs import Construct
 
 from infra.components.bundling import Target, serving_function
@@ -21,20 +22,7 @@ from infra.components.rollout import (
     version_description,
 )
 
-# (path, method, protected): with -c auth=iam|jwt the protected routes need credentials; the
-# page, health and docs stay public (they hold no data and the page must load to ask for a token).
-ROUTES = (
-    ("/", apigw.HttpMethod.GET, False),
-    ("/predict", apigw.HttpMethod.POST, True),
-    ("/predict/batch", apigw.HttpMethod.POST, True),
-    ("/uploads", apigw.HttpMethod.POST, True),
-    ("/results/{id}", apigw.HttpMethod.GET, True),
-    ("/health", apigw.HttpMethod.GET, False),
-    ("/model", apigw.HttpMethod.GET, True),
-    ("/docs", apigw.HttpMethod.GET, False),
-    ("/openapi.json", apigw.HttpMethod.GET, False),
-)
-AUTH_MODES = ("none", "iam", "jwt")
+AUTH_MODES = contract.AUTH_MODES
 
 
 @jsii.implements(apigw.IAccessLogSettings)
@@ -119,19 +107,14 @@ class InferenceApi(Construct):
         )
         # API Gateway calls the alias: its version pins the model, SnapStart restores it,
         # provisioned concurrency keeps it warm, and CodeDeploy moves it (canary, rollback).
-        server_errors = cloudwatch.Alarm(
+        server_errors = rollout_alarm(
             self,
             "Rollout5xx",
-            metric=self.http_api.metric_server_error(period=Duration.minutes(1)),
-            threshold=1,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=(
-                f"{contract.API_SERVICE} rollout: the API answered 5xx in 2 of 3 minutes "
-                "(CodeDeploy rolls back)"
-            ),
+            self.http_api.metric_server_error(period=Duration.minutes(1)),
+            1,
+            above=True,
+            service=contract.API_SERVICE,
+            what="the API answered 5xx",
         )
         self.rollout = Rollout(
             self,
@@ -147,7 +130,7 @@ class InferenceApi(Construct):
         self.alias = self.rollout.alias
         integration = integrations.HttpLambdaIntegration("Lambda", self.alias)
         authorizer = self._authorizer(auth, jwt_issuer, jwt_audience)
-        for path, method, protected in ROUTES:
+        for path, method, protected in http_routes():
             self.http_api.add_routes(
                 path=path,
                 methods=[method],

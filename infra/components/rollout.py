@@ -43,6 +43,42 @@ PERIOD = Duration.minutes(1)
 
 
 @dataclass(frozen=True)
+# A rollout alarm fires when DATAPOINTS of the last MINUTES one-minute periods breach: one bad
+# minute is noise, two in three during a five-minute canary is a pattern.
+ALARM_DATAPOINTS, ALARM_MINUTES = 2, 3
+
+
+def rollout_alarm(
+    scope: Construct,
+    id_: str,
+    metric: cloudwatch.IMetric,
+    threshold: float,
+    *,
+    above: bool,
+    service: str,
+    what: str,
+) -> cloudwatch.Alarm:
+    """An alarm CodeDeploy watches during a rollout (its description says which and why)."""
+    return cloudwatch.Alarm(
+        scope,
+        id_,
+        metric=metric,
+        threshold=threshold,
+        evaluation_periods=ALARM_MINUTES,
+        datapoints_to_alarm=ALARM_DATAPOINTS,
+        comparison_operator=(
+            cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+            if above
+            else cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
+        ),
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarm_description=(
+            f"{service} rollout: {what} in {ALARM_DATAPOINTS} of {ALARM_MINUTES} minutes "
+            "(CodeDeploy rolls back)"
+        ),
+    )
+
+
 class RolloutSettings:
     model_version: str  # the ModelVersion parameter (a token at synth time)
     deployment: str = "canary"  # a key of DEPLOYMENT_CONFIGS
@@ -142,21 +178,7 @@ class Rollout(Construct):
         def alarm(
             id_: str, metric: cloudwatch.IMetric, threshold: float, above: bool, what: str
         ) -> cloudwatch.Alarm:
-            return cloudwatch.Alarm(
-                self,
-                id_,
-                metric=metric,
-                threshold=threshold,
-                evaluation_periods=3,
-                datapoints_to_alarm=2,
-                comparison_operator=(
-                    cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
-                    if above
-                    else cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
-                ),
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=f"{service} rollout: {what} (CodeDeploy rolls back)",
-            )
+            return rollout_alarm(self, id_, metric, threshold, above=above, service=service, what=what)
 
         classified = classification_metric(
             contract.METRIC_CLASSIFIED, service, model_version, "Sum"
@@ -168,14 +190,14 @@ class Rollout(Construct):
                 lambda_metric("Errors", "Sum"),
                 1,
                 True,
-                "the new version raised errors in 2 of 3 minutes",
+                "the new version raised errors",
             ),
             alarm(
                 "NewVersionP99",
                 lambda_metric("Duration", "p99"),
                 p99_ms,
                 True,
-                f"the new version's p99 duration over {p99_ms} ms in 2 of 3 minutes",
+                f"the new version's p99 duration over {p99_ms} ms",
             ),
             alarm(
                 "NewModelConfidence",

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from classifier import service
+from classifier import contract, service
 from classifier.core import ModelError
 from classifier.settings import DEFAULT_BODY_BYTES
 
@@ -27,7 +27,7 @@ def _auth_mode() -> str:
         mode = service.settings().api_auth
     except ModelError:
         return "none"
-    return mode if mode in ("none", "iam", "jwt") else "none"
+    return mode if mode in contract.AUTH_MODES else "none"
 
 
 @router.get("/", response_class=HTMLResponse, summary="A web page to try the classifier")
