@@ -16,7 +16,6 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
-
 from classifier import contract  # noqa: E402
 
 from infra.stack import ClassifierStack, Config  # noqa: E402

@@ -91,7 +91,8 @@ def check_lambda_concurrency(clients: dict[str, Any], config: Any) -> list[Findi
     # Provisioned concurrency outside a reservation comes from the unreserved pool too.
     asked = reserved or config.provisioned_concurrency
     request = (
-        f"request more in Service Quotas (Lambda, 'Concurrent executions', {LAMBDA_CONCURRENCY_QUOTA}): "
+        "request more in Service Quotas (Lambda, 'Concurrent executions', "
+        f"{LAMBDA_CONCURRENCY_QUOTA}): "
         f"aws service-quotas request-service-quota-increase --service-code lambda --quota-code "
         f"{LAMBDA_CONCURRENCY_QUOTA} --desired-value 1000"
     )
@@ -183,9 +184,9 @@ def run_checks(
 
 def stack_config(context: dict[str, str]) -> Any:
     """The stack's settings as `cdk deploy -c ...` with cdk.json would make them."""
-    from infra.stack import Config
-
     import aws_cdk as cdk
+
+    from infra.stack import Config
 
     app = cdk.App(context={**build_app_defaults(), **context})
     return Config.from_context(app)

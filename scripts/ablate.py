@@ -17,8 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from training import train as t
 
 
@@ -45,8 +43,13 @@ def main() -> None:
                 photo_val = t.photo_versions(data.x_val, seed=12345)
             start = time.monotonic()
             trained = t.fit(recipe, data, Path(tempfile.mkdtemp()), clock)
-            row = {"run": run, "seed": seed, "epochs": args.epochs, "limit": args.limit,
-                   "minutes": round((time.monotonic() - start) / 60, 2)}
+            row = {
+                "run": run,
+                "seed": seed,
+                "epochs": args.epochs,
+                "limit": args.limit,
+                "minutes": round((time.monotonic() - start) / 60, 2),
+            }
             for tta in ("none", "mirror-translate"):
                 for name, x in (("val", data.x_val), ("photo_val", photo_val)):
                     predicted = t.predict_float(trained.model, x, tta).argmax(1)

@@ -24,7 +24,6 @@ import hashlib
 import io
 import os
 import platform
-import socket
 import subprocess
 import sys
 import threading
@@ -48,13 +47,9 @@ for name, value in {
 }.items():
     os.environ.setdefault(name, value)
 
+from scripts.local_server import free_port  # noqa: E402
+
 BUCKET = "bench-uploads"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_s3() -> tuple[subprocess.Popen[bytes], str]:

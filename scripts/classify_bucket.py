@@ -20,6 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from classifier import contract
+
 from training.cloud import stack_outputs
 
 

@@ -51,8 +51,14 @@ def reliability(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> dict[
         conf = float(confidence[chosen].mean()) if n else 0.0
         acc = float(correct[chosen].mean()) if n else 0.0
         ece += n / len(y) * abs(acc - conf)
-        rows.append({"low": round(float(edges[b]), 4), "count": n, "confidence": conf, "accuracy": acc})
-    return {"ece": round(ece, 4), "bins": rows, "mean_confidence": round(float(confidence.mean()), 4)}
+        rows.append(
+            {"low": round(float(edges[b]), 4), "count": n, "confidence": conf, "accuracy": acc}
+        )
+    return {
+        "ece": round(ece, 4),
+        "bins": rows,
+        "mean_confidence": round(float(confidence.mean()), 4),
+    }
 
 
 def doubt_threshold(probs: np.ndarray, y: np.ndarray, target: float) -> float:
@@ -75,8 +81,12 @@ def coverage(probs: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, fl
     correct = probs.argmax(axis=1) == y
     return {
         "coverage": round(float(confident.mean()), 4),
-        "confident_accuracy": round(float(correct[confident].mean()), 4) if confident.any() else 0.0,
-        "unsure_accuracy": round(float(correct[~confident].mean()), 4) if (~confident).any() else 0.0,
+        "confident_accuracy": round(float(correct[confident].mean()), 4)
+        if confident.any()
+        else 0.0,
+        "unsure_accuracy": round(float(correct[~confident].mean()), 4)
+        if (~confident).any()
+        else 0.0,
     }
 
 

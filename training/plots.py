@@ -113,10 +113,17 @@ def reliability(calibration: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
     test = calibration["test"]
-    for key, label in (("before", "as trained"), ("after", f"temperature {calibration['temperature']:g}")):
+    for key, label in (
+        ("before", "as trained"),
+        ("after", f"temperature {calibration['temperature']:g}"),
+    ):
         rows = [r for r in test[key]["bins"] if r["count"]]
-        ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o",
-                label=f"{label} (ECE {test[key]['ece']:.1%})")
+        ax.plot(
+            [r["confidence"] for r in rows],
+            [r["accuracy"] for r in rows],
+            marker="o",
+            label=f"{label} (ECE {test[key]['ece']:.1%})",
+        )
     ax.set_xlabel("confidence shown")
     ax.set_ylabel("accuracy")
     ax.set_title("Reliability on the test split (15 bins)")
@@ -134,11 +141,20 @@ def risk_coverage(calibration: dict[str, Any], path: Path) -> None:
     curve = np.asarray(test["risk_coverage"])
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.plot(curve[:, 0], curve[:, 1], label="test split")
-    ax.axhline(calibration["target_confident_accuracy"], color="grey", linestyle=":",
-               label=f"target {calibration['target_confident_accuracy']:.1%}")
-    ax.plot([test["coverage"]], [test["confident_accuracy"]], "o", color="C3",
-            label=f"threshold {calibration['unsure_below']:.2f}: {test['coverage']:.1%} sure, "
-            f"{test['confident_accuracy']:.2%} right")
+    ax.axhline(
+        calibration["target_confident_accuracy"],
+        color="grey",
+        linestyle=":",
+        label=f"target {calibration['target_confident_accuracy']:.1%}",
+    )
+    ax.plot(
+        [test["coverage"]],
+        [test["confident_accuracy"]],
+        "o",
+        color="C3",
+        label=f"threshold {calibration['unsure_below']:.2f}: {test['coverage']:.1%} sure, "
+        f"{test['confident_accuracy']:.2%} right",
+    )
     ax.set_xlabel("share of answers not flagged unsure (coverage)")
     ax.set_ylabel("accuracy of those answers")
     ax.set_ylim(max(0.5, float(curve[:, 1].min()) - 0.01), 1.0)

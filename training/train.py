@@ -270,9 +270,7 @@ def custom_layers() -> dict[str, Any]:
 
         def build(self, input_shape: Any) -> None:
             self.bias = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="bias")
-            self.open = self.add_weight(
-                shape=(), initializer="ones", trainable=False, name="open"
-            )
+            self.open = self.add_weight(shape=(), initializer="ones", trainable=False, name="open")
 
         def call(self, x: Any) -> Any:
             gate = keras.ops.cast(self.open, self.bias.dtype)
@@ -297,7 +295,9 @@ def build_model(recipe: Recipe, x_train: np.ndarray, n_classes: int) -> Any:
     extra = custom_layers()
     rng = np.random.default_rng(recipe.seed)
     sample = x_train[rng.choice(len(x_train), min(recipe.whiten_sample, len(x_train)), False)]
-    kernel = whitening_kernel((sample - mean) / np.sqrt(var), recipe.whiten_size, recipe.whiten_epsilon)
+    kernel = whitening_kernel(
+        (sample - mean) / np.sqrt(var), recipe.whiten_size, recipe.whiten_epsilon
+    )
     whiten = layers.Conv2D(
         kernel.shape[-1], recipe.whiten_size, use_bias=False, trainable=False, name="whiten"
     )
@@ -381,8 +381,11 @@ def compile_model(model: Any, recipe: Recipe, steps_per_epoch: int) -> None:
         peak = recipe.learning_rate * recipe.batch_size / kilostep
         optimizer = keras.optimizers.SGD(
             learning_rate=LinearWarmupDown(
-                peak, recipe.epochs * steps_per_epoch, recipe.warmup_fraction,
-                recipe.lr_start, recipe.lr_end,
+                peak,
+                recipe.epochs * steps_per_epoch,
+                recipe.warmup_fraction,
+                recipe.lr_start,
+                recipe.lr_end,
             ),
             momentum=recipe.momentum,
             nesterov=True,
@@ -398,9 +401,7 @@ def compile_model(model: Any, recipe: Recipe, steps_per_epoch: int) -> None:
     )
 
 
-def LinearWarmupDown(  # noqa: N802 - a schedule object, named like one
-    peak: float, total: int, warmup: float, start: float, end: float
-) -> Any:
+def LinearWarmupDown(peak: float, total: int, warmup: float, start: float, end: float) -> Any:
     """Linear from start*peak to peak over the warm-up, then linear down to end*peak."""
     import keras
 
@@ -496,8 +497,10 @@ def lookahead(recipe: Recipe, total_steps: int) -> Any:
             if self.step % recipe.lookahead_every and self.step < total_steps:
                 return
             fraction = min(1.0, self.step / total_steps)
-            decay = 1.0 if self.step >= total_steps else (
-                recipe.lookahead_decay * fraction**recipe.lookahead_power
+            decay = (
+                1.0
+                if self.step >= total_steps
+                else (recipe.lookahead_decay * fraction**recipe.lookahead_power)
             )
             for w, avg in zip(self.tracked, self.average):
                 avg *= decay
@@ -540,7 +543,10 @@ def train(
     """model.fit over the recipe's epochs; resumable from ``backup`` (Keras BackupAndRestore)."""
     import keras
 
-    val = (data.x_val.astype(np.float32), np.eye(len(data.class_names), dtype=np.float32)[data.y_val])
+    val = (
+        data.x_val.astype(np.float32),
+        np.eye(len(data.class_names), dtype=np.float32)[data.y_val],
+    )
     callbacks: list[Any] = []
     if recipe.architecture == "report-cnn":
         train_data = report_batches(recipe, data.x_train, data.y_train)
@@ -575,7 +581,6 @@ def train(
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
-
 # --------------------------------------------------------------------------------------------
 # Quantise
 # --------------------------------------------------------------------------------------------
@@ -584,11 +589,17 @@ def predict_float(model: Any, x: np.ndarray, tta: str) -> np.ndarray:
     out = []
     for i in range(0, len(x), 1000):
         views, weights = tta_views(x[i : i + 1000], tta)
-        out.append(combine_views(model.predict(views.astype(np.float32), batch_size=1000, verbose=0), weights))
+        out.append(
+            combine_views(
+                model.predict(views.astype(np.float32), batch_size=1000, verbose=0), weights
+            )
+        )
     return np.concatenate(out)
 
 
-def choose_inference(model: Any, recipe: Recipe, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
+def choose_inference(
+    model: Any, recipe: Recipe, x_val: np.ndarray, y_val: np.ndarray
+) -> dict[str, Any]:
     """The test-time views serving will average: the recipe's, or (auto) the most views whose
     validation accuracy is the best. The temperature and doubt threshold come later, fitted
     on the int8 model's own outputs."""
@@ -764,16 +775,20 @@ def configure(args: argparse.Namespace) -> Recipe:
             raise SystemExit(f"error: --set {item}: the recipe has no field {name!r}")
         current = getattr(recipe, name)
         overrides[name] = (
-            tuple(int(v) for v in value.split(",")) if isinstance(current, tuple)
-            else value.lower() in ("1", "true", "yes") if isinstance(current, bool)
-            else type(current)(value) if current is not None else float(value)
+            tuple(int(v) for v in value.split(","))
+            if isinstance(current, tuple)
+            else value.lower() in ("1", "true", "yes")
+            if isinstance(current, bool)
+            else type(current)(value)
+            if current is not None
+            else float(value)
         )
     if args.resume:  # the interrupted run's own recipe
-        recipe = Recipe(**{
-            k: tuple(v) if isinstance(v, list) else v
-            for k, v in json.loads((args.resume / "run.json").read_text())["recipe"].items()
-        })
-        return recipe
+        saved: dict[str, Any] = json.loads((args.resume / "run.json").read_text())["recipe"]
+        restored: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()
+        }
+        return Recipe(**restored)
     if args.keras_model:
         # The trained model's own recipe, so the validation split and records match it.
         previous = json.loads((args.keras_model.parent / mf.MANIFEST_NAME).read_text())["recipe"]

@@ -82,7 +82,6 @@ for router in (page.router, predict.router, uploads.router, status.router):
     app.include_router(router)
 
 
-
 def http_routes() -> list[tuple[str, str, bool]]:
     """(path, method, protected) of every route the app serves, in the app's order; protected
     routes need credentials when the API has auth (contract.PUBLIC_PATHS stay open)."""

@@ -264,7 +264,9 @@ TTA_VIEWS: dict[str, tuple[tuple[str, float], ...]] = {
 def tta_views(pixels: np.ndarray, tta: str) -> tuple[np.ndarray, np.ndarray]:
     """The views of a batch (N, H, W, C) stacked as (views * N, H, W, C), and their weights."""
     if tta not in TTA_VIEWS:
-        raise ValueError(f"unknown test-time augmentation {tta!r}; expected one of {sorted(TTA_VIEWS)}")
+        raise ValueError(
+            f"unknown test-time augmentation {tta!r}; expected one of {sorted(TTA_VIEWS)}"
+        )
     names, weights = zip(*TTA_VIEWS[tta])
     size = pixels.shape[1]
     made: dict[str, np.ndarray] = {"identity": pixels}

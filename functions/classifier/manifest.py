@@ -40,6 +40,7 @@ def model_key(version: str, name: str) -> str:
     """Where a published model's file lives, relative to a bucket or folder root."""
     return f"{MODELS_PREFIX}{version}/{name}"
 
+
 Name = Annotated[StrictStr, Field(min_length=1)]
 Positive = Annotated[StrictInt, Field(gt=0)]
 
@@ -110,7 +111,9 @@ class Manifest:
     model_sha256: str
     model_bytes: int
     raw: dict[str, Any] = field(repr=False, compare=False)
-    inference: Inference = Inference()  # test-time views, temperature, doubt threshold
+    inference: Inference = field(
+        default_factory=Inference
+    )  # test-time views, temperature, doubt threshold
     input_quantization: tuple[float, int] | None = None  # (scale, zero point) as recorded
 
     @classmethod

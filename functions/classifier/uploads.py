@@ -202,7 +202,14 @@ def publish_completion(result: dict[str, Any]) -> None:
     detail = {
         k: result.get(k)
         for k in (
-            "bucket", "key", "version_id", "result_key", "category", "confidence", "unsure", "runner_up"
+            "bucket",
+            "key",
+            "version_id",
+            "result_key",
+            "category",
+            "confidence",
+            "unsure",
+            "runner_up",
         )
     }
     detail["model_version"] = result.get("model_version")

@@ -7,7 +7,6 @@ from aws_cdk import Duration
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_logs as logs
 from classifier import contract
 from classifier import settings as env
@@ -19,6 +18,7 @@ from infra.components.rollout import (
     Rollout,
     RolloutSettings,
     api_check_event,
+    rollout_alarm,
     version_description,
 )
 
@@ -133,7 +133,7 @@ class InferenceApi(Construct):
         for path, method, protected in http_routes():
             self.http_api.add_routes(
                 path=path,
-                methods=[method],
+                methods=[apigw.HttpMethod(method)],
                 integration=integration,
                 authorizer=authorizer if protected else apigw.HttpNoneAuthorizer(),
             )

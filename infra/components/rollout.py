@@ -42,7 +42,6 @@ DEPLOYMENT_CONFIGS = {
 PERIOD = Duration.minutes(1)
 
 
-@dataclass(frozen=True)
 # A rollout alarm fires when DATAPOINTS of the last MINUTES one-minute periods breach: one bad
 # minute is noise, two in three during a five-minute canary is a pattern.
 ALARM_DATAPOINTS, ALARM_MINUTES = 2, 3
@@ -79,6 +78,7 @@ def rollout_alarm(
     )
 
 
+@dataclass(frozen=True)
 class RolloutSettings:
     model_version: str  # the ModelVersion parameter (a token at synth time)
     deployment: str = "canary"  # a key of DEPLOYMENT_CONFIGS
@@ -178,7 +178,9 @@ class Rollout(Construct):
         def alarm(
             id_: str, metric: cloudwatch.IMetric, threshold: float, above: bool, what: str
         ) -> cloudwatch.Alarm:
-            return rollout_alarm(self, id_, metric, threshold, above=above, service=service, what=what)
+            return rollout_alarm(
+                self, id_, metric, threshold, above=above, service=service, what=what
+            )
 
         classified = classification_metric(
             contract.METRIC_CLASSIFIED, service, model_version, "Sum"
@@ -213,7 +215,9 @@ class Rollout(Construct):
                 cloudwatch.MathExpression(
                     # A minute with nothing classified has no "classified" data point: without
                     # FILL the expression has none either, and an all-rejected minute never alarms.
-                    expression="100 * FILL(rejected, 0) / (FILL(rejected, 0) + FILL(classified, 0))",
+                    expression=(
+                        "100 * FILL(rejected, 0) / (FILL(rejected, 0) + FILL(classified, 0))"
+                    ),
                     using_metrics={"rejected": rejected, "classified": classified},
                     period=PERIOD,
                     label="rejected %",

@@ -38,7 +38,12 @@ def call(event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
 
 def assert_prediction(body: dict[str, Any], manifest: Path) -> None:
     assert set(body) == {
-        "category", "confidence", "unsure", "runner_up", "probabilities", "model_version"
+        "category",
+        "confidence",
+        "unsure",
+        "runner_up",
+        "probabilities",
+        "model_version",
     }
     assert body["category"] in body["probabilities"] and len(body["probabilities"]) == 10
     assert body["confidence"] == max(body["probabilities"].values())

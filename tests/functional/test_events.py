@@ -12,7 +12,6 @@ import pytest
 from tests.conftest import EVENTS, ROOT, subprocess_env
 
 
-
 @pytest.mark.parametrize("path", sorted(EVENTS.glob("*.json")), ids=lambda p: p.name)
 def test_invoke_runs_every_event_file(path: Path, served_manifest: Path) -> None:
     done = subprocess.run(

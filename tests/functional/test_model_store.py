@@ -14,7 +14,6 @@ from moto import mock_aws
 from training.publish import publish
 
 
-
 @pytest.fixture
 def bucket(aws_env: None, tiny_run: dict[str, Any]) -> Any:
     with mock_aws():

@@ -46,9 +46,10 @@ def test_python_313_arm_gets_ai_edge_litert() -> None:
 
 
 def test_boto3_is_bundled_at_a_version_with_conditional_writes() -> None:
-    from infra.components.bundling import TARGETS, lambda_requirements
     from packaging.requirements import Requirement
     from packaging.version import Version
+
+    from infra.components.bundling import TARGETS, lambda_requirements
 
     for target in TARGETS.values():
         (boto3,) = [Requirement(r) for r in lambda_requirements(target) if r.startswith("boto3")]

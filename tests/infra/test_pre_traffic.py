@@ -21,7 +21,6 @@ from infra.components.rollout import api_check_event, uploads_check_event
 from infra.hooks import pre_traffic
 from scripts.invoke import LocalContext
 
-
 TARGET = "arn:aws:lambda:us-east-1:123456789012:function:cifar10-api:7"
 HOOK_EVENT = {"DeploymentId": "d-EXAMPLE", "LifecycleEventHookExecutionId": "exec-EXAMPLE"}
 

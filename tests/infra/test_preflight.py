@@ -1,4 +1,4 @@
-"""make preflight against stubbed accounts (botocore's Stubber): what a fresh account must request."""
+"""make preflight against stubbed accounts (botocore's Stubber): what a new account must ask for."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ def stubbed_clients(
     spot_quota: float | None = None,
 ) -> tuple[dict[str, Any], list[Stubber]]:
     clients = {
-        name: boto3.client(name, region_name="eu-west-1", aws_access_key_id="a",
-                           aws_secret_access_key="b")
+        name: boto3.client(
+            name, region_name="eu-west-1", aws_access_key_id="a", aws_secret_access_key="b"
+        )
         for name in ("sts", "ssm", "lambda", "service-quotas")
     }
     stubs = {name: Stubber(client) for name, client in clients.items()}
@@ -38,18 +39,30 @@ def stubbed_clients(
         )
     stubs["lambda"].add_response(
         "get_account_settings",
-        {"AccountLimit": {"ConcurrentExecutions": limit,
-                          "UnreservedConcurrentExecutions": unreserved}},
+        {
+            "AccountLimit": {
+                "ConcurrentExecutions": limit,
+                "UnreservedConcurrentExecutions": unreserved,
+            }
+        },
     )
     if spot_quota is not None:
         stubs["service-quotas"].add_response(
             "list_service_quotas",
-            {"Quotas": [
-                {"QuotaName": "ml.g4dn.xlarge for training job usage", "Value": 0.0,
-                 "QuotaCode": "L-ONDEMAND"},
-                {"QuotaName": "ml.g4dn.xlarge for spot training job usage",
-                 "Value": spot_quota, "QuotaCode": "L-SPOT1234"},
-            ]},
+            {
+                "Quotas": [
+                    {
+                        "QuotaName": "ml.g4dn.xlarge for training job usage",
+                        "Value": 0.0,
+                        "QuotaCode": "L-ONDEMAND",
+                    },
+                    {
+                        "QuotaName": "ml.g4dn.xlarge for spot training job usage",
+                        "Value": spot_quota,
+                        "QuotaCode": "L-SPOT1234",
+                    },
+                ]
+            },
             {"ServiceCode": "sagemaker"},
         )
     for stub in stubs.values():
@@ -72,9 +85,9 @@ def test_a_fresh_account_can_deploy_the_defaults_but_must_request_sagemaker_quot
     default_config: Any,
 ) -> None:
     clients, stubs = stubbed_clients(limit=10, unreserved=10, spot_quota=0.0)
-    found = by_check(preflight.run_checks(
-        clients, region="eu-west-1", config=default_config, training=True
-    ))
+    found = by_check(
+        preflight.run_checks(clients, region="eu-west-1", config=default_config, training=True)
+    )
     assert found["credentials"].ok and found["cdk bootstrap"].ok
     assert found["lambda concurrency"].ok  # nothing reserved by default
     # It works, but the drop folder and a bulk run will be throttled on a limit of 10.
@@ -117,8 +130,9 @@ def test_a_missing_bootstrap_says_to_run_make_bootstrap(default_config: Any) -> 
 
 def test_no_credentials_or_region_stop_at_the_first_check(default_config: Any) -> None:
     assert preflight.run_checks({}, region=None, config=default_config)[0].check == "region"
-    sts = boto3.client("sts", region_name="eu-west-1", aws_access_key_id="a",
-                       aws_secret_access_key="b")
+    sts = boto3.client(
+        "sts", region_name="eu-west-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
     stub = Stubber(sts)
     stub.add_client_error("get_caller_identity", "InvalidClientTokenId", http_status_code=403)
     stub.activate()

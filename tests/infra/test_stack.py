@@ -120,7 +120,9 @@ def test_context_switches_to_python_313_on_arm64_and_pins_a_model(arm: Any) -> N
 
 
 def openapi_paths(app: Any) -> list[tuple[str, str]]:
-    return [(path, method.upper()) for path, ops in app.openapi()["paths"].items() for method in ops]
+    return [
+        (path, method.upper()) for path, ops in app.openapi()["paths"].items() for method in ops
+    ]
 
 
 def test_http_api_routes_reach_the_api_function(synthesised: dict[str, Any]) -> None:
@@ -323,7 +325,9 @@ def test_cloudwatch_alarms_may_publish_to_the_alarm_topic(synthesised: dict[str,
     }
 
 
-def test_the_rejection_alarm_fires_when_every_image_is_rejected(synthesised: dict[str, Any]) -> None:
+def test_the_rejection_alarm_fires_when_every_image_is_rejected(
+    synthesised: dict[str, Any],
+) -> None:
     # A minute with nothing classified has no "classified" point; without FILL the share would
     # have no point either and the alarm would read it as not breaching.
     alarms = resources(synthesised["raw"], "AWS::CloudWatch::Alarm").values()
@@ -1116,7 +1120,9 @@ def test_bulk_classification_is_a_distributed_map_over_the_uploads_bucket(
     assert "UploadClassifierRolloutLive" in json.dumps(parts)  # the drop folder's live alias
     assert any(r["ErrorEquals"] == ["States.TaskFailed"] for r in task["Retry"])
     # Throttling on a small account is waited out with backoff, not counted as failure.
-    (throttled,) = [r for r in task["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
+    (throttled,) = [
+        r for r in task["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"]
+    ]
     assert throttled["BackoffRate"] >= 2 and throttled["MaxAttempts"] >= 6
     assert throttled["JitterStrategy"] == "FULL"
     assert task["Retry"].index(throttled) == 0  # before the general retrier, which would match

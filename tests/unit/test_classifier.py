@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from dataclasses import replace
-
 from classifier.core import TTA_VIEWS, ModelError, image_to_array, softmax, tta_views
 from classifier.manifest import Manifest, resolve
 from classifier.runtime import load_classifier, runtime_name
 
 from tests.conftest import IMGS
-
 
 
 def load(manifest_path: Path, **kwargs: Any) -> Any:
