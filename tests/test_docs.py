@@ -27,3 +27,26 @@ def test_local_links_in_the_readme_point_at_files() -> None:
     assert links
     missing = [link for link in links if not (ROOT / link).exists()]
     assert not missing, missing
+
+
+def test_links_between_the_docs_pages_point_at_files() -> None:
+    missing = []
+    for page in (ROOT / "docs").glob("*.md"):
+        for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            if not (page.parent / link).exists():
+                missing.append(f"{page.name}: {link}")
+    assert not missing, missing
+
+
+def test_the_readme_fits_a_first_screen_with_the_two_commands_on_top() -> None:
+    assert len(README) <= 15_000
+    top = "\n".join(README.splitlines()[:30])
+    assert "make demo" in top and "make test" in top
+
+
+def test_the_readmes_api_table_lists_exactly_the_apps_routes() -> None:
+    from classifier.api import http_routes
+
+    table = set(re.findall(r"^\| `([A-Z]+ /[^`]*)`", README, flags=re.MULTILINE))
+    table |= set(re.findall(r", `([A-Z]+ /[^`]*)`", README))
+    assert table == {f"{method} {path}" for path, method, _ in http_routes()}
