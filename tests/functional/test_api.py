@@ -521,3 +521,38 @@ def test_image_work_runs_inline_under_lambda_and_in_the_thread_pool_under_a_serv
     assert status == 200 and on_event_loop == [True]
     response = client.post("/predict", files={"file": ("cat.png", CAT, "image/png")})
     assert response.status_code == 200 and on_event_loop == [True, False]
+
+
+def test_every_status_a_route_answers_to_bad_input_is_in_its_openapi_schema(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fuzzer's first tries at each operation: wrong types, broken JSON, empty and huge
+    bodies, no model. Whatever status comes back must be documented for that operation."""
+    from classifier import service
+
+    schema = client.get("/openapi.json").json()["paths"]
+    png = (IMGS / "cat.png").read_bytes()
+    bodies: list[dict[str, Any]] = [
+        {},
+        {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        {"json": {"image": 3, "content_type": 4}},
+        {"json": {"image": "!!notbase64"}},
+        {"content": b"\x00" * 100, "headers": {"content-type": "image/png"}},
+        {"content": b"hello", "headers": {"content-type": "text/plain"}},
+        {"content": png, "headers": {"content-type": "image/png"}},
+        {"files": {"nope": ("a.png", png)}},
+        {"content": b"x" * (5 * 1024 * 1024), "headers": {"content-type": "image/png"}},
+    ]
+    undocumented = []
+    for broken_model in (False, True):
+        if broken_model:
+            monkeypatch.setenv("MODEL_URI", "/nowhere/manifest.json")
+            service.reset()
+        for path, operations in schema.items():
+            url = path.replace("{upload_id}", "x" * 32)
+            for method, operation in operations.items():
+                for body in bodies if method == "post" else [{}]:
+                    status = client.request(method.upper(), url, **body).status_code
+                    if str(status) not in operation["responses"]:
+                        undocumented.append(f"{method.upper()} {path} -> {status} ({body})"[:160])
+    assert not undocumented, undocumented

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from classifier import manifest, service
 from classifier.core import ModelError
+from classifier.web.common import ErrorOut
 
 router = APIRouter()
 
@@ -40,7 +41,11 @@ def health() -> Any:
     )
 
 
-@router.get("/model", summary="The model's manifest")
+@router.get(
+    "/model",
+    summary="The model's manifest",
+    responses={503: {"model": ErrorOut, "description": "the model cannot be loaded (why)"}},
+)
 def model() -> dict[str, Any]:
     """The manifest, without the build machine's paths."""
     return dict(manifest.public(service.classifier().metadata))

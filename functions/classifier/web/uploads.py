@@ -7,12 +7,19 @@ import re
 import secrets
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from classifier import contract, service
-from classifier.web.common import IMAGE_TYPES, ErrorOut, RequestError, unsupported
+from classifier.web.common import (
+    IMAGE_TYPES,
+    ErrorOut,
+    RequestError,
+    media_type,
+    read_body,
+    unsupported,
+)
 
 router = APIRouter()
 
@@ -54,17 +61,32 @@ def _uploads_bucket() -> str:
     "/uploads",
     status_code=201,
     response_model=UploadOut,
-    responses={501: {"model": ErrorOut}, 415: {"model": ErrorOut}},
+    responses={
+        400: {"model": ErrorOut, "description": "the JSON body cannot be parsed"},
+        413: {"model": ErrorOut, "description": "a body over the size limit"},
+        415: {
+            "model": ErrorOut,
+            "description": "a body that is not JSON, or a content_type other than PNG or JPEG",
+        },
+        422: {"model": ErrorOut, "description": 'the JSON is not {"content_type": "..."}'},
+        501: {"model": ErrorOut, "description": "no uploads bucket here (local `make serve`)"},
+    },
     summary="Start an async upload (images up to 20 MB)",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": UploadIn.model_json_schema()}},
+        }
+    },
 )
-def start_upload(body: UploadIn | None = None) -> UploadOut:
+async def start_upload(request: Request) -> UploadOut:
     """An id and a presigned POST: upload the image straight to S3, then poll /results/{id}.
 
     The drop-folder function classifies it like any upload; the POST allows one PNG or JPEG of
     the declared type, up to 20 MB, for five minutes.
     """
     bucket = _uploads_bucket()
-    content_type = body.content_type if body else "image/png"
+    content_type = _declared_type(await read_body(request), media_type(request))
     if content_type not in IMAGE_TYPES:
         raise unsupported(content_type)
     upload_id = secrets.token_urlsafe(24)
@@ -88,6 +110,30 @@ def start_upload(body: UploadIn | None = None) -> UploadOut:
     )
 
 
+def _declared_type(body: bytes, media: str) -> str:
+    """The image type an upload declares: the JSON body's content_type, PNG without a body."""
+    if not body.strip():
+        return UploadIn().content_type
+    if media != "application/json":
+        raise RequestError(
+            415,
+            f"the body is {media or 'untyped'}; send JSON like "
+            '{"content_type": "image/jpeg"} (or no body)',
+        )
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise RequestError(400, f"the JSON body cannot be parsed: {exc}") from exc
+    try:
+        return UploadIn.model_validate(document).content_type
+    except ValidationError as exc:
+        raise RequestError(
+            422,
+            'the JSON body must be {"content_type": "image/png|image/jpeg"}: '
+            + exc.errors()[0]["msg"],
+        ) from exc
+
+
 def _exists(bucket: str, key: str) -> bool:
     from botocore.exceptions import ClientError
 
@@ -103,7 +149,11 @@ def _exists(bucket: str, key: str) -> bool:
 
 @router.get(
     "/results/{upload_id}",
-    responses={202: {"description": "not classified yet"}, 404: {"model": ErrorOut}},
+    responses={
+        202: {"description": "uploaded, not classified yet"},
+        404: {"model": ErrorOut, "description": "no upload with this id (or not uploaded yet)"},
+        501: {"model": ErrorOut, "description": "no uploads bucket here (local `make serve`)"},
+    },
     summary="The result of an async upload",
 )
 def upload_result(upload_id: str) -> Any:
