@@ -24,8 +24,11 @@ from classifier.web.common import (
 router = APIRouter()
 
 
+DEFAULT_UPLOAD_TYPE = "image/png"
+
+
 class UploadIn(BaseModel):
-    content_type: str = Field("image/png", examples=["image/jpeg"])
+    content_type: str = Field(DEFAULT_UPLOAD_TYPE, examples=["image/jpeg"])
 
 
 class UploadOut(BaseModel):
@@ -113,7 +116,7 @@ async def start_upload(request: Request) -> UploadOut:
 def _declared_type(body: bytes, media: str) -> str:
     """The image type an upload declares: the JSON body's content_type, PNG without a body."""
     if not body.strip():
-        return UploadIn().content_type
+        return DEFAULT_UPLOAD_TYPE
     if media != "application/json":
         raise RequestError(
             415,
