@@ -5,6 +5,9 @@ event notifications, SQS messages whose bodies are S3 event notifications (the d
 with partial batch responses so only failed messages return to the queue), and EventBridge
 "Object Created" events.
 
+Event shapes become objects in ``classifier.s3_events``, results are written by
+``classifier.result_store`` and announced by ``classifier.completion``.
+
 Every object gets an answer. The notification does not filter on the name (see
 ``classifier.contract``): the content decides. An object that is not a usable PNG or JPEG gets a
 result with an ``error`` field, since retrying would not change it. A read or write failure, or a
@@ -24,10 +27,8 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import (
@@ -35,16 +36,41 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
-from aws_lambda_powertools.utilities.data_classes import S3Event
-from aws_lambda_powertools.utilities.data_classes.s3_event import (
-    S3EventBridgeNotificationEvent,
-)
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from botocore.exceptions import ClientError
 
 from classifier import contract, service
+from classifier.completion import publish_completion
 from classifier.core import ImageError, ImageTooLarge
+from classifier.result_store import (
+    DUPLICATE,
+    SUPERSEDED,
+    WRITTEN,
+    ResultConflict,
+    later,
+    result_key,
+    write_result,
+)
+from classifier.s3_events import (
+    S3Object,
+    UnknownEvent,
+    object_in_eventbridge,
+    objects_in_notification,
+)
 from classifier.telemetry import ClassificationMetrics
+
+__all__ = [  # what tests and scripts reach through this module
+    "DUPLICATE",
+    "SUPERSEDED",
+    "WRITTEN",
+    "ResultConflict",
+    "UnknownEvent",
+    "handler",
+    "later",
+    "object_in_eventbridge",
+    "objects_in_notification",
+    "process",
+    "write_result",
+]
 
 logger = Logger(service=contract.UPLOADS_SERVICE)
 telemetry = ClassificationMetrics(contract.UPLOADS_SERVICE)
@@ -54,79 +80,6 @@ service.preload()  # in Lambda's init phase; nothing locally
 # answers); inference takes a lock, so the interpreter runs one image at a time.
 _io_pool: ThreadPoolExecutor | None = None
 _cpu = threading.Lock()
-
-SEQUENCER_METADATA = "sequencer"  # x-amz-meta-sequencer on each result object
-CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
-WRITE_ATTEMPTS = 5
-WRITTEN, DUPLICATE, SUPERSEDED = "written", "duplicate", "superseded"
-
-
-class UnknownEvent(ValueError):
-    """The event is none of the shapes this handler accepts."""
-
-
-class ResultConflict(RuntimeError):
-    """The result kept changing under us; the message is retried."""
-
-
-@dataclass(frozen=True)
-class S3Object:
-    bucket: str
-    key: str
-    version_id: str | None = None
-    etag: str | None = None
-    size: int | None = None
-    sequencer: str | None = None  # orders the events of one key; None: write unconditionally
-
-
-def objects_in_notification(notification: dict[str, Any]) -> list[S3Object]:
-    """The created objects of an S3 event notification (keys arrive URL-encoded: decoded here)."""
-    if notification.get("Event") == "s3:TestEvent":
-        return []  # sent once when the notification is configured; nothing to classify
-    found = []
-    for record in S3Event(notification).records:
-        if not record.event_name.startswith("ObjectCreated"):
-            continue
-        obj = record.s3.get_object
-        found.append(
-            S3Object(
-                bucket=record.s3.bucket.name,
-                key=unquote_plus(obj.key),
-                version_id=obj.version_id,
-                etag=obj.etag or None,
-                size=obj.get("size"),
-                sequencer=obj.get("sequencer"),
-            )
-        )
-    return found
-
-
-def object_in_eventbridge(event: dict[str, Any]) -> S3Object:
-    detail = S3EventBridgeNotificationEvent(event).detail
-    obj = detail.object
-    return S3Object(
-        bucket=detail.bucket.name,
-        key=obj.key,  # Powertools decodes it
-        version_id=obj.get("version-id"),
-        etag=obj.etag or None,
-        size=obj.size,
-        sequencer=obj.get("sequencer"),
-    )
-
-
-def later(sequencer: str, than: str) -> bool:
-    """Whether S3 sequencer ``sequencer`` comes after ``than`` (same key only).
-
-    AWS: pad the shorter hexadecimal string with zeros on the right, then compare them as strings.
-    """
-    width = max(len(sequencer), len(than))
-    return sequencer.upper().ljust(width, "0") > than.upper().ljust(width, "0")
-
-
-def result_key(key: str, uploads_prefix: str, results_prefix: str) -> str:
-    """``uploads/a/cat.png`` -> ``results/a/cat.png.json``."""
-    relative = key[len(uploads_prefix) :] if key.startswith(uploads_prefix) else key
-    return f"{results_prefix}{relative}.json"
 
 
 def classify_object(obj: S3Object) -> dict[str, Any] | None:
@@ -189,87 +142,6 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
         return result
     publish_completion(result)  # also for a duplicate: its first delivery may have failed here
     return result
-
-
-def publish_completion(result: dict[str, Any]) -> None:
-    """One EventBridge event per result written (at least once: a retry may send it again).
-
-    A failure raises, so the message is retried; the result itself is already written.
-    """
-    bus = service.settings().event_bus
-    if not bus:
-        return
-    detail = {
-        k: result.get(k)
-        for k in (
-            "bucket",
-            "key",
-            "version_id",
-            "result_key",
-            "category",
-            "confidence",
-            "unsure",
-            "runner_up",
-        )
-    }
-    detail["model_version"] = result.get("model_version")
-    if "error" in result:
-        detail["error"] = result["error"]
-    name = contract.EVENT_NOT_CLASSIFIED if "error" in result else contract.EVENT_CLASSIFIED
-    response = service.events_client().put_events(
-        Entries=[
-            {
-                "Source": contract.EVENT_SOURCE,
-                "DetailType": name,
-                "Detail": json.dumps(detail),
-                "EventBusName": bus,
-                "Resources": [f"arn:aws:s3:::{result['bucket']}/{result['key']}"],
-            }
-        ]
-    )
-    if response.get("FailedEntryCount"):
-        raise RuntimeError(f"EventBridge refused the completion event: {response['Entries']}")
-
-
-def _conflict(exc: ClientError) -> bool:
-    error = exc.response.get("Error", {})
-    status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-    return str(error.get("Code")) in CONFLICTS or status in ("409", "412")
-
-
-def write_result(
-    s3: Any, bucket: str, key: str, result: dict[str, Any], sequencer: str | None
-) -> str:
-    """Write ``result`` unless a result of this upload or a later one (by sequencer) is there.
-
-    Returns WRITTEN, DUPLICATE (this upload's result is there already) or SUPERSEDED (a later
-    upload's is). Create-if-absent, else replace-if-unchanged (S3 conditional writes), so two
-    writers of one key cannot interleave a stale result after a fresh one.
-    """
-    body = {"Body": json.dumps(result, indent=2).encode(), "ContentType": "application/json"}
-    if sequencer is None:
-        s3.put_object(Bucket=bucket, Key=key, **body)
-        return WRITTEN
-    condition: dict[str, str] = {"IfNoneMatch": "*"}
-    for _ in range(WRITE_ATTEMPTS):
-        try:
-            s3.put_object(
-                Bucket=bucket,
-                Key=key,
-                Metadata={SEQUENCER_METADATA: sequencer},
-                **condition,
-                **body,
-            )
-            return WRITTEN
-        except ClientError as exc:
-            if not _conflict(exc):
-                raise
-        head = s3.head_object(Bucket=bucket, Key=key)
-        existing = head.get("Metadata", {}).get(SEQUENCER_METADATA)
-        if existing and not later(sequencer, existing):
-            return SUPERSEDED if later(existing, sequencer) else DUPLICATE
-        condition = {"IfMatch": head["ETag"]}
-    raise ResultConflict(f"the result {key} kept changing during {WRITE_ATTEMPTS} attempts")
 
 
 def _sqs_record(record: SQSRecord) -> list[dict[str, Any] | None]:
