@@ -28,7 +28,8 @@ import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 from classifier import contract  # noqa: E402
 
-from infra.stack import ClassifierStack, Config  # noqa: E402
+from infra.config import Config  # noqa: E402
+from infra.stack import ClassifierStack  # noqa: E402
 
 
 def build_app(context: dict[str, object] | None = None, outdir: str | None = None) -> cdk.App:

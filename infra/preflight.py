@@ -186,7 +186,7 @@ def stack_config(context: dict[str, str]) -> Any:
     """The stack's settings as `cdk deploy -c ...` with cdk.json would make them."""
     import aws_cdk as cdk
 
-    from infra.stack import Config
+    from infra.config import Config
 
     app = cdk.App(context={**build_app_defaults(), **context})
     return Config.from_context(app)

@@ -72,7 +72,7 @@ def stubbed_clients(
 
 @pytest.fixture(scope="module")
 def default_config() -> Any:
-    from infra.stack import Config
+    from infra.config import Config
 
     return Config()
 
