@@ -2,8 +2,10 @@
 
 A published model is a folder ``models/<version>/`` holding ``model.tflite`` and
 ``manifest.json``. ``models/latest/manifest.json`` is a copy of the newest manifest whose
-``model_path`` points back at ``../<version>/model.tflite``, so the serving Lambdas follow one
-fixed key. Paths in a manifest are relative to the manifest itself, so a bucket or a folder can be
+``model_path`` points back at ``../<version>/model.tflite``: it says which model is promoted
+(the gate compares against it). The Lambdas never follow it: each function version is pinned
+to ``models/<version>/`` (``MODEL_URI``), so a deploy, not a write to ``latest``, changes
+what they serve. Paths in a manifest are relative to the manifest itself, so a bucket or a folder can be
 copied elsewhere whole.
 """
 

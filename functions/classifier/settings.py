@@ -15,7 +15,9 @@ from pathlib import Path
 from classifier import contract
 from classifier.core import MAX_PIXELS, ModelError
 
-MODEL_URI = "MODEL_URI"  # s3://bucket/models/latest/manifest.json, or a local path
+# The manifest to serve: s3://bucket/models/<version>/manifest.json (deployed functions are
+# pinned to a version, never `latest`), or a local path.
+MODEL_URI = "MODEL_URI"
 UPLOADS_PREFIX = "UPLOADS_PREFIX"  # where the S3 classifier expects images
 RESULTS_PREFIX = "RESULTS_PREFIX"  # where it writes results (and which it never reads)
 MAX_BODY_BYTES = "MAX_BODY_BYTES"  # largest accepted request body / image object
@@ -40,8 +42,8 @@ def in_lambda(env: Mapping[str, str] | None = None) -> bool:
 
 REPO_MODEL = Path(__file__).resolve().parents[2] / "models" / "latest" / "manifest.json"
 DEFAULT_BODY_BYTES = 4 * 1024 * 1024  # API Gateway/Lambda allow 6 MB, base64 makes 4 MiB of it
-# Two images at the per-image limit: the costliest such pair (16-bit RGBA PNGs) decodes in about
-# 1 s on our 2-core machine (`make bench-worst`), inside the 2 s a request may take.
+# Two images at the per-image limit: the costliest such pair (16-bit RGBA PNGs) decodes within
+# the time a request may take (`make bench-worst`; figures in docs/measurements.md).
 DEFAULT_REQUEST_PIXELS = 2 * MAX_PIXELS
 DEFAULT_NAMESPACE = contract.METRICS_NAMESPACE
 MAX_BATCH_FILES = 32
