@@ -897,7 +897,13 @@ def start_run(args: argparse.Namespace, recipe: Recipe) -> tuple[Path, datetime]
     stamp = datetime.now(timezone.utc)
     run_dir = Path(args.out) / f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}-seed{recipe.seed}"
     run_dir.mkdir(parents=True, exist_ok=False)
-    started = {"started": stamp.isoformat(), "recipe": asdict(recipe), "argv": sys.argv[1:]}
+    # The code that trains is the code as it starts: later edits do not change this run.
+    started = {
+        "started": stamp.isoformat(),
+        "recipe": asdict(recipe),
+        "argv": sys.argv[1:],
+        "code_version": json.loads((exported.run_dir / "run.json").read_text())["code_version"],
+    }
     (run_dir / "run.json").write_text(json.dumps(started, indent=1) + "\n")
     return run_dir, stamp
 
