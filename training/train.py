@@ -902,7 +902,7 @@ def start_run(args: argparse.Namespace, recipe: Recipe) -> tuple[Path, datetime]
         "started": stamp.isoformat(),
         "recipe": asdict(recipe),
         "argv": sys.argv[1:],
-        "code_version": json.loads((exported.run_dir / "run.json").read_text())["code_version"],
+        "code_version": code_version(),
     }
     (run_dir / "run.json").write_text(json.dumps(started, indent=1) + "\n")
     return run_dir, stamp
@@ -1034,7 +1034,7 @@ def manifest_fields(
         "inference": exported.inference,
         "resumed_from": str(trained.resumed_from) if trained.resumed_from else None,
         "sizes": exported.sizes,
-        "code_version": code_version(),
+        "code_version": json.loads((exported.run_dir / "run.json").read_text())["code_version"],
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "python_version": platform.python_version(),
