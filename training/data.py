@@ -1,9 +1,14 @@
-"""CIFAR-10 loading without TensorFlow: image folders, the official python batches, or Keras.
+"""Data loading without TensorFlow: labelled image folders, the CIFAR-10 python batches, Keras.
 
+Folders come in two layouts: ``train/<label>/`` + ``test/<label>/`` (as CIFAR-10's JPEG copy), or
+just ``<label>/`` folders, from which a stratified test split is held out (seeded, recorded).
 Every source becomes the same four uint8/int arrays (x_train, y_train, x_test, y_test), with
-images decoded by the serving core's :func:`classifier.core.image_to_array`, the very function
-the Lambdas use. Decoded arrays are cached (outside the data folder, which may be read-only) so a
-second run starts in seconds.
+images of any size and format the API accepts decoded by the serving core's
+:func:`classifier.core.image_to_array`, the very function the Lambdas use, at the model's input
+size. Files that do not decode are listed and skipped; a folder that cannot make a model (fewer
+than two labels, a label with too few images, a label name that cannot be a category) is refused
+before anything trains. Decoded arrays are cached (outside the data folder, which may be
+read-only) so a second run starts in seconds.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from classifier.core import image_to_array
+from classifier.contract import IMAGE_FORMATS
+from classifier.core import IMAGE_SIZE, image_to_array
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -31,8 +37,12 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-CACHE_VERSION = "1"
+IMAGE_SUFFIXES = {suffix for _, suffixes in IMAGE_FORMATS.values() for suffix in suffixes}
+CACHE_VERSION = "2"
+MIN_IMAGES_PER_LABEL = 10  # a test image, validation images and enough to train on
+MAX_LABEL_CHARS = 64
+TEST_FRACTION = 0.2  # of each label, held out as the test split of a one-level folder
+SPLIT_SEED = 0  # the held-out test split is the same whatever the training seed
 
 
 class DataError(RuntimeError):
@@ -47,6 +57,8 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     source: str
+    split: str = "given"  # "given" (train/ and test/) or how the test split was held out
+    skipped: tuple[str, ...] = ()  # files that did not decode, with why
 
     @property
     def fingerprint(self) -> str:
@@ -63,64 +75,141 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def _decode_file(path: str) -> np.ndarray:
-    return image_to_array(Path(path).read_bytes())
+def _decode_file(path: str, size: int = IMAGE_SIZE) -> np.ndarray | str:
+    """The image's pixels, or why it cannot be read (a file is skipped, not fatal)."""
+    try:
+        return image_to_array(Path(path).read_bytes(), size=size)
+    except Exception as exc:  # noqa: BLE001 - any undecodable file is reported and skipped
+        return f"{type(exc).__name__}: {exc}"
 
 
-def _list_split(root: Path, split: str) -> tuple[list[Path], list[int], tuple[str, ...]]:
-    split_dir = root / split
-    classes = tuple(sorted(p.name for p in split_dir.iterdir() if p.is_dir()))
-    if not classes:
-        raise DataError(f"{split_dir} has no class sub-folders; expected {split}/<class>/*.jpg")
-    files, labels = [], []
-    for index, name in enumerate(classes):
-        found = sorted(
-            p for p in (split_dir / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+def label_folders(folder: Path) -> list[Path]:
+    """The label sub-folders of ``folder`` (hidden ones, such as .ipynb_checkpoints, ignored)."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def check_labels(names: list[str], where: Path) -> None:
+    """Refuse label names that cannot be a category, and fewer than two labels."""
+    if len(names) < 2:
+        raise DataError(
+            f"{where} has {len(names)} label folder(s) ({', '.join(names) or 'none'}); a "
+            "classifier needs at least 2: one sub-folder of images per label"
         )
+    for name in names:
+        if not name.strip() or len(name) > MAX_LABEL_CHARS or not name.isprintable():
+            raise DataError(
+                f"label folder {name!r} in {where} cannot be a category: use 1 to "
+                f"{MAX_LABEL_CHARS} printable characters"
+            )
+        if any(c in name for c in '/\\:*?"<>|') or name != name.strip():
+            raise DataError(
+                f"label folder {name!r} in {where} cannot be a category: no path characters "
+                '(/ \\ : * ? " < > |) and no leading or trailing spaces'
+            )
+
+
+def _list_labelled(folder: Path) -> tuple[list[Path], list[int], tuple[str, ...]]:
+    """Every (non-hidden) file under each label folder, and its label; the content decides what
+    an image is, as in the drop folder, so `IMG_1.JPG` and names without a suffix count."""
+    labels = label_folders(folder)
+    check_labels([p.name for p in labels], folder)
+    files, indices = [], []
+    for index, label in enumerate(labels):
+        found = sorted(p for p in label.rglob("*") if p.is_file() and not p.name.startswith("."))
         files += found
-        labels += [index] * len(found)
-    return files, labels, classes
+        indices += [index] * len(found)
+    return files, indices, tuple(p.name for p in labels)
 
 
-def _decode_all(files: Iterable[Path], workers: int) -> np.ndarray:
+def _check_counts(labels: np.ndarray, names: tuple[str, ...], where: Path, what: str) -> None:
+    counts = np.bincount(labels, minlength=len(names))
+    short = [f"{n!r} has {c}" for n, c in zip(names, counts) if c < MIN_IMAGES_PER_LABEL]
+    if short:
+        raise DataError(
+            f"too few {what} in {where}: {'; '.join(short)}; each label needs at least "
+            f"{MIN_IMAGES_PER_LABEL}"
+        )
+
+
+def _decode_all(
+    files: Iterable[Path], workers: int, size: int = IMAGE_SIZE
+) -> tuple[np.ndarray, list[int], list[str]]:
+    """The decoded images, the indices of the files they came from, and the files skipped."""
     paths = [str(p) for p in files]
-    if workers <= 1 or len(paths) < 2000:
-        arrays = [_decode_file(p) for p in paths]
+    if workers <= 1 or len(paths) < 500:
+        decoded = [_decode_file(p, size) for p in paths]
     else:
         with ProcessPoolExecutor(workers) as pool:
-            arrays = list(pool.map(_decode_file, paths, chunksize=500))
-    return np.stack(arrays) if arrays else np.zeros((0, 32, 32, 3), np.uint8)
+            decoded = list(pool.map(_decode_file, paths, [size] * len(paths), chunksize=100))
+    kept = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
+    skipped = [f"{paths[i]}: {d}" for i, d in enumerate(decoded) if isinstance(d, str)]
+    arrays = [decoded[i] for i in kept]
+    images = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
+    return images, kept, skipped
 
 
-def _folder_key(root: Path) -> str:
-    """A cheap identity for a folder of images: paths, sizes and mtimes of every file."""
-    digest = hashlib.sha256(f"folder:{CACHE_VERSION}:{root.resolve()}".encode())
-    for split in ("train", "test"):
-        for path in sorted((root / split).rglob("*")):
-            if path.is_file():
-                stat = path.stat()
-                digest.update(
-                    f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
-                )
+def _folder_key(root: Path, size: int) -> str:
+    """A cheap identity for a folder of images at an input size: paths, sizes and mtimes."""
+    digest = hashlib.sha256(f"folder:{CACHE_VERSION}:{size}:{root.resolve()}".encode())
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:20]
 
 
-def load_folder(root: Path, workers: int | None = None) -> Dataset:
-    """``root/train/<class>/*`` and ``root/test/<class>/*`` (class = sorted folder names)."""
-    if not (root / "train").is_dir() or not (root / "test").is_dir():
-        raise DataError(f"{root} must contain train/<class>/ and test/<class>/ folders")
+def load_folder(root: Path, workers: int | None = None, size: int = IMAGE_SIZE) -> Dataset:
+    """``root/train/<label>/`` and ``root/test/<label>/``, or ``root/<label>/`` with a test split
+    held out (labels = sorted folder names)."""
     workers = workers or os.cpu_count() or 1
-    train_files, train_labels, classes = _list_split(root, "train")
-    test_files, test_labels, test_classes = _list_split(root, "test")
+    if not (root / "train").is_dir() and not (root / "test").is_dir():
+        return load_labelled(root, workers, size)
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        raise DataError(
+            f"{root} has only one of train/ and test/: give both (train/<label>/ and "
+            "test/<label>/), or neither (just <label>/ folders; a test split is held out)"
+        )
+    train_files, train_labels, classes = _list_labelled(root / "train")
+    test_files, test_labels, test_classes = _list_labelled(root / "test")
     if test_classes != classes:
-        raise DataError(f"train classes {classes} differ from test classes {test_classes}")
+        raise DataError(f"train labels {classes} differ from test labels {test_classes}")
+    _check_counts(np.asarray(train_labels), classes, root / "train", "files")
+    x_train, kept_train, skipped_train = _decode_all(train_files, workers, size)
+    x_test, kept_test, skipped_test = _decode_all(test_files, workers, size)
+    y_train = np.asarray(train_labels, np.int64)[kept_train]
+    _check_counts(y_train, classes, root / "train", "readable images")
     return Dataset(
-        x_train=_decode_all(train_files, workers),
-        y_train=np.asarray(train_labels, np.int64),
-        x_test=_decode_all(test_files, workers),
-        y_test=np.asarray(test_labels, np.int64),
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=np.asarray(test_labels, np.int64)[kept_test],
         class_names=classes,
         source=str(root),
+        skipped=tuple(skipped_train + skipped_test),
+    )
+
+
+def load_labelled(root: Path, workers: int, size: int = IMAGE_SIZE) -> Dataset:
+    """``root/<label>/`` folders: a stratified, seeded share of each label held out as test."""
+    files, labels, names = _list_labelled(root)
+    _check_counts(np.asarray(labels, np.int64), names, root, "files")
+    x, kept, skipped = _decode_all(files, workers, size)
+    y = np.asarray(labels, np.int64)[kept]
+    _check_counts(y, names, root, "readable images")
+    rng = np.random.default_rng(SPLIT_SEED)
+    test = np.zeros(len(y), bool)
+    for label in range(len(names)):
+        members = rng.permutation(np.flatnonzero(y == label))
+        test[members[: max(1, round(len(members) * TEST_FRACTION))]] = True
+    return Dataset(
+        x_train=x[~test],
+        y_train=y[~test],
+        x_test=x[test],
+        y_test=y[test],
+        class_names=names,
+        source=str(root),
+        split=f"test held out: {TEST_FRACTION:.0%} of each label, seed {SPLIT_SEED}",
+        skipped=tuple(skipped),
     )
 
 
@@ -179,30 +268,40 @@ def load_keras() -> Dataset:
     )
 
 
-def load(source: str, *, use_cache: bool = True) -> tuple[Dataset, bool]:
-    """Load a data set by ``--data`` value; returns it and whether it came from the cache."""
+def load(source: str, *, use_cache: bool = True, size: int = IMAGE_SIZE) -> tuple[Dataset, bool]:
+    """Load a data set by ``--data`` value at input ``size``; returns it and whether it came
+    from the cache."""
     if source == "keras":
         return load_keras(), False
-    root = Path(source)
+    root = Path(source).expanduser()
     if not root.is_dir():
         raise DataError(
-            f"--data {source!r} is not a folder; pass a folder with train/ and test/ class "
-            "sub-folders, a cifar-10-batches-py folder, or 'keras'"
+            f"--data {source!r} is not a folder; pass a folder of <label>/ sub-folders (or "
+            "train/<label>/ and test/<label>/), a cifar-10-batches-py folder, or 'keras'"
         )
     is_batches = (root / "data_batch_1").is_file()
+    if is_batches and size != IMAGE_SIZE:
+        raise DataError(f"the CIFAR-10 python batches are 32x32; --image-size {size} needs images")
     key = (
         hashlib.sha256(f"batches:{CACHE_VERSION}:{root.resolve()}".encode()).hexdigest()[:20]
         if is_batches
-        else _folder_key(root)
+        else _folder_key(root, size)
     )
     cached = cache_dir() / f"cifar10-{key}.npz"
     if use_cache and cached.is_file():
         with np.load(cached) as z:
             names = tuple(str(n) for n in z["class_names"])
             return Dataset(
-                z["x_train"], z["y_train"], z["x_test"], z["y_test"], names, str(root)
+                z["x_train"],
+                z["y_train"],
+                z["x_test"],
+                z["y_test"],
+                names,
+                str(root),
+                split=str(z["split"]),
+                skipped=tuple(str(s) for s in z["skipped"]),
             ), True
-    dataset = load_python_batches(root) if is_batches else load_folder(root)
+    dataset = load_python_batches(root) if is_batches else load_folder(root, size=size)
     if use_cache:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp.npz")
@@ -213,6 +312,8 @@ def load(source: str, *, use_cache: bool = True) -> tuple[Dataset, bool]:
             x_test=dataset.x_test,
             y_test=dataset.y_test,
             class_names=np.asarray(dataset.class_names),
+            split=np.asarray(dataset.split),
+            skipped=np.asarray(dataset.skipped, dtype=str),
         )
         tmp.replace(cached)
     return dataset, False

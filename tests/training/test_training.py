@@ -70,8 +70,11 @@ def test_the_second_load_comes_from_the_cache(
     assert list(tmp_path.glob("cifar10-*.npz"))
 
 
-def test_a_folder_without_splits_is_refused_by_name(tmp_path: Path) -> None:
-    with pytest.raises(cifar.DataError, match="must contain train/<class>/ and test/<class>/"):
+def test_a_folder_that_cannot_make_a_model_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(cifar.DataError, match="has 0 label folder"):
+        cifar.load(str(tmp_path))
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    with pytest.raises(cifar.DataError, match="only one of train/ and test/"):
         cifar.load(str(tmp_path))
     with pytest.raises(cifar.DataError, match="is not a folder"):
         cifar.load(str(tmp_path / "nope"))
