@@ -50,3 +50,22 @@ def test_the_readmes_api_table_lists_exactly_the_apps_routes() -> None:
     table = set(re.findall(r"^\| `([A-Z]+ /[^`]*)`", README, flags=re.MULTILINE))
     table |= set(re.findall(r", `([A-Z]+ /[^`]*)`", README))
     assert table == {f"{method} {path}" for path, method, _ in http_routes()}
+
+
+def test_nothing_in_functions_or_infra_names_a_cifar_10_class() -> None:
+    """Labels come from the model's manifest: the serving code and the stack work for any."""
+    from training.data import CIFAR10_CLASSES
+
+    sources = [
+        p
+        for folder in ("functions/classifier", "infra")
+        for p in (ROOT / folder).rglob("*")
+        if p.suffix in (".py", ".html") and "cdk.out" not in p.parts
+    ]
+    pattern = re.compile(r"\b(" + "|".join(CIFAR10_CLASSES) + r")\b", re.IGNORECASE)
+    named = [
+        f"{p.relative_to(ROOT)}: {m.group(0)}"
+        for p in sources
+        for m in pattern.finditer(p.read_text())
+    ]
+    assert not named, named[:10]

@@ -12,7 +12,8 @@ Preprocessing rules (the contract the README documents):
 * Bounded cost: a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when it is
   far larger than the model's input; any image is then box-reduced to about three times the input
   size (centre square only), strip by strip, each strip converted to RGB (compositing included)
-  as it is reduced; EXIF rotation then turns the small result. No full-size float or RGBA copies: the decoded image is the peak.
+  as it is reduced; EXIF rotation then turns the small result. No full-size float or RGBA
+  copies: the decoded image is the peak.
 * Orientation: the EXIF orientation tag is applied.
 * Colour: every mode becomes 8-bit RGB. Transparent pixels are composited onto **white** (the
   usual background of a cut-out object); 16-bit and 32-bit greyscale are scaled to 8 bits;

@@ -5,8 +5,8 @@ A published model is a folder ``models/<version>/`` holding ``model.tflite`` and
 ``model_path`` points back at ``../<version>/model.tflite``: it says which model is promoted
 (the gate compares against it). The Lambdas never follow it: each function version is pinned
 to ``models/<version>/`` (``MODEL_URI``), so a deploy, not a write to ``latest``, changes
-what they serve. Paths in a manifest are relative to the manifest itself, so a bucket or a folder can be
-copied elsewhere whole.
+what they serve. Paths in a manifest are relative to the manifest itself, so a bucket or a
+folder can be copied elsewhere whole.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def later(sequencer: str, than: str) -> bool:
 
 
 def result_key(key: str, uploads_prefix: str, results_prefix: str) -> str:
-    """``uploads/a/cat.png`` -> ``results/a/cat.png.json``."""
+    """``uploads/a/photo.png`` -> ``results/a/photo.png.json``."""
     relative = key[len(uploads_prefix) :] if key.startswith(uploads_prefix) else key
     return f"{results_prefix}{relative}.json"
 

@@ -1,8 +1,9 @@
 """Load a TFLite model with LiteRT (ai-edge-litert), or with its predecessor tflite-runtime.
 
 LiteRT is the default wherever it is installed: faster per int8 pass than tflite-runtime 2.14
-on our model (docs/measurements.md), wheels for CPython 3.10-3.14 and NumPy 2. tflite-runtime (CPython <= 3.11,
-NumPy 1, no release since 2023) serves the python3.11 target, which bundles only it.
+on our model (docs/measurements.md), wheels for CPython 3.10-3.14 and NumPy 2. tflite-runtime
+(CPython <= 3.11, NumPy 1, no release since 2023) serves the python3.11 target, which bundles
+only it.
 """
 
 from __future__ import annotations

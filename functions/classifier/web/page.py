@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import html
 from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from classifier import contract, service
-from classifier.core import ModelError
+from classifier.core import IMAGE_SIZE, ModelError
 from classifier.settings import DEFAULT_BODY_BYTES
 
 router = APIRouter()
@@ -30,6 +31,17 @@ def _auth_mode() -> str:
     return mode if mode in contract.AUTH_MODES else "none"
 
 
+def _categories() -> tuple[str, int]:
+    """The model's categories as the page names them ("3 categories: boat, kitty, puppy") and
+    its input size; the model's manifest is the only source."""
+    try:
+        classifier = service.classifier()
+    except ModelError:
+        return "the model's categories (it cannot be loaded now: see /health)", IMAGE_SIZE
+    names = ", ".join(html.escape(n) for n in classifier.class_names)
+    return f"{len(classifier.class_names)} categories: {names}", classifier.image_size
+
+
 @router.get("/", response_class=HTMLResponse, summary="A web page to try the classifier")
 def page() -> HTMLResponse:
     """Plain HTML, CSS and JavaScript in one file: no build step, no CDN."""
@@ -44,4 +56,6 @@ def page() -> HTMLResponse:
         async_on = False
     html = html.replace("{{async_uploads}}", "true" if async_on else "false")
     html = html.replace("{{auth}}", _auth_mode())
+    categories, size = _categories()
+    html = html.replace("{{categories}}", categories).replace("{{image_size}}", str(size))
     return HTMLResponse(html, headers={"cache-control": "no-cache"})

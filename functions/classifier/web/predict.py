@@ -33,7 +33,7 @@ router = APIRouter()
 
 
 class PredictionOut(BaseModel):
-    category: str = Field(examples=["cat"], description="the most likely category")
+    category: str = Field(description="the most likely category")
     confidence: float = Field(
         examples=[0.87],
         description="its calibrated probability: of answers given with confidence p, about p "
@@ -45,7 +45,7 @@ class PredictionOut(BaseModel):
         "validation so that answers not flagged are right at least 97.5% of the time): treat "
         "the answer as 'category or runner_up'",
     )
-    runner_up: str = Field(examples=["dog"], description="the second most likely category")
+    runner_up: str = Field(description="the second most likely category")
     probabilities: dict[str, float] = Field(description="every category's probability")
     model_version: str
 
