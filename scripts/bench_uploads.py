@@ -5,8 +5,9 @@
 
 Batches of ``--batch-size`` SQS messages (infra's ``uploads_batch_size`` is the deployed
 size) go through ``classifier.uploads.process`` one after another, as one container takes
-them; inference is single-threaded (TFLITE_NUM_THREADS=1) and serialised, so only S3 waits overlap. Each S3 request
-of the function's client first sleeps the given latency, as a real round trip would. Two S3s:
+them; inference is single-threaded (TFLITE_NUM_THREADS=1) and serialised, so only S3 waits
+overlap. Each S3 request of the function's client first sleeps the given latency, as a real
+round trip would. Two S3s:
 
 - ``memory``: a dict answering GetObject, HeadObject and (conditional) PutObject from botocore's
   ``before-send`` hook, so the function's botocore work (signing, checksums, parsing) is real and
