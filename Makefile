@@ -85,11 +85,11 @@ invoke: install ## run a Lambda handler on an event file: make invoke EVENT=even
 client: install ## send every PNG in imgs/ to URL (default the local server), draw a contact sheet
 	$(PY) scripts/client.py $(if $(URL),--url $(URL))
 
-train: install ## train the default recipe on DATA and publish it into models/
-	$(PY) -m training.train --data $(DATA) --upload .
+train: install ## train on DATA (CIFAR-10, or your <label>/ folders) and publish into models/; ARGS="--epochs 8 ..."
+	$(PY) -m training.train --data $(DATA) --upload . $(ARGS)
 
 train-report: install ## the original report's recipe, for comparison
-	$(PY) -m training.train --data $(DATA) --recipe report
+	$(PY) -m training.train --data $(DATA) --recipe report $(ARGS)
 
 evaluate: install ## int8 accuracy of MODEL on DATA's test split, as the Lambdas run it
 	$(PY) -m training.evaluate $(MODEL) --data $(DATA)

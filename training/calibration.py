@@ -25,8 +25,14 @@ def nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
 
 
+MIN_ERRORS = 10  # fewer wrong validation answers cannot pin a temperature down
+
+
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The temperature minimising the negative log-likelihood (golden-section on log T)."""
+    """The temperature minimising the negative log-likelihood (golden-section on log T); 1.0
+    when validation has too few errors to say (its likelihood then only grows as T -> 0)."""
+    if int((logits.argmax(axis=1) != y).sum()) < MIN_ERRORS:
+        return 1.0
     lo, hi = np.log(0.01), np.log(100.0)
     ratio = (np.sqrt(5) - 1) / 2
     for _ in range(60):

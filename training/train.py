@@ -31,7 +31,13 @@ from typing import Any
 
 import numpy as np
 from classifier import manifest as mf
-from classifier.core import TTA_VIEWS, Quantization, combine_views, sha256_hex, tta_views
+from classifier.core import (
+    TTA_VIEWS,
+    Quantization,
+    combine_views,
+    sha256_hex,
+    tta_views,
+)
 
 from training import data as cifar
 from training import plots
@@ -49,7 +55,11 @@ class Recipe:
     name: str
     description: str
     architecture: str  # "airbench" (ours) or "report-cnn"
-    widths: tuple[int, ...] = (64, 256, 256)  # channels of the three blocks (two convs each)
+    widths: tuple[int, ...] = (
+        64,
+        256,
+        256,
+    )  # channels of the three blocks (two convs each)
     activation: str = "gelu"
     epochs: int = 10  # passes over the training images
     batch_size: int = 1024  # images per step
@@ -93,6 +103,13 @@ class Recipe:
     # in one batched invoke) or "auto": the most views that do not lower validation accuracy.
     tta: str = "auto"
     confident_accuracy: float = 0.975  # the doubt threshold keeps this accuracy on validation
+    image_size: int = 32  # the model's input side, in pixels (32 or 64)
+    # Start from a published model's float weights with a new head ("auto": when the smallest
+    # label has fewer than init_auto_below training images, the repository's published model).
+    init_from: str | None = "auto"
+    init_auto_below: int = 300
+    fine_tune_lr_scale: float = 0.25  # fine-tuning takes smaller steps from trained weights
+    min_batches_per_epoch: int = 8  # small sets: the batch shrinks (to 16 at least) to take these
     seed: int = 0
 
 
@@ -133,6 +150,7 @@ RECIPES = {
         early_stopping_patience=10,
         dropout=0.25,
         tta="none",
+        init_from=None,
     ),
 }
 
@@ -299,7 +317,11 @@ def build_model(recipe: Recipe, x_train: np.ndarray, n_classes: int) -> Any:
         (sample - mean) / np.sqrt(var), recipe.whiten_size, recipe.whiten_epsilon
     )
     whiten = layers.Conv2D(
-        kernel.shape[-1], recipe.whiten_size, use_bias=False, trainable=False, name="whiten"
+        kernel.shape[-1],
+        recipe.whiten_size,
+        use_bias=False,
+        trainable=False,
+        name="whiten",
     )
     x = extra["GatedBias"](name="whiten_bias")(whiten(x))
     x = layers.Activation(recipe.activation)(x)
@@ -335,7 +357,10 @@ def initialise(model: Any, recipe: Recipe) -> None:
     learning rates were tuned with; convolutions start as identity on their first inputs."""
     rng = np.random.default_rng(recipe.seed)
     for layer in model.layers:
-        if layer.name == "whiten" or layer.__class__.__name__ not in ("Conv2D", "Dense"):
+        if layer.name == "whiten" or layer.__class__.__name__ not in (
+            "Conv2D",
+            "Dense",
+        ):
             continue
         kernel = layer.get_weights()[0]
         fan_in = int(np.prod(kernel.shape[:-1]))
@@ -347,6 +372,42 @@ def initialise(model: Any, recipe: Recipe) -> None:
             kernel[:, :, :, :n] = 0
             kernel[k // 2, k // 2, np.arange(n), np.arange(n)] = 1
         layer.set_weights([kernel])
+
+
+def published_float_model(location: str) -> Path:
+    """model.keras of a published model folder (models/<version>/ or a run folder), or of the
+    model ``models/latest`` points at."""
+    folder = Path(location).expanduser()
+    if (folder / mf.MANIFEST_NAME).is_file() and not (folder / mf.FLOAT_MODEL_NAME).is_file():
+        manifest = json.loads((folder / mf.MANIFEST_NAME).read_text())
+        folder = (folder / manifest["model_path"]).resolve().parent  # latest -> its version
+    path = folder / mf.FLOAT_MODEL_NAME
+    if not path.is_file():
+        raise SystemExit(
+            f"error: --init-from {location}: no {mf.FLOAT_MODEL_NAME} there (models published "
+            "since the float weights are kept have one)"
+        )
+    return path
+
+
+def transfer_weights(model: Any, source_path: Path) -> int:
+    """Copy every layer's weights but the head from a trained model of the same architecture
+    (input size and head may differ: convolutions do not depend on them). Returns the count."""
+    import keras
+
+    custom_layers()
+    source = keras.models.load_model(source_path, compile=False)
+    ours = [layer for layer in model.layers if layer.weights and layer.name != "head"]
+    theirs = [layer for layer in source.layers if layer.weights and layer.name != "head"]
+    shapes = [[w.shape for w in layer.get_weights()] for layer in ours]
+    if shapes != [[w.shape for w in layer.get_weights()] for layer in theirs]:
+        raise SystemExit(
+            f"error: --init-from {source_path.parent}: its network differs from this recipe's "
+            "(widths, architecture); fine-tune with the recipe it was trained with"
+        )
+    for mine, trained in zip(ours, theirs):
+        mine.set_weights(trained.get_weights())
+    return len(ours)
 
 
 def report_cnn(recipe: Recipe, inputs: Any, x: Any, n_classes: int) -> Any:
@@ -538,7 +599,11 @@ def time_budget(minutes: float) -> Any:
 
 
 def train(
-    model: Any, recipe: Recipe, data: Data, photos: np.ndarray | None, backup: Path | None
+    model: Any,
+    recipe: Recipe,
+    data: Data,
+    photos: np.ndarray | None,
+    backup: Path | None,
 ) -> dict[str, list[float]]:
     """model.fit over the recipe's epochs; resumable from ``backup`` (Keras BackupAndRestore)."""
     import keras
@@ -591,7 +656,8 @@ def predict_float(model: Any, x: np.ndarray, tta: str) -> np.ndarray:
         views, weights = tta_views(x[i : i + 1000], tta)
         out.append(
             combine_views(
-                model.predict(views.astype(np.float32), batch_size=1000, verbose=0), weights
+                model.predict(views.astype(np.float32), batch_size=1000, verbose=0),
+                weights,
             )
         )
     return np.concatenate(out)
@@ -636,7 +702,10 @@ def quantise(model: Any, calibration: np.ndarray) -> bytes:
 def tensor_spec(details: dict[str, Any]) -> dict[str, Any]:
     """dtype and quantisation of a TFLite tensor, as the manifest records them."""
     q = Quantization.of(details)
-    return {"dtype": q.dtype, "quantization": {"scale": q.scale, "zero_point": q.zero_point}}
+    return {
+        "dtype": q.dtype,
+        "quantization": {"scale": q.scale, "zero_point": q.zero_point},
+    }
 
 
 def float_accuracy(
@@ -662,8 +731,19 @@ def evaluate_int8(run_dir: Path, recipe: Recipe, data: Data) -> dict[str, Any]:
         out = Path(tmp) / "int8_eval.json"
         np.savez(test, x=data.x_test, y=data.y_test)
         np.savez(val, x=data.x_val, y=data.y_val)
-        args = [str(run_dir / mf.MANIFEST_NAME), "--arrays", str(test), "--json", str(out)]
-        args += ["--calibrate-on", str(val), "--confident-accuracy", str(recipe.confident_accuracy)]
+        args = [
+            str(run_dir / mf.MANIFEST_NAME),
+            "--arrays",
+            str(test),
+            "--json",
+            str(out),
+        ]
+        args += [
+            "--calibrate-on",
+            str(val),
+            "--confident-accuracy",
+            str(recipe.confident_accuracy),
+        ]
         done = in_serving_process("training.evaluate", *args, "--details")
         if done.returncode != 0:  # its per-class table is in metrics.json; show output on failure
             sys.stderr.write(done.stdout + done.stderr)
@@ -677,7 +757,10 @@ def evaluate_int8(run_dir: Path, recipe: Recipe, data: Data) -> dict[str, Any]:
 def code_version() -> str:
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "training", "functions"],
@@ -708,13 +791,14 @@ def write_manifest(run_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training.train",
-        description="Train a CIFAR-10 CNN, quantise it to int8 TFLite, evaluate, plot, publish.",
+        description="Train an image classifier (CIFAR-10 by default, or your own labelled "
+        "folders), quantise it to int8 TFLite, evaluate, calibrate, plot, publish.",
     )
     parser.add_argument(
         "--data",
         default=str(ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"),
-        help="folder with train/<class>/ and test/<class>/ images, a cifar-10-batches-py "
-        "folder, or 'keras' (downloads)",
+        help="a folder of <label>/ folders of images (a test split is held out), or with "
+        "train/<label>/ and test/<label>/, a cifar-10-batches-py folder, or 'keras' (downloads)",
     )
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="default")
     parser.add_argument("--out", default=str(ROOT / "runs"), help="parent of the run folder")
@@ -733,7 +817,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-cache", action="store_true", help="decode the data again")
     parser.add_argument("--seed", type=int, help="override the recipe's seed")
     parser.add_argument(
-        "--tta", choices=("auto", *TTA_VIEWS), help="override the recipe's test-time views"
+        "--tta",
+        choices=("auto", *TTA_VIEWS),
+        help="override the recipe's test-time views",
     )
     parser.add_argument(
         "--set",
@@ -743,7 +829,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="override any recipe field, e.g. --set lookahead_every=0 (repeatable)",
     )
     parser.add_argument(
-        "--resume", type=Path, help="a run folder whose training stopped: continue it there"
+        "--resume",
+        type=Path,
+        help="a run folder whose training stopped: continue it there",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        choices=(32, 64),
+        help="the model's input side in pixels",
+    )
+    parser.add_argument(
+        "--init-from",
+        help="start from a published model's float weights (models/<version>, a run folder), "
+        "'auto' (the recipe's rule) or 'none'",
     )
     parser.add_argument(
         "--keras-model",
@@ -769,6 +868,10 @@ def configure(args: argparse.Namespace) -> Recipe:
         overrides["seed"] = args.seed
     if args.tta:
         overrides["tta"] = args.tta
+    if args.image_size:
+        overrides["image_size"] = args.image_size
+    if args.init_from:
+        overrides["init_from"] = None if args.init_from == "none" else args.init_from
     for item in args.set:
         name, _, value = item.partition("=")
         if name not in Recipe.__dataclass_fields__:
@@ -830,6 +933,8 @@ class Data:
     name: str  # the data set's name, never this machine's path
     fingerprint: str
     limit: int | None
+    split: str = "given"  # how the test split came about
+    skipped: int = 0  # files that did not decode
 
 
 @dataclass
@@ -858,7 +963,7 @@ def prepare(args: argparse.Namespace, recipe: Recipe, clock: Stopwatch) -> Data:
     """Load (or decode) the data set and split off the recipe's validation images."""
     start = time.monotonic()
     try:
-        dataset, cached = cifar.load(args.data, use_cache=not args.no_cache)
+        dataset, cached = cifar.load(args.data, use_cache=not args.no_cache, size=recipe.image_size)
     except cifar.DataError as exc:
         raise SystemExit(f"error: {exc}") from exc
     x_all, y_all = subsample(dataset.x_train, dataset.y_train, args.limit)
@@ -877,14 +982,62 @@ def prepare(args: argparse.Namespace, recipe: Recipe, clock: Stopwatch) -> Data:
         name=Path(dataset.source).name or dataset.source,
         fingerprint=dataset.fingerprint,
         limit=args.limit,
+        split=dataset.split,
+        skipped=len(dataset.skipped),
     )
     log(
         "prepare",
-        f"{len(x_train)} train / {len(x_val)} validation / {len(x_test)} test images from "
+        f"{len(x_train)} train / {len(x_val)} validation / {len(x_test)} test images of "
+        f"{len(data.class_names)} labels ({', '.join(data.class_names)}) from "
         f"{dataset.source} ({'cache' if cached else 'decoded'}, fingerprint "
         f"{data.fingerprint[:12]}) in {clock.lap('prepare', start):.1f}s",
     )
+    if dataset.split != "given":
+        log("prepare", f"no test/ folder: {dataset.split} (recorded in the manifest)")
+    if dataset.skipped:
+        shown = "; ".join(dataset.skipped[:5]) + (" ..." if len(dataset.skipped) > 5 else "")
+        log(
+            "prepare",
+            f"skipped {len(dataset.skipped)} file(s) that do not decode: {shown}",
+        )
     return data
+
+
+def compatible_published_model(recipe: Recipe) -> str | None:
+    """The repository's published model, if its float weights fit this recipe's network."""
+    latest = ROOT / "models" / mf.LATEST / mf.MANIFEST_NAME
+    if not latest.is_file():
+        return None
+    manifest = json.loads(latest.read_text())
+    folder = (latest.parent / manifest["model_path"]).resolve().parent
+    trained = manifest.get("recipe", {})
+    fits = (
+        trained.get("architecture") == recipe.architecture
+        and tuple(trained.get("widths", ())) == recipe.widths
+        and (folder / mf.FLOAT_MODEL_NAME).is_file()
+    )
+    return str(folder.relative_to(ROOT)) if fits else None
+
+
+def adapt(recipe: Recipe, data: Data) -> Recipe:
+    """The recipe for this data set: a batch small sets can fill, and whether to start from
+    published weights ("auto": when the smallest label is small; the rule is measured in
+    docs/training.md)."""
+    changes: dict[str, Any] = {}
+    target = max(
+        16,
+        2 ** int(math.log2(max(1, len(data.x_train) // recipe.min_batches_per_epoch))),
+    )
+    if target < recipe.batch_size:
+        changes["batch_size"] = target
+    if recipe.init_from == "auto":
+        smallest = int(np.bincount(data.y_train, minlength=len(data.class_names)).min())
+        source = compatible_published_model(recipe)
+        changes["init_from"] = source if smallest < recipe.init_auto_below else None
+    if changes.get("init_from", recipe.init_from):
+        changes["learning_rate"] = recipe.learning_rate * recipe.fine_tune_lr_scale
+        changes["whiten_bias_epochs"] = 0  # the published whitening bias is kept as trained
+    return replace(recipe, **changes)
 
 
 def start_run(args: argparse.Namespace, recipe: Recipe) -> tuple[Path, datetime]:
@@ -917,6 +1070,10 @@ def fit(recipe: Recipe, data: Data, run_dir: Path, clock: Stopwatch) -> Trained:
     precision = choose_precision(recipe)
     keras.mixed_precision.set_global_policy(precision)
     model = build_model(recipe, data.x_train, len(data.class_names))
+    start_from = "random weights"
+    if recipe.init_from:
+        transfer_weights(model, published_float_model(recipe.init_from))
+        start_from = f"the float weights of {recipe.init_from}, new head"
     steps = -(-len(data.x_train) // recipe.batch_size)
     compile_model(model, recipe, steps_per_epoch=steps)
     photos = None
@@ -925,7 +1082,8 @@ def fit(recipe: Recipe, data: Data, run_dir: Path, clock: Stopwatch) -> Trained:
     log(
         "build",
         f"{model.name}: {model.count_params():,} parameters, recipe {recipe.name}, {precision}, "
-        f"{recipe.epochs} epochs of {steps} steps in {clock.lap('build', start):.1f}s",
+        f"{recipe.epochs} epochs of {steps} steps of {recipe.batch_size}, from {start_from} "
+        f"in {clock.lap('build', start):.1f}s",
     )
     start = time.monotonic()
     history = train(model, recipe, data, photos, backup=run_dir / "backup")
@@ -962,7 +1120,12 @@ def load(path: Path, recipe: Recipe, clock: Stopwatch) -> Trained:
 
 
 def export(
-    trained: Trained, recipe: Recipe, data: Data, run_dir: Path, stamp: datetime, clock: Stopwatch
+    trained: Trained,
+    recipe: Recipe,
+    data: Data,
+    run_dir: Path,
+    stamp: datetime,
+    clock: Stopwatch,
 ) -> Export:
     """The Keras files, the choice of test-time views and the int8 model, in the run folder."""
     start = time.monotonic()
@@ -1006,19 +1169,22 @@ def manifest_fields(
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(model_content=exported.tflite)
-    in_detail, out_detail = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    in_detail, out_detail = (
+        interpreter.get_input_details()[0],
+        interpreter.get_output_details()[0],
+    )
     return {
         "model_version": exported.version,
         "model_path": mf.MODEL_NAME,
         "class_names": list(data.class_names),
         "input": {
-            "shape": [32, 32, 3],
+            "shape": list(data.x_train.shape[1:]),
             **tensor_spec(in_detail),
             "pixels": "RGB 0..255, decoded by classifier.core.image_to_array",
         },
         "output": {
             **tensor_spec(out_detail),
-            "meaning": "softmax probabilities in class_names order",
+            "meaning": f"{exported.inference['outputs']} in class_names order",
         },
         "created": exported.stamp.isoformat(timespec="seconds"),
         "recipe": asdict(recipe),
@@ -1029,6 +1195,8 @@ def manifest_fields(
             "validation_images": len(data.x_val),
             "test_images": len(data.x_test),
             "limit": data.limit,
+            "test_split": data.split,
+            "skipped_files": data.skipped,
         },
         "parameters": int(trained.model.count_params()),
         "inference": exported.inference,
@@ -1102,7 +1270,9 @@ def draw_plots(
     run_dir = exported.run_dir
     plots.training_curves(trained.history, run_dir / "training_curves.png", title=exported.version)
     plots.confusion_matrix(
-        np.asarray(int8["confusion"]), data.class_names, run_dir / "confusion_matrix.png"
+        np.asarray(int8["confusion"]),
+        data.class_names,
+        run_dir / "confusion_matrix.png",
     )
     plots.examples(
         data.x_test,
@@ -1139,6 +1309,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clock = Stopwatch()
 
     data = prepare(args, recipe, clock)
+    if not args.resume and not args.keras_model:
+        recipe = adapt(recipe, data)
     run_dir, stamp = start_run(args, recipe)
     if args.keras_model:
         trained = load(args.keras_model, recipe, clock)

@@ -56,3 +56,9 @@ def test_the_risk_coverage_curve_runs_from_the_surest_answers_to_all() -> None:
     assert curve[0, 0] < 0.05 and curve[-1, 0] == 1.0
     assert curve[-1, 1] == pytest.approx((softmax(logits).argmax(1) == labels).mean(), abs=1e-4)
     assert curve[0, 1] > curve[-1, 1]
+
+
+def test_too_few_validation_errors_leave_the_temperature_alone() -> None:
+    logits, labels = sampled(1.0, n=200)
+    right = logits.argmax(axis=1)  # every answer right: the likelihood only grows as T -> 0
+    assert cal.fit_temperature(logits, right) == 1.0
