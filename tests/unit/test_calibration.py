@@ -59,6 +59,6 @@ def test_the_risk_coverage_curve_runs_from_the_surest_answers_to_all() -> None:
 
 
 def test_too_few_validation_errors_leave_the_temperature_alone() -> None:
-    logits, labels = sampled(1.0, n=200)
+    logits, _ = sampled(1.0, n=200)
     right = logits.argmax(axis=1)  # every answer right: the likelihood only grows as T -> 0
     assert cal.fit_temperature(logits, right) == 1.0
