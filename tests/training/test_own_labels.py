@@ -149,7 +149,8 @@ def test_the_served_model_answers_with_the_folders_labels_everywhere(
         client = TestClient(app)
         buffer = io.BytesIO()
         draw("square", np.random.default_rng(5)).save(buffer, format="PNG")
-        answer = client.post("/predict", files={"file": ("square.png", buffer.getvalue())}).json()
+        sent = {"file": ("square.png", buffer.getvalue())}
+        answer = client.post("/predict", files=sent).json()
         assert set(answer["probabilities"]) == set(LABELS) and answer["category"] in LABELS
         assert "3 categories: circle, square, triangle" in client.get("/").text
         schema = client.get("/openapi.json").json()["components"]["schemas"]["PredictionOut"]
