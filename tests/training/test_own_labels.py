@@ -80,7 +80,7 @@ def test_a_label_short_of_readable_images_is_refused_after_skipping(tmp_path: Pa
     for i in range(3):
         (folder / "puppy" / f"broken{i}.png").write_bytes(b"\x89PNG broken")
         (folder / "puppy" / f"{i}.png").write_bytes(b"not a png either")
-    with pytest.raises(cifar.DataError, match="readable images.*'puppy' has 9"):
+    with pytest.raises(cifar.DataError, match=r"readable images.*'puppy' has 9"):
         cifar.load_folder(folder, workers=1)
 
 
