@@ -158,3 +158,51 @@ def test_the_served_model_answers_with_the_folders_labels_everywhere(
         assert client.get("/model").json()["class_names"] == list(LABELS)
     finally:
         service.reset()
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_a_published_models_float_weights_with_a_new_head(
+    shapes: Path, tiny_run: dict[str, Any], tmp_path: Path
+) -> None:
+    (published,) = [
+        p for p in (Path(tiny_run["published"]) / "models").iterdir() if p.name != "latest"
+    ]
+    assert (published / "model.keras").is_file()  # published beside the int8 model
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "training.train", "--data", str(shapes), "--epochs", "1",
+            "--widths", "8,16,16", "--init-from", str(published), "--out", str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=subprocess_env(CIFAR10_CACHE=str(tmp_path / "cache")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"from the float weights of {published}, new head" in done.stdout
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name != "cache"]
+    recipe = json.loads((run_dir / "manifest.json").read_text())["recipe"]
+    assert recipe["init_from"] == str(published) and recipe["whiten_bias_epochs"] == 0
+    compared = subprocess.run(
+        [sys.executable, "-c", COMPARE, str(published / "model.keras"), str(run_dir / "model.keras")],
+        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    found = json.loads(compared.stdout.strip().splitlines()[-1])
+    # The frozen whitening starts (and stays) where the published model ended; the head is new:
+    # three outputs, not ten.
+    assert found == {"whiten_equal": True, "head_outputs": [10, 3]}
+
+
+COMPARE = """
+import json, sys, numpy as np, keras
+from training.train import custom_layers
+custom_layers()
+source, tuned = (keras.models.load_model(p, compile=False) for p in sys.argv[1:3])
+print(json.dumps({
+    "whiten_equal": bool(np.allclose(source.get_layer("whiten").get_weights()[0],
+                                     tuned.get_layer("whiten").get_weights()[0])),
+    "head_outputs": [m.get_layer("head").get_weights()[0].shape[-1] for m in (source, tuned)],
+}))
+"""
