@@ -185,7 +185,7 @@ def test_fine_tuning_starts_from_a_published_models_float_weights_with_a_new_hea
     recipe = json.loads((run_dir / "manifest.json").read_text())["recipe"]
     assert recipe["init_from"] == str(published) and recipe["whiten_bias_epochs"] == 0
     compared = subprocess.run(
-        [sys.executable, "-c", COMPARE, str(published / "model.keras"), str(run_dir / "model.keras")],
+        [sys.executable, "-c", COMPARE, *(str(p / "model.keras") for p in (published, run_dir))],
         cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert compared.returncode == 0, compared.stderr[-2000:]
