@@ -223,6 +223,26 @@ def warm(event: Path, runs: int) -> list[float]:
     return sorted(times)
 
 
+def views_cost(event: Path, runs: int) -> dict[str, float]:
+    """Warm /predict p50 with each test-time view set, the served model, one process: what the
+    six views (one batched invoke) cost beside one view."""
+    from dataclasses import replace
+
+    from classifier import service
+    from classifier.core import TTA_VIEWS
+
+    classifier = service.classifier()
+    served = classifier.inference
+    out = {}
+    try:
+        for tta in TTA_VIEWS:
+            classifier.inference = replace(served, tta=tta)
+            out[tta] = round(statistics.median(warm(event, runs)), 2)
+    finally:
+        classifier.inference = served
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="scripts/bench.py", description=__doc__.split("\n")[0])
     parser.add_argument("--event", type=Path, default=ROOT / "events" / "apigw-v2-multipart.json")
@@ -242,6 +262,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     r["warm_p50_ms"] = round(statistics.median(times), 2)
     r["warm_p90_ms"] = round(times[int(0.9 * (len(times) - 1))], 2)
     r["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    for tta, ms in views_cost(args.event, args.runs).items():
+        r[f"warm_p50_ms_views_{tta}"] = ms
 
     first_answer = [sys.executable, "-c", FIRST_ANSWER, str(ROOT / "functions"), str(args.event)]
     r["cold_in_process_ms"] = round(median_of(args.cold, first_answer, env=env), 1)
@@ -301,6 +323,12 @@ def table(r: dict[str, Any], args: argparse.Namespace) -> str:
             "`POST /predict` through Mangum, warm",
             f"p50 {get('warm_p50_ms', ' ms')}, p90 {get('warm_p90_ms', ' ms')}",
             "",
+        ),
+        (
+            "warm `/predict` p50 by test-time views",
+            f"six views (one invoke) {get('warm_p50_ms_views_mirror-translate', ' ms')}",
+            f"one view {get('warm_p50_ms_views_none', ' ms')}; "
+            f"two {get('warm_p50_ms_views_mirror', ' ms')}",
         ),
         (
             "cold process to first answer",
