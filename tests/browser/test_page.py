@@ -50,9 +50,43 @@ def test_png_and_jpeg_files_show_category_confidence_and_ten_bars(
         image = li.find_element(By.TAG_NAME, "img")
         assert "classified as" in image.get_attribute("alt")
         shown[name.split(" (")[0]] = heading
-    category, confidence = shown["cat.png"].split(" — ")
-    assert category == "cat" and confidence.endswith("%")
-    assert shown["ship photo.jpg"].split(" — ")[0] == "ship"
+    for name, expected in (("cat.png", "cat"), ("ship photo.jpg", "ship")):
+        heading = shown[name]
+        if heading.startswith("not sure: "):  # below the doubt threshold: the two likeliest
+            assert expected in heading.removeprefix("not sure: ").rstrip("?").split(" or ")
+        else:
+            category, confidence = heading.split(" — ")
+            assert category == expected and confidence.endswith("%")
+
+
+def test_the_page_names_the_models_categories_and_flags_doubt(browser: Any, tmp_path: Path) -> None:
+    """With a doubt threshold no answer reaches, every answer reads "not sure: A or B?"."""
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    served = ROOT / "models" / "latest" / "manifest.json"
+    manifest = json.loads(served.read_text())
+    model = (served.parent / manifest["model_path"]).resolve()
+    shutil.copy(model, tmp_path / model.name)
+    manifest["model_path"] = model.name
+    manifest.setdefault("inference", {})["unsure_below"] = 1.0
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    port = free_port()
+    process = start_server(port, tmp_path / "manifest.json")
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        lead = browser.find_element(By.CSS_SELECTOR, "p.lead").text
+        assert f"{len(CLASSES)} categories: {', '.join(manifest['class_names'])}" in lead
+        choose(browser, IMGS / "dog.png")
+        (li,) = results(browser)
+        heading = li.find_element(By.TAG_NAME, "h2").text
+        assert heading.startswith("not sure: ") and heading.endswith("?")
+        first, second = heading.removeprefix("not sure: ").rstrip("?").split(" or ")
+        assert first != second and {first, second} <= set(CLASSES)
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def test_a_file_that_is_not_an_image_is_explained_in_words(page: Any, tmp_path: Path) -> None:
