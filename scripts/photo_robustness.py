@@ -53,6 +53,42 @@ def photos(x: np.ndarray, size: int, quality: int = 90) -> list[bytes]:
     return out
 
 
+def photo_kinds(x: np.ndarray) -> dict[str, list[bytes]]:
+    """The files people send, made from each 32x32 image: a 224 px JPEG, a 320x256 JPEG with
+    the picture in its centre square and borders left and right, a 96 px RGBA PNG, and a
+    128 px JPEG stored sideways with the EXIF tag that turns it upright (as phones do)."""
+    kinds: dict[str, list[bytes]] = {
+        k: [] for k in ("jpeg 224", "bordered 320x256 jpeg", "rgba 96 png", "exif-rotated 128 jpeg")
+    }
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    for pixels in x:
+        image = Image.fromarray(pixels)
+        outputs = {
+            "jpeg 224": (image.resize((224, 224), Image.Resampling.BICUBIC), "JPEG", {}),
+            "rgba 96 png": (
+                image.resize((96, 96), Image.Resampling.BICUBIC).convert("RGBA"),
+                "PNG",
+                {},
+            ),
+            "exif-rotated 128 jpeg": (
+                image.resize((128, 128), Image.Resampling.BICUBIC).transpose(
+                    Image.Transpose.ROTATE_90
+                ),
+                "JPEG",
+                {"exif": exif.tobytes()},
+            ),
+        }
+        bordered = Image.new("RGB", (320, 256), (128, 128, 128))
+        bordered.paste(image.resize((256, 256), Image.Resampling.BICUBIC), (32, 0))
+        outputs["bordered 320x256 jpeg"] = (bordered, "JPEG", {})
+        for kind, (picture, fmt, extra) in outputs.items():
+            buffer = io.BytesIO()
+            picture.save(buffer, fmt, **({"quality": 90} if fmt == "JPEG" else {}), **extra)
+            kinds[kind].append(buffer.getvalue())
+    return kinds
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=ROOT / "models/latest/manifest.json")
@@ -62,6 +98,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--filters", nargs="+", default=list(FILTERS), choices=list(FILTERS))
     parser.add_argument("--split", choices=("validation", "test"), default="validation")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--kinds",
+        action="store_true",
+        help="the four photo kinds of the model-quality goal (serving filter), not the grid",
+    )
     args = parser.parse_args(argv)
 
     manifest = Manifest.from_bytes(args.model.read_bytes())
@@ -82,6 +123,26 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         return float((classifier.predict_arrays(pixels).argmax(axis=1) == y).mean())
 
     base = accuracy(x)
+    if args.kinds:
+        drops = {
+            kind: base - accuracy(np.stack([core.image_to_array(d) for d in files]))
+            for kind, files in photo_kinds(x).items()
+        }
+        print(f"{manifest.model_version}, {len(y)} {args.split} images; 32x32: {base:.2%}")
+        for kind, drop in drops.items():
+            print(f"  {kind:<24} {base - drop:.2%} ({-drop * 100:+.2f} points)")
+        print(f"  mean drop {np.mean(list(drops.values())) * 100:.2f} points")
+        kinds_result = {
+            "model_version": manifest.model_version,
+            "split": args.split,
+            "images": len(y),
+            "base_32x32": base,
+            "drop_points": {k: round(d * 100, 2) for k, d in drops.items()},
+            "mean_drop_points": round(float(np.mean(list(drops.values()))) * 100, 2),
+        }
+        if args.json:
+            args.json.write_text(json.dumps(kinds_result, indent=2) + "\n")
+        return kinds_result
     table: dict[str, dict[str, float]] = {}
     default = core.RESIZE_FILTER
     start = time.perf_counter()
