@@ -42,7 +42,9 @@ def main() -> None:
             if run == args.runs[0]:  # the validation split depends on the seed only
                 photo_val = t.photo_versions(data.x_val, seed=12345)
             start = time.monotonic()
-            trained = t.fit(recipe, data, Path(tempfile.mkdtemp()), clock)
+            trained = t.train(
+                t.build(recipe, data, clock), recipe, data, Path(tempfile.mkdtemp()), clock
+            )
             row = {
                 "run": run,
                 "seed": seed,

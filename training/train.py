@@ -1,10 +1,13 @@
-"""Train a CIFAR-10 CNN, quantise it to int8 TFLite, evaluate it, plot it and publish it.
+"""Train an image classifier, quantise it to int8 TFLite, evaluate and calibrate it, publish it.
 
     python -m training.train --data ../shared/datasets/cifar10-jpeg [--recipe default|report]
                              [--out runs/] [--upload s3://bucket/prefix | ./models]
 
-Stages, in order: Prepare -> Build -> Train -> Quantise -> Evaluate -> Publish. Each prints one
-summary line; the run folder collects the model files, manifest.json, metrics.json and plots.
+CIFAR-10 by default, or your own ``<label>/`` folders. Read top to bottom: the recipe, then one
+function per stage under its banner, in execution order, each with its helpers: ``prepare`` ->
+``build`` -> ``train`` -> ``quantise`` -> ``evaluate`` -> ``plot`` and ``publish_to``. Each
+stage prints one line under its own name; the run folder collects the model files,
+manifest.json, metrics.json and plots.
 
 The int8 model is evaluated by ``training.evaluate`` in a separate process, with the serving
 code's preprocessing and TFLite runtime: tflite-runtime cannot run in a process that has
@@ -155,13 +158,175 @@ RECIPES = {
 }
 
 
+# --------------------------------------------------------------------------------------------
+# What the stages hand each other, and their log line
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Stopwatch:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, stage: str, start: float) -> float:
+        self.seconds[stage] = round(time.monotonic() - start, 2)
+        return self.seconds[stage]
+
+
+@dataclass
+class Data:
+    """The splits a run uses, and what identifies the data set in a manifest."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    name: str  # the data set's name, never this machine's path
+    fingerprint: str
+    limit: int | None
+    split: str = "given"  # how the test split came about
+    skipped: int = 0  # files that did not decode
+
+
+@dataclass
+class Trained:
+    model: Any
+    history: dict[str, list[float]]
+    resumed_from: Path | None = None
+
+    @property
+    def best_epoch(self) -> int:
+        return int(np.argmax(self.history["val_accuracy"]))
+
+
+@dataclass
+class Export:
+    run_dir: Path
+    version: str
+    stamp: datetime
+    tflite: bytes
+    served: Any  # the float model as served (with flip averaging when chosen)
+    inference: dict[str, Any]
+    sizes: dict[str, float]
+
+
 def log(stage: str, message: str) -> None:
     print(f"[{stage:>8}] {message}", flush=True)
 
 
 # --------------------------------------------------------------------------------------------
-# Prepare: the whitening filters and the training images' augmentation (NumPy, per epoch)
+# Prepare: the data, its splits, the run folder, the photo versions and the augmentation
 # --------------------------------------------------------------------------------------------
+def prepare(args: argparse.Namespace, recipe: Recipe, clock: Stopwatch) -> Data:
+    """Load (or decode) the data set and split off the recipe's validation images."""
+    start = time.monotonic()
+    try:
+        dataset, cached = cifar.load(args.data, use_cache=not args.no_cache, size=recipe.image_size)
+    except cifar.DataError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    x_all, y_all = subsample(dataset.x_train, dataset.y_train, args.limit)
+    x_test, y_test = subsample(dataset.x_test, dataset.y_test, args.limit)
+    x_train, y_train, x_val, y_val = cifar.split_validation(
+        x_all, y_all, recipe.validation_fraction, recipe.seed
+    )
+    data = Data(
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        x_test,
+        y_test,
+        class_names=dataset.class_names,
+        name=Path(dataset.source).name or dataset.source,
+        fingerprint=dataset.fingerprint,
+        limit=args.limit,
+        split=dataset.split,
+        skipped=len(dataset.skipped),
+    )
+    log(
+        "prepare",
+        f"{len(x_train)} train / {len(x_val)} validation / {len(x_test)} test images of "
+        f"{len(data.class_names)} labels ({', '.join(data.class_names)}) from "
+        f"{dataset.source} ({'cache' if cached else 'decoded'}, fingerprint "
+        f"{data.fingerprint[:12]}) in {clock.lap('prepare', start):.1f}s",
+    )
+    if dataset.split != "given":
+        log("prepare", f"no test/ folder: {dataset.split} (recorded in the manifest)")
+    if dataset.skipped:
+        shown = "; ".join(dataset.skipped[:5]) + (" ..." if len(dataset.skipped) > 5 else "")
+        log(
+            "prepare",
+            f"skipped {len(dataset.skipped)} file(s) that do not decode: {shown}",
+        )
+    return data
+
+
+def subsample(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images of a class-balanced shuffle (quick runs and tests)."""
+    if not n or n >= len(x):
+        return x, y
+    order = np.random.default_rng(0).permutation(len(x))[:n]
+    return x[order], y[order]
+
+
+def adapt(recipe: Recipe, data: Data) -> Recipe:
+    """The recipe for this data set: a batch small sets can fill, and whether to start from
+    published weights ("auto": when the smallest label is small; the rule is measured in
+    docs/training.md)."""
+    changes: dict[str, Any] = {}
+    target = max(
+        16,
+        2 ** int(math.log2(max(1, len(data.x_train) // recipe.min_batches_per_epoch))),
+    )
+    if target < recipe.batch_size:
+        changes["batch_size"] = target
+    if recipe.init_from == "auto":
+        smallest = int(np.bincount(data.y_train, minlength=len(data.class_names)).min())
+        source = compatible_published_model(recipe)
+        changes["init_from"] = source if smallest < recipe.init_auto_below else None
+    if changes.get("init_from", recipe.init_from):
+        changes["learning_rate"] = recipe.learning_rate * recipe.fine_tune_lr_scale
+        changes["whiten_bias_epochs"] = 0  # the published whitening bias is kept as trained
+    return replace(recipe, **changes)
+
+
+def compatible_published_model(recipe: Recipe) -> str | None:
+    """The repository's published model, if its float weights fit this recipe's network."""
+    latest = ROOT / "models" / mf.LATEST / mf.MANIFEST_NAME
+    if not latest.is_file():
+        return None
+    manifest = json.loads(latest.read_text())
+    folder = (latest.parent / manifest["model_path"]).resolve().parent
+    trained = manifest.get("recipe", {})
+    fits = (
+        trained.get("architecture") == recipe.architecture
+        and tuple(trained.get("widths", ())) == recipe.widths
+        and (folder / mf.FLOAT_MODEL_NAME).is_file()
+    )
+    return str(folder.relative_to(ROOT)) if fits else None
+
+
+def start_run(args: argparse.Namespace, recipe: Recipe) -> tuple[Path, datetime]:
+    """The run folder: new, or (``--resume``) one whose training was interrupted."""
+    if args.resume:
+        run_dir = Path(args.resume)
+        stamp = datetime.fromisoformat(json.loads((run_dir / "run.json").read_text())["started"])
+        log("prepare", f"resuming {run_dir} from its last finished epoch")
+        return run_dir, stamp
+    stamp = datetime.now(timezone.utc)
+    run_dir = Path(args.out) / f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}-seed{recipe.seed}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    # The code that trains is the code as it starts: later edits do not change this run.
+    started = {
+        "started": stamp.isoformat(),
+        "recipe": asdict(recipe),
+        "argv": sys.argv[1:],
+        "code_version": code_version(),
+    }
+    (run_dir / "run.json").write_text(json.dumps(started, indent=1) + "\n")
+    return run_dir, stamp
+
+
 def whitening_kernel(x: np.ndarray, size: int, eps: float) -> np.ndarray:
     """size x size PCA-whitening filters (+ and - of each eigenvector) from normalised patches."""
     height, width = x.shape[1] - size + 1, x.shape[2] - size + 1
@@ -245,6 +410,42 @@ def translate(images: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndar
 # --------------------------------------------------------------------------------------------
 # Build
 # --------------------------------------------------------------------------------------------
+@dataclass
+class Built:
+    """What the Build stage hands to Train."""
+
+    model: Any
+    precision: str
+    photos: np.ndarray | None  # each training image as a photo would arrive, or None
+
+
+def build(recipe: Recipe, data: Data, clock: Stopwatch) -> Built:
+    """The recipe's model, compiled, from random or published weights."""
+    start = time.monotonic()
+    import_tensorflow(recipe.seed)
+    import keras
+
+    precision = choose_precision(recipe)
+    keras.mixed_precision.set_global_policy(precision)
+    model = build_model(recipe, data.x_train, len(data.class_names))
+    start_from = "random weights"
+    if recipe.init_from:
+        transfer_weights(model, published_float_model(recipe.init_from))
+        start_from = f"the float weights of {recipe.init_from}, new head"
+    steps = -(-len(data.x_train) // recipe.batch_size)
+    compile_model(model, recipe, steps_per_epoch=steps)
+    photos = None
+    if recipe.photo_fraction > 0:
+        photos = photo_versions(data.x_train, recipe.seed)
+    log(
+        "build",
+        f"{model.name}: {model.count_params():,} parameters, recipe {recipe.name}, {precision}, "
+        f"{recipe.epochs} epochs of {steps} steps of {recipe.batch_size}, from {start_from} "
+        f"in {clock.lap('build', start):.1f}s",
+    )
+    return Built(model, precision, photos)
+
+
 def choose_precision(recipe: Recipe) -> str:
     """bfloat16 where the CPU has AMX (twice float32's images/s there); with AVX-512 BF16 alone
     it was no faster than float32, and elsewhere it is emulated and slower
@@ -485,6 +686,93 @@ def LinearWarmupDown(peak: float, total: int, warmup: float, start: float, end: 
 # --------------------------------------------------------------------------------------------
 # Train
 # --------------------------------------------------------------------------------------------
+def train(built: Built, recipe: Recipe, data: Data, run_dir: Path, clock: Stopwatch) -> Trained:
+    """Train the built model; a float32 copy is what the next stages export."""
+    import keras
+
+    start = time.monotonic()
+    model = built.model
+    history = fit_model(model, recipe, data, built.photos, backup=run_dir / "backup")
+    if built.precision != "float32":  # export a float32 model: the converter quantises from it
+        keras.mixed_precision.set_global_policy("float32")
+        trained_weights = model.get_weights()
+        model = build_model(recipe, data.x_train, len(data.class_names))
+        model.set_weights(trained_weights)
+    trained = Trained(model, history)
+    log(
+        "train",
+        f"{len(history['loss'])} epochs in {clock.lap('train', start) / 60:.1f} min; "
+        f"validation accuracy {history['val_accuracy'][-1]:.4f} (one view)",
+    )
+    return trained
+
+
+def load(path: Path, recipe: Recipe, clock: Stopwatch) -> Trained:
+    """``--keras-model``: a model trained by an earlier run, exported again (no training)."""
+    import_tensorflow(recipe.seed)
+    import keras
+
+    model = keras.models.load_model(path)
+    history = json.loads((path.parent / "history.json").read_text())
+    earlier = json.loads((path.parent / mf.MANIFEST_NAME).read_text())
+    # The stages it skips count as that run's: a re-export reports the training it came from.
+    clock.seconds.update({k: earlier["stage_seconds"][k] for k in ("build", "train")})
+    log(
+        "train",
+        f"loaded {path}, trained by run {earlier['model_version']} in "
+        f"{earlier['stage_seconds']['train'] / 60:.1f} min",
+    )
+    return Trained(model, history, resumed_from=path)
+
+
+def fit_model(
+    model: Any,
+    recipe: Recipe,
+    data: Data,
+    photos: np.ndarray | None,
+    backup: Path | None,
+) -> dict[str, list[float]]:
+    """model.fit over the recipe's epochs; resumable from ``backup`` (Keras BackupAndRestore)."""
+    import keras
+
+    val = (
+        data.x_val.astype(np.float32),
+        np.eye(len(data.class_names), dtype=np.float32)[data.y_val],
+    )
+    callbacks: list[Any] = []
+    if recipe.architecture == "report-cnn":
+        train_data = report_batches(recipe, data.x_train, data.y_train)
+        steps = -(-len(data.x_train) // recipe.batch_size)
+    else:
+        train_data = batches(recipe, data.x_train, data.y_train, photos)
+        steps = len(train_data)
+        callbacks.append(freeze_whiten_bias(recipe))
+        if recipe.lookahead_every:
+            callbacks.append(lookahead(recipe, recipe.epochs * steps))
+    if recipe.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=recipe.early_stopping_patience,
+                restore_best_weights=True,
+                verbose=1,
+            )
+        )
+    if recipe.time_budget_minutes:
+        callbacks.append(time_budget(recipe.time_budget_minutes))
+    if backup is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup)))  # gone once trained
+    history = model.fit(
+        train_data,
+        validation_data=val,
+        validation_batch_size=1000,
+        epochs=recipe.epochs,
+        callbacks=callbacks,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
 def batches(recipe: Recipe, x: np.ndarray, y: np.ndarray, photos: np.ndarray | None) -> Any:
     """The training batches: each epoch's augmented images in a fresh random order."""
     import keras
@@ -598,57 +886,51 @@ def time_budget(minutes: float) -> Any:
     return TimeBudget()
 
 
-def train(
-    model: Any,
+# --------------------------------------------------------------------------------------------
+# Quantise: the test-time views (chosen on validation) and the int8 model
+# --------------------------------------------------------------------------------------------
+def quantise(
+    trained: Trained,
     recipe: Recipe,
     data: Data,
-    photos: np.ndarray | None,
-    backup: Path | None,
-) -> dict[str, list[float]]:
-    """model.fit over the recipe's epochs; resumable from ``backup`` (Keras BackupAndRestore)."""
-    import keras
-
-    val = (
-        data.x_val.astype(np.float32),
-        np.eye(len(data.class_names), dtype=np.float32)[data.y_val],
+    run_dir: Path,
+    stamp: datetime,
+    clock: Stopwatch,
+) -> Export:
+    """The Keras files, the choice of test-time views and the int8 model, in the run folder."""
+    start = time.monotonic()
+    trained.model.save(run_dir / "model.keras")
+    trained.model.save(run_dir / "model.h5")
+    (run_dir / "history.json").write_text(json.dumps(trained.history, indent=1) + "\n")
+    inference = choose_inference(trained.model, recipe, data.x_val, data.y_val)
+    calibration = subsample(data.x_train, data.y_train, recipe.calibration_images)[0]
+    tflite = to_int8(trained.model, calibration)
+    (run_dir / mf.MODEL_NAME).write_bytes(tflite)
+    sizes: dict[str, float] = {
+        "keras_bytes": (run_dir / "model.keras").stat().st_size,
+        "h5_bytes": (run_dir / "model.h5").stat().st_size,
+        "tflite_int8_bytes": len(tflite),
+    }
+    sizes["saving_vs_h5"] = round(1 - sizes["tflite_int8_bytes"] / sizes["h5_bytes"], 4)
+    exported = Export(
+        run_dir=run_dir,
+        version=f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}-{sha256_hex(tflite)[:8]}",
+        stamp=stamp,
+        tflite=tflite,
+        served=trained.model,
+        inference=inference,
+        sizes=sizes,
     )
-    callbacks: list[Any] = []
-    if recipe.architecture == "report-cnn":
-        train_data = report_batches(recipe, data.x_train, data.y_train)
-        steps = -(-len(data.x_train) // recipe.batch_size)
-    else:
-        train_data = batches(recipe, data.x_train, data.y_train, photos)
-        steps = len(train_data)
-        callbacks.append(freeze_whiten_bias(recipe))
-        if recipe.lookahead_every:
-            callbacks.append(lookahead(recipe, recipe.epochs * steps))
-    if recipe.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=recipe.early_stopping_patience,
-                restore_best_weights=True,
-                verbose=1,
-            )
-        )
-    if recipe.time_budget_minutes:
-        callbacks.append(time_budget(recipe.time_budget_minutes))
-    if backup is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup)))  # gone once trained
-    history = model.fit(
-        train_data,
-        validation_data=val,
-        validation_batch_size=1000,
-        epochs=recipe.epochs,
-        callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
+    log(
+        "quantise",
+        f"int8 {sizes['tflite_int8_bytes'] / 1024:,.0f} KB vs .h5 {sizes['h5_bytes'] / 1024:,.0f}"
+        f" KB ({sizes['saving_vs_h5']:.0%} smaller); views {inference['tta']} "
+        f"(validation {inference['validation_accuracy_by_tta']}) in "
+        f"{clock.lap('quantise', start):.1f}s",
     )
-    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    return exported
 
 
-# --------------------------------------------------------------------------------------------
-# Quantise
-# --------------------------------------------------------------------------------------------
 def predict_float(model: Any, x: np.ndarray, tta: str) -> np.ndarray:
     """The float model's outputs averaged over the test-time views, as serving averages them."""
     out = []
@@ -681,7 +963,7 @@ def choose_inference(
     }
 
 
-def quantise(model: Any, calibration: np.ndarray) -> bytes:
+def to_int8(model: Any, calibration: np.ndarray) -> bytes:
     """Full-integer int8 TFLite: builtin int8 ops only, int8 input and output."""
     import tensorflow as tf
 
@@ -708,6 +990,57 @@ def tensor_spec(details: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------------------------
+# Evaluate: float here, int8 as served in a TensorFlow-free process (training/evaluate.py),
+# which also fits the temperature and the doubt threshold on validation; the manifest
+# --------------------------------------------------------------------------------------------
+def evaluate(
+    trained: Trained, exported: Export, recipe: Recipe, data: Data, clock: Stopwatch
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Float accuracy here, int8 accuracy as served (another process), which also fits the
+    temperature and doubt threshold: the manifest's fields, the metrics, and the int8
+    evaluation's details (predictions, confusion, calibration) for the plots."""
+    start = time.monotonic()
+    tta = exported.inference["tta"]
+    float_acc, float_per_class = float_accuracy(
+        exported.served, data.x_test, data.y_test, data.class_names, tta
+    )
+    fields = manifest_fields(trained, exported, recipe, data)
+    write_manifest(exported.run_dir, fields)  # provisional: evaluate.py needs model + manifest
+    int8 = evaluate_int8(exported.run_dir, recipe, data)
+    calibration = int8["calibration"]
+    fields["inference"] = {
+        **fields["inference"],
+        "temperature": calibration["temperature"],
+        "unsure_below": calibration["unsure_below"],
+    }
+    test = calibration["test"]
+    metrics = {
+        "float_test_accuracy": round(float_acc, 4),
+        "int8_test_accuracy": int8["accuracy"],
+        "int8_minus_float": round(int8["accuracy"] - float_acc, 4),
+        "float_per_class": float_per_class,
+        "int8_per_class": int8["per_class"],
+        "validation_accuracy": exported.inference["validation_accuracy_by_tta"][tta],
+        "epochs_run": len(trained.history["loss"]),
+        "test_set": f"{data.name}/test ({len(data.y_test)} images)",
+        "int8_runtime": int8["runtime"],
+        "ece_before": test["before"]["ece"],
+        "ece_after": test["after"]["ece"],
+        "coverage": test["coverage"],
+        "confident_accuracy": test["confident_accuracy"],
+        "validation_calibration": calibration["validation"],
+    }
+    log(
+        "evaluate",
+        f"test accuracy float {float_acc:.4f}, int8 {int8['accuracy']:.4f} ({int8['runtime']}); "
+        f"temperature {calibration['temperature']}: ECE {metrics['ece_before']:.3f} -> "
+        f"{metrics['ece_after']:.3f}; sure of {metrics['coverage']:.1%} at "
+        f"{metrics['confident_accuracy']:.2%} right, in {clock.lap('evaluate', start):.1f}s",
+    )
+    return fields, metrics, int8
+
+
 def float_accuracy(
     model: Any, x: np.ndarray, y: np.ndarray, names: tuple[str, ...], tta: str
 ) -> tuple[float, dict[str, float]]:
@@ -720,9 +1053,6 @@ def float_accuracy(
     return float((predicted == y).mean()), per_class
 
 
-# --------------------------------------------------------------------------------------------
-# Evaluate (int8, in a TensorFlow-free process) — see training/evaluate.py
-# --------------------------------------------------------------------------------------------
 def evaluate_int8(run_dir: Path, recipe: Recipe, data: Data) -> dict[str, Any]:
     """``training.evaluate`` in a fresh process without TensorFlow: the int8 model's test
     accuracy as served, with its temperature and doubt threshold fitted on validation."""
@@ -751,9 +1081,55 @@ def evaluate_int8(run_dir: Path, recipe: Recipe, data: Data) -> dict[str, Any]:
         return dict(json.loads(out.read_text()))
 
 
-# --------------------------------------------------------------------------------------------
-# Manifest
-# --------------------------------------------------------------------------------------------
+def manifest_fields(
+    trained: Trained, exported: Export, recipe: Recipe, data: Data
+) -> dict[str, Any]:
+    """What the manifest says about the run (``classifier.manifest`` checks it when written)."""
+    import keras
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_content=exported.tflite)
+    in_detail, out_detail = (
+        interpreter.get_input_details()[0],
+        interpreter.get_output_details()[0],
+    )
+    return {
+        "model_version": exported.version,
+        "model_path": mf.MODEL_NAME,
+        "class_names": list(data.class_names),
+        "input": {
+            "shape": list(data.x_train.shape[1:]),
+            **tensor_spec(in_detail),
+            "pixels": "RGB 0..255, decoded by classifier.core.image_to_array",
+        },
+        "output": {
+            **tensor_spec(out_detail),
+            "meaning": f"{exported.inference['outputs']} in class_names order",
+        },
+        "created": exported.stamp.isoformat(timespec="seconds"),
+        "recipe": asdict(recipe),
+        "data": {
+            "source": data.name,
+            "fingerprint_sha256": data.fingerprint,
+            "train_images": len(data.x_train),
+            "validation_images": len(data.x_val),
+            "test_images": len(data.x_test),
+            "limit": data.limit,
+            "test_split": data.split,
+            "skipped_files": data.skipped,
+        },
+        "parameters": int(trained.model.count_params()),
+        "inference": exported.inference,
+        "resumed_from": str(trained.resumed_from) if trained.resumed_from else None,
+        "sizes": exported.sizes,
+        "code_version": json.loads((exported.run_dir / "run.json").read_text())["code_version"],
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "python_version": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
+
+
 def code_version() -> str:
     try:
         sha = subprocess.run(
@@ -783,6 +1159,55 @@ def write_manifest(run_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
     manifest = mf.build(fields, files)
     (run_dir / mf.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# Publish: the plots, then models/<version>/ and latest at each destination
+# --------------------------------------------------------------------------------------------
+def plot(
+    trained: Trained,
+    exported: Export,
+    recipe: Recipe,
+    data: Data,
+    int8: dict[str, Any],
+    clock: Stopwatch,
+) -> None:
+    """Training curves, confusion matrix, examples and the augmentation, into the run folder."""
+    start = time.monotonic()
+    run_dir = exported.run_dir
+    plots.training_curves(trained.history, run_dir / "training_curves.png", title=exported.version)
+    plots.confusion_matrix(
+        np.asarray(int8["confusion"]),
+        data.class_names,
+        run_dir / "confusion_matrix.png",
+    )
+    plots.examples(
+        data.x_test,
+        data.y_test,
+        np.asarray(int8["predictions"]),
+        data.class_names,
+        run_dir / "examples.png",
+    )
+    if recipe.augment == "rotate-zoom-flip":
+        augment, title = report_augmenter(), "rotation, zoom, flip (report)"
+    else:
+        sample, epoch = Augmenter(recipe, data.x_train[:8], None), iter(range(1, 1000))
+        augment = lambda _: sample.epoch(next(epoch))  # noqa: E731
+        title = f"{recipe.flip} flip + {recipe.translate_px}px translate"
+    plots.augmentations(data.x_train[:8], augment, run_dir / "augmentations.png", title)
+    if "calibration" in int8:
+        plots.reliability(int8["calibration"], run_dir / "reliability.png")
+        plots.risk_coverage(int8["calibration"], run_dir / "risk_coverage.png")
+    clock.lap("plots", start)
+
+
+def publish_to(run_dir: Path, destinations: list[str], clock: Stopwatch) -> None:
+    """Publish to each destination: models/<version>/ first, verified, latest last."""
+    start = time.monotonic()
+    for destination in destinations:
+        keys = publish(run_dir, destination)
+        log("publish", f"{len(keys)} files to {destination} (latest last)")
+    clock.lap("publish", start)
 
 
 # --------------------------------------------------------------------------------------------
@@ -902,407 +1327,6 @@ def configure(args: argparse.Namespace) -> Recipe:
     return replace(recipe, **overrides)
 
 
-def subsample(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` images of a class-balanced shuffle (quick runs and tests)."""
-    if not n or n >= len(x):
-        return x, y
-    order = np.random.default_rng(0).permutation(len(x))[:n]
-    return x[order], y[order]
-
-
-@dataclass
-class Stopwatch:
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def lap(self, stage: str, start: float) -> float:
-        self.seconds[stage] = round(time.monotonic() - start, 2)
-        return self.seconds[stage]
-
-
-@dataclass
-class Data:
-    """The splits a run uses, and what identifies the data set in a manifest."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    class_names: tuple[str, ...]
-    name: str  # the data set's name, never this machine's path
-    fingerprint: str
-    limit: int | None
-    split: str = "given"  # how the test split came about
-    skipped: int = 0  # files that did not decode
-
-
-@dataclass
-class Trained:
-    model: Any
-    history: dict[str, list[float]]
-    resumed_from: Path | None = None
-
-    @property
-    def best_epoch(self) -> int:
-        return int(np.argmax(self.history["val_accuracy"]))
-
-
-@dataclass
-class Export:
-    run_dir: Path
-    version: str
-    stamp: datetime
-    tflite: bytes
-    served: Any  # the float model as served (with flip averaging when chosen)
-    inference: dict[str, Any]
-    sizes: dict[str, float]
-
-
-def prepare(args: argparse.Namespace, recipe: Recipe, clock: Stopwatch) -> Data:
-    """Load (or decode) the data set and split off the recipe's validation images."""
-    start = time.monotonic()
-    try:
-        dataset, cached = cifar.load(args.data, use_cache=not args.no_cache, size=recipe.image_size)
-    except cifar.DataError as exc:
-        raise SystemExit(f"error: {exc}") from exc
-    x_all, y_all = subsample(dataset.x_train, dataset.y_train, args.limit)
-    x_test, y_test = subsample(dataset.x_test, dataset.y_test, args.limit)
-    x_train, y_train, x_val, y_val = cifar.split_validation(
-        x_all, y_all, recipe.validation_fraction, recipe.seed
-    )
-    data = Data(
-        x_train,
-        y_train,
-        x_val,
-        y_val,
-        x_test,
-        y_test,
-        class_names=dataset.class_names,
-        name=Path(dataset.source).name or dataset.source,
-        fingerprint=dataset.fingerprint,
-        limit=args.limit,
-        split=dataset.split,
-        skipped=len(dataset.skipped),
-    )
-    log(
-        "prepare",
-        f"{len(x_train)} train / {len(x_val)} validation / {len(x_test)} test images of "
-        f"{len(data.class_names)} labels ({', '.join(data.class_names)}) from "
-        f"{dataset.source} ({'cache' if cached else 'decoded'}, fingerprint "
-        f"{data.fingerprint[:12]}) in {clock.lap('prepare', start):.1f}s",
-    )
-    if dataset.split != "given":
-        log("prepare", f"no test/ folder: {dataset.split} (recorded in the manifest)")
-    if dataset.skipped:
-        shown = "; ".join(dataset.skipped[:5]) + (" ..." if len(dataset.skipped) > 5 else "")
-        log(
-            "prepare",
-            f"skipped {len(dataset.skipped)} file(s) that do not decode: {shown}",
-        )
-    return data
-
-
-def compatible_published_model(recipe: Recipe) -> str | None:
-    """The repository's published model, if its float weights fit this recipe's network."""
-    latest = ROOT / "models" / mf.LATEST / mf.MANIFEST_NAME
-    if not latest.is_file():
-        return None
-    manifest = json.loads(latest.read_text())
-    folder = (latest.parent / manifest["model_path"]).resolve().parent
-    trained = manifest.get("recipe", {})
-    fits = (
-        trained.get("architecture") == recipe.architecture
-        and tuple(trained.get("widths", ())) == recipe.widths
-        and (folder / mf.FLOAT_MODEL_NAME).is_file()
-    )
-    return str(folder.relative_to(ROOT)) if fits else None
-
-
-def adapt(recipe: Recipe, data: Data) -> Recipe:
-    """The recipe for this data set: a batch small sets can fill, and whether to start from
-    published weights ("auto": when the smallest label is small; the rule is measured in
-    docs/training.md)."""
-    changes: dict[str, Any] = {}
-    target = max(
-        16,
-        2 ** int(math.log2(max(1, len(data.x_train) // recipe.min_batches_per_epoch))),
-    )
-    if target < recipe.batch_size:
-        changes["batch_size"] = target
-    if recipe.init_from == "auto":
-        smallest = int(np.bincount(data.y_train, minlength=len(data.class_names)).min())
-        source = compatible_published_model(recipe)
-        changes["init_from"] = source if smallest < recipe.init_auto_below else None
-    if changes.get("init_from", recipe.init_from):
-        changes["learning_rate"] = recipe.learning_rate * recipe.fine_tune_lr_scale
-        changes["whiten_bias_epochs"] = 0  # the published whitening bias is kept as trained
-    return replace(recipe, **changes)
-
-
-def start_run(args: argparse.Namespace, recipe: Recipe) -> tuple[Path, datetime]:
-    """The run folder: new, or (``--resume``) one whose training was interrupted."""
-    if args.resume:
-        run_dir = Path(args.resume)
-        stamp = datetime.fromisoformat(json.loads((run_dir / "run.json").read_text())["started"])
-        log("prepare", f"resuming {run_dir} from its last finished epoch")
-        return run_dir, stamp
-    stamp = datetime.now(timezone.utc)
-    run_dir = Path(args.out) / f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}-seed{recipe.seed}"
-    run_dir.mkdir(parents=True, exist_ok=False)
-    # The code that trains is the code as it starts: later edits do not change this run.
-    started = {
-        "started": stamp.isoformat(),
-        "recipe": asdict(recipe),
-        "argv": sys.argv[1:],
-        "code_version": code_version(),
-    }
-    (run_dir / "run.json").write_text(json.dumps(started, indent=1) + "\n")
-    return run_dir, stamp
-
-
-def fit(recipe: Recipe, data: Data, run_dir: Path, clock: Stopwatch) -> Trained:
-    """Build the recipe's model and train it; a float32 copy is what gets exported."""
-    start = time.monotonic()
-    import_tensorflow(recipe.seed)
-    import keras
-
-    precision = choose_precision(recipe)
-    keras.mixed_precision.set_global_policy(precision)
-    model = build_model(recipe, data.x_train, len(data.class_names))
-    start_from = "random weights"
-    if recipe.init_from:
-        transfer_weights(model, published_float_model(recipe.init_from))
-        start_from = f"the float weights of {recipe.init_from}, new head"
-    steps = -(-len(data.x_train) // recipe.batch_size)
-    compile_model(model, recipe, steps_per_epoch=steps)
-    photos = None
-    if recipe.photo_fraction > 0:
-        photos = photo_versions(data.x_train, recipe.seed)
-    log(
-        "build",
-        f"{model.name}: {model.count_params():,} parameters, recipe {recipe.name}, {precision}, "
-        f"{recipe.epochs} epochs of {steps} steps of {recipe.batch_size}, from {start_from} "
-        f"in {clock.lap('build', start):.1f}s",
-    )
-    start = time.monotonic()
-    history = train(model, recipe, data, photos, backup=run_dir / "backup")
-    if precision != "float32":  # export a float32 model: the converter quantises from it
-        keras.mixed_precision.set_global_policy("float32")
-        trained_weights = model.get_weights()
-        model = build_model(recipe, data.x_train, len(data.class_names))
-        model.set_weights(trained_weights)
-    trained = Trained(model, history)
-    log(
-        "train",
-        f"{len(history['loss'])} epochs in {clock.lap('train', start) / 60:.1f} min; "
-        f"validation accuracy {history['val_accuracy'][-1]:.4f} (one view)",
-    )
-    return trained
-
-
-def load(path: Path, recipe: Recipe, clock: Stopwatch) -> Trained:
-    """``--keras-model``: a model trained by an earlier run, exported again (no training)."""
-    import_tensorflow(recipe.seed)
-    import keras
-
-    model = keras.models.load_model(path)
-    history = json.loads((path.parent / "history.json").read_text())
-    earlier = json.loads((path.parent / mf.MANIFEST_NAME).read_text())
-    # The stages it skips count as that run's: a re-export reports the training it came from.
-    clock.seconds.update({k: earlier["stage_seconds"][k] for k in ("build", "train")})
-    log(
-        "train",
-        f"loaded {path}, trained by run {earlier['model_version']} in "
-        f"{earlier['stage_seconds']['train'] / 60:.1f} min",
-    )
-    return Trained(model, history, resumed_from=path)
-
-
-def export(
-    trained: Trained,
-    recipe: Recipe,
-    data: Data,
-    run_dir: Path,
-    stamp: datetime,
-    clock: Stopwatch,
-) -> Export:
-    """The Keras files, the choice of test-time views and the int8 model, in the run folder."""
-    start = time.monotonic()
-    trained.model.save(run_dir / "model.keras")
-    trained.model.save(run_dir / "model.h5")
-    (run_dir / "history.json").write_text(json.dumps(trained.history, indent=1) + "\n")
-    inference = choose_inference(trained.model, recipe, data.x_val, data.y_val)
-    calibration = subsample(data.x_train, data.y_train, recipe.calibration_images)[0]
-    tflite = quantise(trained.model, calibration)
-    (run_dir / mf.MODEL_NAME).write_bytes(tflite)
-    sizes: dict[str, float] = {
-        "keras_bytes": (run_dir / "model.keras").stat().st_size,
-        "h5_bytes": (run_dir / "model.h5").stat().st_size,
-        "tflite_int8_bytes": len(tflite),
-    }
-    sizes["saving_vs_h5"] = round(1 - sizes["tflite_int8_bytes"] / sizes["h5_bytes"], 4)
-    exported = Export(
-        run_dir=run_dir,
-        version=f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}-{sha256_hex(tflite)[:8]}",
-        stamp=stamp,
-        tflite=tflite,
-        served=trained.model,
-        inference=inference,
-        sizes=sizes,
-    )
-    log(
-        "quantise",
-        f"int8 {sizes['tflite_int8_bytes'] / 1024:,.0f} KB vs .h5 {sizes['h5_bytes'] / 1024:,.0f}"
-        f" KB ({sizes['saving_vs_h5']:.0%} smaller); views {inference['tta']} "
-        f"(validation {inference['validation_accuracy_by_tta']}) in "
-        f"{clock.lap('quantise', start):.1f}s",
-    )
-    return exported
-
-
-def manifest_fields(
-    trained: Trained, exported: Export, recipe: Recipe, data: Data
-) -> dict[str, Any]:
-    """What the manifest says about the run (``classifier.manifest`` checks it when written)."""
-    import keras
-    import tensorflow as tf
-
-    interpreter = tf.lite.Interpreter(model_content=exported.tflite)
-    in_detail, out_detail = (
-        interpreter.get_input_details()[0],
-        interpreter.get_output_details()[0],
-    )
-    return {
-        "model_version": exported.version,
-        "model_path": mf.MODEL_NAME,
-        "class_names": list(data.class_names),
-        "input": {
-            "shape": list(data.x_train.shape[1:]),
-            **tensor_spec(in_detail),
-            "pixels": "RGB 0..255, decoded by classifier.core.image_to_array",
-        },
-        "output": {
-            **tensor_spec(out_detail),
-            "meaning": f"{exported.inference['outputs']} in class_names order",
-        },
-        "created": exported.stamp.isoformat(timespec="seconds"),
-        "recipe": asdict(recipe),
-        "data": {
-            "source": data.name,
-            "fingerprint_sha256": data.fingerprint,
-            "train_images": len(data.x_train),
-            "validation_images": len(data.x_val),
-            "test_images": len(data.x_test),
-            "limit": data.limit,
-            "test_split": data.split,
-            "skipped_files": data.skipped,
-        },
-        "parameters": int(trained.model.count_params()),
-        "inference": exported.inference,
-        "resumed_from": str(trained.resumed_from) if trained.resumed_from else None,
-        "sizes": exported.sizes,
-        "code_version": json.loads((exported.run_dir / "run.json").read_text())["code_version"],
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
-        "python_version": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-    }
-
-
-def evaluate(
-    trained: Trained, exported: Export, recipe: Recipe, data: Data, clock: Stopwatch
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Float accuracy here, int8 accuracy as served (another process), which also fits the
-    temperature and doubt threshold: the manifest's fields, the metrics, and the int8
-    evaluation's details (predictions, confusion, calibration) for the plots."""
-    start = time.monotonic()
-    tta = exported.inference["tta"]
-    float_acc, float_per_class = float_accuracy(
-        exported.served, data.x_test, data.y_test, data.class_names, tta
-    )
-    fields = manifest_fields(trained, exported, recipe, data)
-    write_manifest(exported.run_dir, fields)  # provisional: evaluate.py needs model + manifest
-    int8 = evaluate_int8(exported.run_dir, recipe, data)
-    calibration = int8["calibration"]
-    fields["inference"] = {
-        **fields["inference"],
-        "temperature": calibration["temperature"],
-        "unsure_below": calibration["unsure_below"],
-    }
-    test = calibration["test"]
-    metrics = {
-        "float_test_accuracy": round(float_acc, 4),
-        "int8_test_accuracy": int8["accuracy"],
-        "int8_minus_float": round(int8["accuracy"] - float_acc, 4),
-        "float_per_class": float_per_class,
-        "int8_per_class": int8["per_class"],
-        "validation_accuracy": exported.inference["validation_accuracy_by_tta"][tta],
-        "epochs_run": len(trained.history["loss"]),
-        "test_set": f"{data.name}/test ({len(data.y_test)} images)",
-        "int8_runtime": int8["runtime"],
-        "ece_before": test["before"]["ece"],
-        "ece_after": test["after"]["ece"],
-        "coverage": test["coverage"],
-        "confident_accuracy": test["confident_accuracy"],
-        "validation_calibration": calibration["validation"],
-    }
-    log(
-        "evaluate",
-        f"test accuracy float {float_acc:.4f}, int8 {int8['accuracy']:.4f} ({int8['runtime']}); "
-        f"temperature {calibration['temperature']}: ECE {metrics['ece_before']:.3f} -> "
-        f"{metrics['ece_after']:.3f}; sure of {metrics['coverage']:.1%} at "
-        f"{metrics['confident_accuracy']:.2%} right, in {clock.lap('evaluate', start):.1f}s",
-    )
-    return fields, metrics, int8
-
-
-def draw_plots(
-    trained: Trained,
-    exported: Export,
-    recipe: Recipe,
-    data: Data,
-    int8: dict[str, Any],
-    clock: Stopwatch,
-) -> None:
-    """Training curves, confusion matrix, examples and the augmentation, into the run folder."""
-    start = time.monotonic()
-    run_dir = exported.run_dir
-    plots.training_curves(trained.history, run_dir / "training_curves.png", title=exported.version)
-    plots.confusion_matrix(
-        np.asarray(int8["confusion"]),
-        data.class_names,
-        run_dir / "confusion_matrix.png",
-    )
-    plots.examples(
-        data.x_test,
-        data.y_test,
-        np.asarray(int8["predictions"]),
-        data.class_names,
-        run_dir / "examples.png",
-    )
-    if recipe.augment == "rotate-zoom-flip":
-        augment, title = report_augmenter(), "rotation, zoom, flip (report)"
-    else:
-        sample, epoch = Augmenter(recipe, data.x_train[:8], None), iter(range(1, 1000))
-        augment = lambda _: sample.epoch(next(epoch))  # noqa: E731
-        title = f"{recipe.flip} flip + {recipe.translate_px}px translate"
-    plots.augmentations(data.x_train[:8], augment, run_dir / "augmentations.png", title)
-    if "calibration" in int8:
-        plots.reliability(int8["calibration"], run_dir / "reliability.png")
-        plots.risk_coverage(int8["calibration"], run_dir / "risk_coverage.png")
-    clock.lap("plots", start)
-
-
-def publish_run(run_dir: Path, destinations: list[str], clock: Stopwatch) -> None:
-    """Publish to each destination: models/<version>/ first, verified, latest last."""
-    start = time.monotonic()
-    for destination in destinations:
-        keys = publish(run_dir, destination)
-        log("publish", f"{len(keys)} files to {destination} (latest last)")
-    clock.lap("publish", start)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     recipe = configure(args)
@@ -1315,10 +1339,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.keras_model:
         trained = load(args.keras_model, recipe, clock)
     else:
-        trained = fit(recipe, data, run_dir, clock)
-    exported = export(trained, recipe, data, run_dir, stamp, clock)
+        trained = train(build(recipe, data, clock), recipe, data, run_dir, clock)
+    exported = quantise(trained, recipe, data, run_dir, stamp, clock)
     fields, metrics, int8 = evaluate(trained, exported, recipe, data, clock)
-    draw_plots(trained, exported, recipe, data, int8, clock)
+    plot(trained, exported, recipe, data, int8, clock)
 
     # The sum of the stages: a re-export counts the training time of the run it came from.
     total = sum(clock.seconds.values())
@@ -1327,7 +1351,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     manifest = write_manifest(
         exported.run_dir, {**fields, "metrics": metrics, "stage_seconds": clock.seconds}
     )
-    publish_run(exported.run_dir, args.upload, clock)
+    publish_to(exported.run_dir, args.upload, clock)
     log("done", f"{exported.version} in {total / 60:.1f} min -> {exported.run_dir}")
     return manifest
 
