@@ -899,7 +899,7 @@ def quantise(
 ) -> Export:
     """The Keras files, the choice of test-time views and the int8 model, in the run folder."""
     start = time.monotonic()
-    trained.model.save(run_dir / "model.keras")
+    save_weights_and_graph(trained.model, run_dir / mf.FLOAT_MODEL_NAME)
     trained.model.save(run_dir / "model.h5")
     (run_dir / "history.json").write_text(json.dumps(trained.history, indent=1) + "\n")
     inference = choose_inference(trained.model, recipe, data.x_val, data.y_val)
@@ -929,6 +929,16 @@ def quantise(
         f"{clock.lap('quantise', start):.1f}s",
     )
     return exported
+
+
+def save_weights_and_graph(model: Any, path: Path) -> None:
+    """The float model as a later job starts from it: graph and weights, no optimizer state
+    (which would double the file and is of no use to fine-tuning)."""
+    import keras
+
+    plain = keras.models.clone_model(model)
+    plain.set_weights(model.get_weights())
+    plain.save(path)
 
 
 def predict_float(model: Any, x: np.ndarray, tta: str) -> np.ndarray:
