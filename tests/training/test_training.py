@@ -409,13 +409,18 @@ def test_the_published_model_meets_the_bar_on_the_jpeg_test_split(tmp_path: Path
     result = results[recorded_runtime]
     assert result["images"] == 10_000
     assert result["accuracy"] >= 0.90
+    # Calibrated as served (the manifest's temperature, fitted on validation): ECE <= 1.5%;
+    # answers not flagged "unsure" are right about as often as chosen on validation (97.5%).
+    assert result["ece"] <= 0.015
+    assert result["coverage"]["confident_accuracy"] >= 0.97
     # With the runtime that measured it, the published figure reproduces exactly; the default
     # runtime (LiteRT) may round a few int8 outputs differently.
     assert result["accuracy"] == manifest["metrics"]["int8_test_accuracy"]
     assert abs(results["ai-edge-litert"]["accuracy"] - result["accuracy"]) <= 0.001
-    assert manifest["metrics"]["float_test_accuracy"] - result["accuracy"] <= 0.005
-    assert manifest["sizes"]["tflite_int8_bytes"] <= 1_000_000
-    assert manifest["stage_seconds"]["train"] <= 90 * 60
+    assert manifest["metrics"]["float_test_accuracy"] - result["accuracy"] <= 0.003
+    assert manifest["sizes"]["tflite_int8_bytes"] <= 2_500_000
+    assert manifest["parameters"] <= 2_500_000
+    assert manifest["metrics"]["epochs_run"] <= 12
 
 
 @pytest.mark.slow
