@@ -427,20 +427,22 @@ def test_the_published_model_meets_the_bar_on_the_jpeg_test_split(tmp_path: Path
 @pytest.mark.dataset
 @pytest.mark.skipif(not DATASET.is_dir(), reason="needs ../shared/datasets/cifar10-jpeg")
 @pytest.mark.skipif(not PUBLISHED.is_file(), reason="no published model in models/ yet")
-def test_photo_sized_validation_images_lose_about_a_point_at_most(tmp_path: Path) -> None:
-    """The published model on its own validation images, enlarged to photo sizes (JPEG) and
-    decoded by the serving code, against the same images at 32x32 (1,000 images: the bound
-    leaves room for sampling noise around the 0.89 point measured on all 5,000)."""
+def test_photos_people_send_lose_under_a_point_against_32x32(tmp_path: Path) -> None:
+    """The published model on its own validation images made into the files people send (a
+    224 px JPEG, a bordered 320x256 JPEG, a 96 px RGBA PNG, an EXIF-rotated 128 px JPEG),
+    decoded by the serving code, against the same images at 32x32. 1,000 images: the bounds
+    leave room for sampling noise around the 0.62-point mean drop measured on the whole test
+    split (docs/training.md)."""
     out = tmp_path / "robustness.json"
     done = run_cli(
-        "scripts/photo_robustness.py", "--data", str(DATASET), "--images", "1000",
-        "--sizes", "160", "512", "--filters", "box", "bicubic", "--json", str(out),
+        "scripts/photo_robustness.py", "--data", str(DATASET), "--images", "1000", "--kinds",
+        "--json", str(out),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert result["split"] == "validation"
-    assert result["mean_drop"]["box"] <= 0.015
-    assert result["mean_drop"]["box"] < result["mean_drop"]["bicubic"]  # why BOX was chosen
+    assert result["split"] == "validation" and len(result["drop_points"]) == 4
+    assert result["mean_drop_points"] <= 1.0
+    assert max(result["drop_points"].values()) <= 1.5
 
 
 def test_publish_as_a_candidate_leaves_latest_to_the_gate(
