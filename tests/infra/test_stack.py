@@ -837,7 +837,10 @@ def test_provisioned_concurrency_is_set_on_the_apis_alias(tmp_path: Path) -> Non
     [
         ({"snapStart": "true", "runtime": "python3.11-x86_64"}, "needs a python3.12"),
         ({"snapStart": "true", "provisionedConcurrency": "1"}, "cannot be combined"),
-        ({"provisionedConcurrency": "11"}, "exceeds apiReservedConcurrency=10"),
+        (
+            {"provisionedConcurrency": "11", "apiReservedConcurrency": "10"},
+            "exceeds apiReservedConcurrency=10",
+        ),
     ],
 )
 def test_impossible_cold_start_settings_are_refused_by_name(
