@@ -113,6 +113,7 @@ class Recipe:
     init_auto_below: int = 300
     fine_tune_lr_scale: float = 0.25  # fine-tuning takes smaller steps from trained weights
     min_batches_per_epoch: int = 8  # small sets: the batch shrinks (to 16 at least) to take these
+    max_int8_loss: float = 0.05  # an int8 model this far below its float model is not published
     seed: int = 0
 
 
@@ -1361,6 +1362,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     manifest = write_manifest(
         exported.run_dir, {**fields, "metrics": metrics, "stage_seconds": clock.seconds}
     )
+    lost = -metrics["int8_minus_float"]
+    if lost > recipe.max_int8_loss:  # a broken quantisation must not reach users
+        raise SystemExit(
+            f"error: the int8 model scores {metrics['int8_test_accuracy']:.2%}, "
+            f"{lost * 100:.1f} points below the float model's "
+            f"{metrics['float_test_accuracy']:.2%} (at most {recipe.max_int8_loss * 100:g} "
+            f"allowed); not published. Both are in {exported.run_dir}"
+        )
     publish_to(exported.run_dir, args.upload, clock)
     log("done", f"{exported.version} in {total / 60:.1f} min -> {exported.run_dir}")
     return manifest

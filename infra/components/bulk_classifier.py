@@ -20,6 +20,7 @@ from constructs import Construct
 REPORTS_PREFIX = "bulk-reports/"
 THROTTLING_ERRORS = (
     "Lambda.TooManyRequestsException",
+    "Lambda.ClientExecutionTimeoutException",
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
@@ -47,7 +48,7 @@ class BulkClassifier(Construct):
             "ClassifyBatch",
             lambda_function=function,
             payload_response_only=True,
-            retry_on_service_exceptions=True,
+            retry_on_service_exceptions=False,  # ours below also waits out throttling
         )
         # Throttling is the normal state of a small account under a bulk run (its concurrency
         # limit may be 10): wait it out with jittered exponential backoff rather than count the

@@ -46,7 +46,8 @@ def models(
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         for folder in (tiny, published):
-            for path in folder.iterdir():
+            # The bucket starts without history: the repository's promotion record stays out.
+            for path in (p for p in folder.iterdir() if p.name != pr.PROMOTION_RECORD):
                 s3.put_object(
                     Bucket=BUCKET, Key=f"models/{folder.name}/{path.name}", Body=path.read_bytes()
                 )

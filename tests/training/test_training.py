@@ -305,6 +305,9 @@ def test_publish_to_s3_writes_the_version_then_latest_last(
                 "training_curves.png",
                 "confusion_matrix.png",
                 "examples.png",
+                "reliability.png",
+                "risk_coverage.png",
+                "model.keras",  # the float weights, for fine-tuning
             )
         }
         assert set(order[:-1]) == expected
