@@ -3,7 +3,7 @@
 SageMaker (script mode, TensorFlow 2.19 training container) unpacks the source archive that
 ``training.cloud`` uploads into /opt/ml/code, installs its requirements.txt, and runs
 
-    python training/sagemaker_entry.py --candidate-uri s3://<ModelBucket> --recipe fast [...]
+    python training/sagemaker_entry.py --candidate-uri s3://<ModelBucket> --recipe default [...]
 
 with the job's hyperparameters as ``--name value`` arguments and its contract in the environment:
 
@@ -40,7 +40,18 @@ os.environ.setdefault(
 )
 
 # Hyperparameters passed through to training.train (SageMaker sends each as --name value).
-PASSED = ("recipe", "epochs", "batch-size", "widths", "seed", "time-budget", "limit", "tta-flip")
+PASSED = (
+    "recipe",
+    "epochs",
+    "batch-size",
+    "widths",
+    "seed",
+    "time-budget",
+    "limit",
+    "tta",
+    "image-size",
+    "init-from",
+)
 
 
 def find_data(channel: Path, scratch: Path) -> Path:

@@ -69,7 +69,7 @@ def test_the_entry_point_trains_under_sagemakers_contract_and_writes_a_candidate
     }
     # As SageMaker's toolkit runs it: from /opt/ml/code, hyperparameters as --name value.
     command = [python, cloud.ENTRY_POINT, "--candidate-uri", str(bucket)]
-    command += ["--epochs", "2", "--widths", "8,16,16", "--batch-size", "16", "--tta-flip", "off"]
+    command += ["--epochs", "2", "--widths", "8,16,16", "--batch-size", "16", "--tta", "none"]
     command += ["--model_dir", "s3://ignored/model"]  # what SageMaker's Python SDK would add
     done = subprocess.run(
         command, cwd=paths["code"], env=env, capture_output=True, text=True, timeout=900
@@ -108,7 +108,7 @@ def test_the_launcher_starts_a_script_mode_job_that_writes_a_candidate(
             instance_type="ml.g4dn.xlarge",
             spot=True,
             max_runtime_minutes=90,
-            hyperparameters={"recipe": "fast", "epochs": "12"},
+            hyperparameters={"recipe": "default", "epochs": "12"},
         )
         job = boto3.client("sagemaker").describe_training_job(
             TrainingJobName=request["TrainingJobName"]
