@@ -161,7 +161,7 @@ def launch(bucket: str, role_arn: str, *, dry_run: bool = False, **options: Any)
 
     region = boto3.session.Session().region_name or "us-east-1"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    name = f"cifar10-{options.get('hyperparameters', {}).get('recipe', 'fast')}-{stamp}"
+    name = f"cifar10-{options.get('hyperparameters', {}).get('recipe', 'default')}-{stamp}"
     source_key = f"{SOURCE_PREFIX}{name}/sourcedir.tar.gz"
     request = job_request(
         name=name,
