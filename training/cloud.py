@@ -39,7 +39,13 @@ DATA_KEY = "data/cifar10.tar"
 SOURCE_PREFIX = "sagemaker/source/"
 OUTPUT_PREFIX = "sagemaker/output/"
 CHANNEL = "training"
-METRICS = ("int8_test_accuracy", "float_test_accuracy", "best_validation_accuracy")
+METRICS = (
+    "int8_test_accuracy",
+    "float_test_accuracy",
+    "validation_accuracy",
+    "ece_after",
+    "coverage",
+)
 
 
 def image_uri(region: str, instance_type: str) -> str:

@@ -82,6 +82,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
+from training.cloud import METRICS  # noqa: E402
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     args, ignored = parse_args(argv)
     if ignored:  # e.g. a --model_dir SageMaker's Python SDK adds: not ours, not fatal
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     metrics = manifest["metrics"]
     print(f"candidate {version}: {len(written)} files at {args.candidate_uri}/models/{version}/")
     # One line per figure, for the job's metric definitions (regex `name=(\S+)`).
-    for name in ("int8_test_accuracy", "float_test_accuracy", "best_validation_accuracy"):
+    for name in METRICS:  # the lines SageMaker's metric definitions read
         print(f"{name}={metrics[name]}")
     print(f"next: make promote VERSION={version}")
     return {"model_version": version, "written": written}

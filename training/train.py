@@ -195,10 +195,6 @@ class Trained:
     history: dict[str, list[float]]
     resumed_from: Path | None = None
 
-    @property
-    def best_epoch(self) -> int:
-        return int(np.argmax(self.history["val_accuracy"]))
-
 
 @dataclass
 class Export:
