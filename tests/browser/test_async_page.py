@@ -92,7 +92,8 @@ def test_a_file_over_4_mib_goes_through_s3_and_comes_back_classified(
         choose(browser, big)
         (li,) = results(browser)
         heading = li.find_element(By.TAG_NAME, "h2").text
-        assert " — " in heading, li.text
+        # classified: "category — 87.0%", or below the doubt threshold "not sure: A or B?"
+        assert " — " in heading or heading.startswith("not sure: "), li.text
         assert len(li.find_elements(By.CSS_SELECTOR, "table.probs tr")) == 10
     finally:
         stop.set()
