@@ -929,12 +929,21 @@ def quantise(
 
 
 def save_weights_and_graph(model: Any, path: Path) -> None:
-    """The float model as a later job starts from it: graph and weights, no optimizer state
-    (which would double the file and is of no use to fine-tuning)."""
+    """The float model as a later job starts from it: graph and weights in half precision, no
+    optimizer state (4 MB instead of 16; fine-tuning casts them back to float32)."""
     import keras
 
-    plain = keras.models.clone_model(model)
-    plain.set_weights(model.get_weights())
+    def half(value: Any) -> Any:
+        if isinstance(value, dict):
+            if value.get("class_name") == "DTypePolicy":
+                return {**value, "config": {**value["config"], "name": "float16"}}
+            return {k: half(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [half(v) for v in value]
+        return value
+
+    plain = keras.Model.from_config(half(model.get_config()), custom_objects=custom_layers())
+    plain.set_weights([w.astype(np.float16) for w in model.get_weights()])
     plain.save(path)
 
 
