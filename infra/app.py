@@ -32,10 +32,14 @@ from infra.config import Config  # noqa: E402
 from infra.stack import ClassifierStack  # noqa: E402
 
 
+def cdk_json_context() -> dict[str, object]:
+    """cdk.json's context, as the CDK CLI passes it to the app."""
+    return dict(json.loads((Path(__file__).parent / "cdk.json").read_text())["context"])
+
+
 def build_app(context: dict[str, object] | None = None, outdir: str | None = None) -> cdk.App:
     """The app with cdk.json's context (as the CDK CLI would pass it), overridden by ``context``."""
-    defaults = json.loads((Path(__file__).parent / "cdk.json").read_text())["context"]
-    context = {**defaults, **(context or {})}
+    context = {**cdk_json_context(), **(context or {})}
     # The CDK CLI says where to write (CDK_OUTDIR); `make synth` and tests get infra/cdk.out.
     outdir = outdir or os.environ.get("CDK_OUTDIR") or str(Path(__file__).parent / "cdk.out")
     app = cdk.App(context=context, outdir=outdir)

@@ -186,17 +186,11 @@ def stack_config(context: dict[str, str]) -> Any:
     """The stack's settings as `cdk deploy -c ...` with cdk.json would make them."""
     import aws_cdk as cdk
 
+    from infra.app import cdk_json_context
     from infra.config import Config
 
-    app = cdk.App(context={**build_app_defaults(), **context})
+    app = cdk.App(context={**cdk_json_context(), **context})
     return Config.from_context(app)
-
-
-def build_app_defaults() -> dict[str, Any]:
-    import json
-    from pathlib import Path
-
-    return dict(json.loads((Path(__file__).parent / "cdk.json").read_text())["context"])
 
 
 def parse_context(items: list[str]) -> dict[str, str]:

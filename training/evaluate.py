@@ -44,7 +44,8 @@ def evaluate(
     model = Path(resolve(str(manifest_path), manifest.model_path)).read_bytes()
     classifier = load_classifier(model, manifest, runtime=runtime)
     start = time.perf_counter()
-    probabilities = classifier.predict_arrays(x)
+    outputs = classifier.predict_outputs(x)  # once: accuracy and calibration both read them
+    probabilities = classifier.to_probabilities(outputs)
     seconds = time.perf_counter() - start
     predictions = probabilities.argmax(axis=1)
     names = manifest.class_names
@@ -63,7 +64,7 @@ def evaluate(
         "images_per_second": round(len(y) / seconds, 1),
     }
     if validation is not None:
-        result["calibration"] = calibrate(classifier, x, y, validation, confident_accuracy)
+        result["calibration"] = calibrate(classifier, outputs, y, validation, confident_accuracy)
     else:
         result["ece"] = cal.reliability(probabilities, y)["ece"]
         result["coverage"] = cal.coverage(probabilities, y, classifier.inference.unsure_below)
@@ -75,7 +76,7 @@ def evaluate(
 
 def calibrate(
     classifier: Any,
-    x: np.ndarray,
+    outputs: np.ndarray,
     y: np.ndarray,
     validation: tuple[np.ndarray, np.ndarray],
     target: float,
@@ -87,7 +88,7 @@ def calibrate(
     val_logits = cal.as_logits(classifier.predict_outputs(x_val), kind)
     temperature = cal.fit_temperature(val_logits, y_val)
     threshold = cal.doubt_threshold(softmax(val_logits, temperature), y_val, target)
-    test_logits = cal.as_logits(classifier.predict_outputs(x), kind)
+    test_logits = cal.as_logits(outputs, kind)
     before, after = softmax(test_logits), softmax(test_logits, temperature)
     return {
         "temperature": temperature,

@@ -421,7 +421,8 @@ class Classifier:
             zero_point=o.zero_point,
         )
 
-    def _to_probabilities(self, outputs: np.ndarray) -> np.ndarray:
+    def to_probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """Probabilities from ``predict_outputs``: the manifest's temperature applied."""
         if self.inference.outputs == "logits":
             return softmax(outputs, self.inference.temperature).astype(np.float32)
         probs = np.clip(outputs, 0.0, None)
@@ -439,18 +440,14 @@ class Classifier:
 
     def predict_arrays(self, pixels: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
         """Probabilities (N, classes) for uint8 RGB pixels (N, H, W, 3); each row sums to 1."""
-        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != self.input_shape:
-            expected = ", ".join(map(str, self.input_shape))
-            raise ValueError(f"pixels have shape {pixels.shape}; expected (N, {expected})")
-        chunks = [np.zeros((0, len(self.class_names)), np.float32)]
-        with self._invoking:
-            for i in range(0, len(pixels), batch_size):
-                chunks.append(self._predict_chunk(pixels[i : i + batch_size]))
-        return np.concatenate(chunks)
+        return self.to_probabilities(self.predict_outputs(pixels, batch_size=batch_size))
 
     def predict_outputs(self, pixels: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
         """The network's outputs averaged over the test-time views, before any temperature
         (logits or probabilities, as ``inference.outputs`` says): what calibration fits on."""
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != self.input_shape:
+            expected = ", ".join(map(str, self.input_shape))
+            raise ValueError(f"pixels have shape {pixels.shape}; expected (N, {expected})")
         chunks = [np.zeros((0, len(self.class_names)), np.float32)]
         with self._invoking:
             for i in range(0, len(pixels), batch_size):
@@ -459,10 +456,6 @@ class Classifier:
                 views, weights = tta_views(chunk, self.inference.tta)
                 chunks.append(combine_views(self._run(views), weights))
         return np.concatenate(chunks)
-
-    def _predict_chunk(self, chunk: np.ndarray) -> np.ndarray:
-        views, weights = tta_views(chunk, self.inference.tta)
-        return self._to_probabilities(combine_views(self._run(views), weights))
 
     def _prediction(self, row: np.ndarray) -> Prediction:
         best, second = (int(i) for i in np.argsort(row)[::-1][:2]) if len(row) > 1 else (0, 0)
