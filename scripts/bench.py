@@ -43,6 +43,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT), str(ROOT / "scripts")]
+from training import machine  # noqa: E402
+
 MODEL = ROOT / "models" / "latest" / "manifest.json"
 # From before the import of the handler to its first answer; argv: the code folder, the event.
 FIRST_ANSWER = """
@@ -118,16 +120,6 @@ def median_of(samples: int, command: list[str], **kwargs: Any) -> float:
         out = subprocess.run(command, capture_output=True, text=True, check=True, **kwargs)
         values.append(float(out.stdout.strip().splitlines()[-1]))
     return statistics.median(values) * 1000
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def one_pass_ms(runtime: str, model_file: str, env: dict[str, str]) -> float | str:
@@ -304,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     classifier = service.classifier()
     print(
-        f"# {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()} "
+        f"# {machine.describe()}, Python {platform.python_version()} "
         f"(bundle: its target's), {classifier.runtime}, model {classifier.model_version}\n"
     )
     print(table(r, args))

@@ -43,7 +43,7 @@ from classifier.core import (
 )
 
 from training import data as cifar
-from training import plots
+from training import machine, plots
 from training.publish import in_serving_process, publish
 from training.tensorflow_quiet import import_tensorflow, native_output_captured
 
@@ -449,11 +449,7 @@ def choose_precision(recipe: Recipe) -> str:
     (docs/measurements.md)."""
     if recipe.precision != "auto":
         return recipe.precision
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "float32"
-    return "mixed_bfloat16" if "amx_bf16" in flags else "float32"
+    return "mixed_bfloat16" if "amx_bf16" in machine.cpu_flags() else "float32"
 
 
 def custom_layers() -> dict[str, Any]:
@@ -1142,7 +1138,7 @@ def manifest_fields(
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "python_version": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine.describe(),
     }
 
 
