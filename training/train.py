@@ -18,6 +18,7 @@ The same process fits the temperature and the doubt threshold on the validation 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -685,16 +686,22 @@ def train(built: Built, recipe: Recipe, data: Data, run_dir: Path, clock: Stopwa
 
     start = time.monotonic()
     model = built.model
-    history = fit_model(model, recipe, data, built.photos, backup=run_dir / "backup")
+    history, earlier_seconds = fit_model(
+        model, recipe, data, built.photos, backup=run_dir / "backup"
+    )
     if built.precision != "float32":  # export a float32 model: the converter quantises from it
         keras.mixed_precision.set_global_policy("float32")
         trained_weights = model.get_weights()
         model = build_model(recipe, data.x_train, len(data.class_names))
         model.set_weights(trained_weights)
     trained = Trained(model, history)
+    this_session = clock.lap("train", start)
+    # A resumed run's training time includes its earlier sessions' epochs (from epochs.jsonl).
+    clock.seconds["train"] = round(this_session + earlier_seconds, 2)
+    resumed = f" ({earlier_seconds / 60:.1f} of them before resuming)" if earlier_seconds else ""
     log(
         "train",
-        f"{len(history['loss'])} epochs in {clock.lap('train', start) / 60:.1f} min; "
+        f"{len(history['loss'])} epochs in {clock.seconds['train'] / 60:.1f} min{resumed}; "
         f"validation accuracy {history['val_accuracy'][-1]:.4f} (one view)",
     )
     return trained
@@ -724,8 +731,9 @@ def fit_model(
     data: Data,
     photos: np.ndarray | None,
     backup: Path | None,
-) -> dict[str, list[float]]:
-    """model.fit over the recipe's epochs; resumable from ``backup`` (Keras BackupAndRestore)."""
+) -> tuple[dict[str, list[float]], float]:
+    """model.fit over the recipe's epochs; resumable from ``backup`` (Keras BackupAndRestore).
+    Returns the history of every epoch, earlier sessions' too, and those sessions' seconds."""
     import keras
 
     val = (
@@ -753,8 +761,20 @@ def fit_model(
         )
     if recipe.time_budget_minutes:
         callbacks.append(time_budget(recipe.time_budget_minutes))
+    epoch_log = None
     if backup is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup)))  # gone once trained
+        # A session stopped while the backup is written must not lose the run: keep the
+        # previous epoch's backup too where Keras can (3.10+); the log line follows the backup.
+        double = (
+            "double_checkpoint" in inspect.signature(keras.callbacks.BackupAndRestore).parameters
+        )
+        callbacks.append(
+            keras.callbacks.BackupAndRestore(
+                str(backup), **({"double_checkpoint": True} if double else {})
+            )
+        )  # gone once trained
+        epoch_log = EpochLog(backup.parent / EPOCH_LOG)
+        callbacks.append(epoch_log)
     history = model.fit(
         train_data,
         validation_data=val,
@@ -763,7 +783,45 @@ def fit_model(
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    if epoch_log is None:
+        return {k: [float(v) for v in vs] for k, vs in history.history.items()}, 0.0
+    rows = epoch_log.rows()
+    earlier = sum(r["seconds"] for r in rows if r["epoch"] not in epoch_log.written)
+    return {k: [r[k] for r in rows] for k in history.history}, earlier
+
+
+EPOCH_LOG = "epochs.jsonl"
+
+
+def EpochLog(path: Path) -> Any:
+    """One JSON line per finished epoch in the run folder (metrics and seconds), so a run resumed
+    in a later session still reports every epoch and its whole training time."""
+    import keras
+
+    class Log(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.written: set[int] = set()  # epochs finished in this session
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.started = time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            row = {"epoch": epoch, "seconds": round(time.monotonic() - self.started, 2)}
+            row.update({k: float(v) for k, v in (logs or {}).items()})
+            with path.open("a") as out:
+                out.write(json.dumps(row) + "\n")
+            self.written.add(epoch)
+
+        def rows(self) -> list[dict[str, float]]:
+            """Each epoch once (a rerun epoch's last line wins), in order."""
+            by_epoch = {}
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                by_epoch[row["epoch"]] = row
+            return [by_epoch[e] for e in sorted(by_epoch)]
+
+    return Log()
 
 
 def batches(recipe: Recipe, x: np.ndarray, y: np.ndarray, photos: np.ndarray | None) -> Any:
@@ -1268,7 +1326,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--resume",
         type=Path,
-        help="a run folder whose training stopped: continue it there",
+        help="a run folder whose training stopped: continue it there (its recipe, data and "
+        "--limit as recorded in its run.json, unless given again)",
     )
     parser.add_argument(
         "--image-size",
@@ -1287,7 +1346,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip Build and Train: export this run's model.keras again (its manifest.json and "
         "history.json beside it give the recipe, curves and training time)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.resume:  # the interrupted run's data, as its own command line gave it
+        given = sys.argv[1:] if argv is None else argv
+        started = json.loads((args.resume / "run.json").read_text())
+        earlier = parser.parse_args(started["argv"])
+        for option in ("--data", "--limit"):
+            if option not in given:
+                name = option.lstrip("-")
+                setattr(args, name, getattr(earlier, name))
+    return args
 
 
 def configure(args: argparse.Namespace) -> Recipe:

@@ -458,3 +458,51 @@ def test_publish_as_a_candidate_leaves_latest_to_the_gate(
     (version,) = [p.name for p in (out / "models").iterdir()]
     assert version != "latest" and (out / "models" / version / "model.tflite").is_file()
     assert f"make promote VERSION={version}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_and_reports_every_epoch_and_its_whole_time(
+    tmp_path: Path, synthetic_data: dict[str, Any]
+) -> None:
+    """A run longer than a session: killed after a few epochs, finished by ``--resume``."""
+    import os
+    import signal
+    import time
+
+    out, published = tmp_path / "runs", tmp_path / "published"
+    common = ["--upload", str(published), "--tta", "none"]
+    data = ["--data", str(synthetic_data["batches"])]
+    tiny = ["--epochs", "40", "--widths", "8,16,16", "--batch-size", "16", "--out", str(out)]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "training.train", *data, *tiny, *common],
+        cwd=ROOT,
+        env=subprocess_env(CIFAR10_CACHE=str(tmp_path / "cache")),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    epochs = None
+    while time.monotonic() < deadline and first.poll() is None:
+        found = list(out.glob("*/epochs.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= 3:
+            epochs = found[0]
+            break
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert epochs is not None, "the first session never logged three epochs"
+    before = [json.loads(line) for line in epochs.read_text().splitlines()]
+    assert len(before) < 40
+
+    done = run_cli("-m", "training.train", "--resume", str(epochs.parent), *common, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "before resuming" in done.stdout
+    manifest = json.loads((published / "models" / "latest" / "manifest.json").read_text())
+    assert manifest["metrics"]["epochs_run"] == 40
+    history = json.loads((epochs.parent / "history.json").read_text())
+    assert len(history["loss"]) == 40
+    # The first session's epochs count in the training time (its last one may have been killed
+    # before its backup, and then ran again).
+    first_session = sum(r["seconds"] for r in before[:-1])
+    assert manifest["stage_seconds"]["train"] >= first_session
