@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
             "REF_EPOCHS": str(args.epochs),
             "REF_SEED": str(args.seed),
         }
-        subprocess.run([args.torch_python, str(script)], cwd=tmp, env=env, check=True)
+        subprocess.run([args.torch_python, "-u", str(script)], cwd=tmp, env=env, check=True)
 
 
 if __name__ == "__main__":

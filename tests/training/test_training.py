@@ -506,3 +506,57 @@ def test_an_interrupted_run_resumes_and_reports_every_epoch_and_its_whole_time(
     # before its backup, and then ran again).
     first_session = sum(r["seconds"] for r in before[:-1])
     assert manifest["stage_seconds"]["train"] >= first_session
+
+
+EQUALISE_CHECK = """
+import json, sys
+import numpy as np
+from training.tensorflow_quiet import import_tensorflow
+import_tensorflow(0)
+import tensorflow as tf
+from training.train import RECIPES, build_model, equalised, to_int8
+from dataclasses import replace
+
+rng = np.random.default_rng(0)
+x = rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
+model = build_model(replace(RECIPES["default"], widths=(8, 16, 16)), x, 4)
+model.predict(x[:64].astype(np.float32), verbose=0)
+# What training did on grey digits: one channel before a scale-free BatchNorm grew 10^4 times
+# larger than the others. BatchNorm divides it back, so the float model is unchanged.
+conv = next(l for l in model.layers if l.__class__.__name__ == "Conv2D" and l.trainable)
+norm = next(l for l in model.layers if l.__class__.__name__ == "BatchNormalization")
+images = x.astype(np.float32)
+kernel = conv.kernel.numpy(); kernel[..., 0] *= 1e4; conv.kernel.assign(kernel)
+mean, var = norm.moving_mean.numpy(), norm.moving_variance.numpy()
+mean[0] *= 1e4; var[0] *= 1e8
+norm.moving_mean.assign(mean); norm.moving_variance.assign(var)
+reference = model.predict(images, verbose=0).argmax(1)
+
+def agreement(m):
+    interpreter = tf.lite.Interpreter(model_content=to_int8(m, x[:100]))
+    interpreter.allocate_tensors()
+    i, o = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    got = []
+    for image in x:
+        interpreter.set_tensor(i["index"], (image.astype(np.int16) - 128).astype(np.int8)[None])
+        interpreter.invoke()
+        got.append(interpreter.get_tensor(o["index"])[0].argmax())
+    return float((np.array(got) == reference).mean())
+
+same = equalised(model).predict(images, verbose=0)
+print(json.dumps({
+    "float_unchanged": float(np.abs(same - model.predict(images, verbose=0)).max()),
+    "plain": agreement(model),
+    "equalised": agreement(equalised(model)),
+}))
+"""
+
+
+@pytest.mark.slow
+def test_quantisation_keeps_a_channel_of_huge_variance_from_silencing_the_others() -> None:
+    done = run_cli("-c", EQUALISE_CHECK)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["float_unchanged"] < 1e-3  # equalising is exact in float
+    assert result["equalised"] >= 0.9  # int8 answers as the float model does
+    assert result["plain"] < result["equalised"]  # and without it, it would not
