@@ -24,11 +24,11 @@ def pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
-def spread(values: list[float], scale: float = 100, unit: str = "%") -> str:
-    mean = statistics.mean(values)
+def spread(values: list[float]) -> str:
+    mean = pct(statistics.mean(values))
     if len(values) < 2:
-        return f"{scale * mean:.2f}{unit}"
-    return f"**{scale * mean:.2f}{unit}** ({scale * (max(values) - min(values)):.2f} pt)"
+        return mean
+    return f"**{mean}** ({100 * (max(values) - min(values)):.2f} pt)"
 
 
 def table(manifests: list[dict[str, Any]], photos: list[dict[str, Any]]) -> str:

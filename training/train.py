@@ -1382,7 +1382,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         started = json.loads((args.resume / "run.json").read_text())
         earlier = parser.parse_args(started["argv"])
         for option in ("--data", "--limit"):
-            if option not in given:
+            if not any(a == option or a.startswith(option + "=") for a in given):
                 name = option.lstrip("-")
                 setattr(args, name, getattr(earlier, name))
     return args

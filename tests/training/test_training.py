@@ -530,7 +530,8 @@ kernel = conv.kernel.numpy(); kernel[..., 0] *= 1e4; conv.kernel.assign(kernel)
 mean, var = norm.moving_mean.numpy(), norm.moving_variance.numpy()
 mean[0] *= 1e4; var[0] *= 1e8
 norm.moving_mean.assign(mean); norm.moving_variance.assign(var)
-reference = model.predict(images, verbose=0).argmax(1)
+float_outputs = model.predict(images, verbose=0)
+reference = float_outputs.argmax(1)
 
 def agreement(m):
     interpreter = tf.lite.Interpreter(model_content=to_int8(m, x[:100]))
@@ -543,11 +544,11 @@ def agreement(m):
         got.append(interpreter.get_tensor(o["index"])[0].argmax())
     return float((np.array(got) == reference).mean())
 
-same = equalised(model).predict(images, verbose=0)
+scaled = equalised(model)
 print(json.dumps({
-    "float_unchanged": float(np.abs(same - model.predict(images, verbose=0)).max()),
+    "float_unchanged": float(np.abs(scaled.predict(images, verbose=0) - float_outputs).max()),
     "plain": agreement(model),
-    "equalised": agreement(equalised(model)),
+    "equalised": agreement(scaled),
 }))
 """
 
