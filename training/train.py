@@ -65,7 +65,7 @@ class Recipe:
         256,
     )  # channels of the three blocks (two convs each)
     activation: str = "gelu"
-    epochs: int = 10  # passes over the training images
+    epochs: int = 12  # passes over the training images
     batch_size: int = 1024  # images per step
     precision: str = "auto"  # "float32", "mixed_bfloat16", or "auto" (bf16 where the CPU has it)
     optimizer: str = "sgd"  # "sgd" (Nesterov, airbench's parametrisation) or "adam"

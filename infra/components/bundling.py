@@ -24,14 +24,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 import aws_cdk as cdk
 import jsii
@@ -39,8 +35,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from classifier import settings as env
 from constructs import Construct
-from packaging.markers import default_environment
-from packaging.requirements import Requirement
+
+from infra import lockfile
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "functions" / "classifier"
@@ -249,24 +245,8 @@ def strip_bundle(root: Path, target: Target) -> int:
 
 
 def lambda_requirements(target: Target) -> list[str]:
-    """The ``lambda`` extra of pyproject.toml that applies to ``target``."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    env: dict[str, str] = {
-        **{k: str(v) for k, v in default_environment().items()},
-        "python_version": target.python,
-        "python_full_version": f"{target.python}.0",
-        "platform_machine": target.machine,
-        "sys_platform": "linux",
-        "platform_system": "Linux",
-    }
-    kept = []
-    for line in project["optional-dependencies"]["lambda"]:
-        requirement = Requirement(line)
-        if requirement.marker and not requirement.marker.evaluate(env):
-            continue
-        requirement.marker = None
-        kept.append(str(requirement))
-    return kept
+    """The ``lambda`` extra's closure in uv.lock for ``target``: pinned, with every hash."""
+    return lockfile.requirements_for("lambda", target.python, target.machine)
 
 
 def install(target: Target, output_dir: Path) -> None:
@@ -290,7 +270,12 @@ def install(target: Target, output_dir: Path) -> None:
     ]
     for platform in target.platforms:
         command += ["--platform", platform]
-    subprocess.run(command + lambda_requirements(target), check=True)
+    # Exactly the lock: every package named with its hashes, none resolved anew.
+    with tempfile.TemporaryDirectory() as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text("\n".join(lambda_requirements(target)) + "\n")
+        command += ["--require-hashes", "--no-deps", "-r", str(requirements)]
+        subprocess.run(command, check=True)
     shutil.copytree(
         PACKAGE,
         output_dir / "classifier",
@@ -334,6 +319,7 @@ def source_hash(target: Target) -> str:
     digest.update("\n".join(STRIP + STRIP_NUMPY_2 + AWS_SERVICES).encode())
     # A machine that gains the target's Python bundles again, with bytecode this time.
     digest.update(b"bytecode" if find_python(target.python) else b"sources")
+    # The locked versions and their hashes: two machines build one bundle under one hash.
     digest.update("\n".join(lambda_requirements(target)).encode())
     for path in sorted(PACKAGE.rglob("*.py")):
         digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())

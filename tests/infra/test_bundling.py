@@ -12,16 +12,18 @@ sys.path.insert(0, str(ROOT / "infra"))
 pytestmark = pytest.mark.infra
 
 
-def names(requirements: list[str]) -> set[str]:
-    return {r.split("=")[0].split("<")[0].split(">")[0] for r in requirements}
+def pins(requirements: list[str]) -> dict[str, str]:
+    from infra.lockfile import pinned
+
+    return pinned(requirements)
 
 
 def test_python_311_x86_gets_tflite_runtime_and_numpy_1() -> None:
     from infra.components.bundling import PY311_X86, lambda_requirements
 
-    requirements = lambda_requirements(PY311_X86)
-    assert "tflite-runtime==2.14.0" in requirements and "numpy==1.26.4" in requirements
-    assert "ai-edge-litert" not in names(requirements)
+    pinned = pins(lambda_requirements(PY311_X86))
+    assert pinned["tflite-runtime"] == "2.14.0" and pinned["numpy"] == "1.26.4"
+    assert "ai-edge-litert" not in pinned
     assert PY311_X86.platforms == ("manylinux2014_x86_64",)  # Amazon Linux 2, glibc 2.26
 
 
@@ -30,35 +32,43 @@ def test_the_default_target_is_python_313_x86_with_litert_and_numpy_2() -> None:
 
     target = TARGETS[DEFAULT_TARGET]
     assert (target.python, target.machine) == ("3.13", "x86_64")
-    requirements = lambda_requirements(target)
-    assert "ai-edge-litert==2.3.0" in requirements and "numpy<3,>=1.26" in requirements
-    assert "tflite-runtime" not in names(requirements)
+    pinned = pins(lambda_requirements(target))
+    assert pinned["ai-edge-litert"] == "2.3.0" and pinned["numpy"].startswith("2.")
+    assert "tflite-runtime" not in pinned
     assert "manylinux_2_34_x86_64" in target.platforms  # Amazon Linux 2023, glibc 2.34
 
 
 def test_python_313_arm_gets_ai_edge_litert() -> None:
     from infra.components.bundling import PY313_ARM, lambda_requirements
 
-    requirements = lambda_requirements(PY313_ARM)
-    assert "ai-edge-litert==2.3.0" in requirements
-    assert "tflite-runtime" not in names(requirements)
+    pinned = pins(lambda_requirements(PY313_ARM))
+    assert pinned["ai-edge-litert"] == "2.3.0"
+    assert "tflite-runtime" not in pinned
     assert all(p.endswith("aarch64") for p in PY313_ARM.platforms)
 
 
+def test_every_bundle_requirement_is_locked_pinned_and_hashed() -> None:
+    from infra.components.bundling import TARGETS, lambda_requirements
+    from infra.lockfile import locked_versions
+
+    locked = locked_versions()
+    for target in TARGETS.values():
+        requirements = lambda_requirements(target)
+        assert all(" --hash=sha256:" in r for r in requirements), target
+        assert all(v in locked[n] for n, v in pins(requirements).items()), target
+        assert not [r for r in requirements if "win32" in r or ";" in r]  # markers evaluated
+
+
 def test_boto3_is_bundled_at_a_version_with_conditional_writes() -> None:
-    from packaging.requirements import Requirement
     from packaging.version import Version
 
     from infra.components.bundling import TARGETS, lambda_requirements
 
     for target in TARGETS.values():
-        (boto3,) = [Requirement(r) for r in lambda_requirements(target) if r.startswith("boto3")]
-        (pinned,) = [Version(spec.version) for spec in boto3.specifier if spec.operator == "=="]
+        pinned = pins(lambda_requirements(target))
         # boto3 and botocore share versions; put_object's IfMatch/IfNoneMatch: botocore 1.35.69
-        assert pinned >= Version("1.35.69")
-        assert {"fastapi", "mangum", "pillow", "aws-lambda-powertools"} <= names(
-            lambda_requirements(target)
-        )
+        assert Version(pinned["boto3"]) >= Version("1.35.69")
+        assert {"fastapi", "mangum", "pillow", "aws-lambda-powertools"} <= set(pinned)
 
 
 def test_the_cdk_runs_on_a_supported_node_and_nothing_silences_its_notices() -> None:

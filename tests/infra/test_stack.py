@@ -554,6 +554,23 @@ def test_each_bundle_is_complete_lean_and_free_of_tensorflow(
 
 
 @pytest.mark.parametrize("target", sorted(EXPECTED))
+def test_every_package_in_each_bundle_is_at_its_locked_version(
+    target: str, synthesised: dict[str, Any], py311: dict[str, Any]
+) -> None:
+    from infra import lockfile
+    from infra.components.bundling import TARGETS, lambda_requirements
+
+    bundle = bundle_of(target, synthesised, py311)
+    installed = {}
+    for info in bundle.glob("*.dist-info"):
+        name, version = info.name.removesuffix(".dist-info").rsplit("-", 1)
+        installed[lockfile.normalise(name)] = version
+    assert installed == lockfile.pinned(lambda_requirements(TARGETS[target]))
+    locked = lockfile.locked_versions()
+    assert all(version in locked[name] for name, version in installed.items())
+
+
+@pytest.mark.parametrize("target", sorted(EXPECTED))
 def test_each_bundle_ships_unchecked_bytecode_for_its_python(
     target: str, synthesised: dict[str, Any], py311: dict[str, Any]
 ) -> None:

@@ -1,0 +1,44 @@
+"""`make train` makes the published model: the default recipe is the one models/latest records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from tests.conftest import PUBLISHED
+from training import train as t
+
+# Not training settings: the seed is the one thing a user varies (two seeds are published), and
+# the description is prose about the recipe.
+NOT_COMPARED = {"seed", "description"}
+# Fields added after the published model was trained: guards on publishing, not on the model.
+NEWER_THAN_THE_PUBLISHED_MODEL = {"max_int8_loss"}
+
+
+def resolved_default(n_train: int, n_classes: int) -> dict[str, Any]:
+    """The default recipe as `make train` resolves it for CIFAR-10's training split."""
+    data: Any = SimpleNamespace(
+        x_train=np.zeros((n_train, 1), np.uint8),
+        y_train=np.arange(n_train) % n_classes,
+        class_names=[str(i) for i in range(n_classes)],
+    )
+    recipe = t.adapt(t.configure(t.parse_args([])), data)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()}
+
+
+def test_the_default_recipe_is_the_published_models_field_by_field() -> None:
+    manifest = json.loads(PUBLISHED.read_text())
+    recorded = manifest["recipe"]
+    default = resolved_default(manifest["data"]["train_images"], len(manifest["class_names"]))
+    missing = set(default) - set(recorded) - NEWER_THAN_THE_PUBLISHED_MODEL
+    assert not missing, f"the manifest predates these recipe fields: {sorted(missing)}"
+    differing = {
+        name: (default[name], recorded[name])
+        for name in recorded.keys() - NOT_COMPARED
+        if default.get(name) != recorded[name]
+    }
+    assert differing == {}, f"default recipe vs {manifest['model_version']}: {differing}"
