@@ -27,7 +27,14 @@ SAGEMAKER_REQUIREMENTS = ROOT / "training" / "requirements-sagemaker.txt"
 # AWS's TensorFlow training container brings TensorFlow, Keras, NumPy and boto3 (and what they
 # need); the job installs the rest of the ``sagemaker`` extra's closure from the lock.
 SAGEMAKER_PROVIDED = (
-    "tensorflow", "keras", "numpy", "protobuf", "ml-dtypes", "boto3", "botocore", "s3transfer",
+    "tensorflow",
+    "keras",
+    "numpy",
+    "protobuf",
+    "ml-dtypes",
+    "boto3",
+    "botocore",
+    "s3transfer",
 )
 
 

@@ -24,7 +24,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +166,7 @@ def launch(bucket: str, role_arn: str, *, dry_run: bool = False, **options: Any)
     import boto3
 
     region = boto3.session.Session().region_name or "us-east-1"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     name = f"cifar10-{options.get('hyperparameters', {}).get('recipe', 'default')}-{stamp}"
     source_key = f"{SOURCE_PREFIX}{name}/sourcedir.tar.gz"
     request = job_request(

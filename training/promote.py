@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +165,7 @@ def gate(
         tolerance=tolerance,
         images=ours["images"],
         data_fingerprint=ours.get("data_fingerprint", ""),
-        decided=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        decided=datetime.now(UTC).isoformat(timespec="seconds"),
         per_class_change={
             name: round(accuracy - theirs["per_class"].get(name, 0.0), 4)
             for name, accuracy in ours["per_class"].items()

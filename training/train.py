@@ -29,7 +29,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from classifier.core import (
 )
 
 from training import data as cifar
-from training import machine, plots
+from training import machine
 from training.publish import in_serving_process, publish
 from training.tensorflow_quiet import import_tensorflow, native_output_captured
 
@@ -313,7 +313,7 @@ def start_run(args: argparse.Namespace, recipe: Recipe) -> tuple[Path, datetime]
         stamp = datetime.fromisoformat(json.loads((run_dir / "run.json").read_text())["started"])
         log("prepare", f"resuming {run_dir} from its last finished epoch")
         return run_dir, stamp
-    stamp = datetime.now(timezone.utc)
+    stamp = datetime.now(UTC)
     run_dir = Path(args.out) / f"{stamp:%Y%m%d-%H%M%S}-{recipe.name}-seed{recipe.seed}"
     run_dir.mkdir(parents=True, exist_ok=False)
     # The code that trains is the code as it starts: later edits do not change this run.
@@ -1273,6 +1273,8 @@ def plot(
     clock: Stopwatch,
 ) -> None:
     """Training curves, confusion matrix, examples and the augmentation, into the run folder."""
+    from training import plots  # matplotlib: only the training audience installs it
+
     start = time.monotonic()
     run_dir = exported.run_dir
     plots.training_curves(trained.history, run_dir / "training_curves.png", title=exported.version)

@@ -27,7 +27,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -100,7 +100,7 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
         "version_id": obj.version_id or response.get("VersionId"),
         "etag": (obj.etag or response.get("ETag", "")).strip('"') or None,
         "sequencer": obj.sequencer,
-        "classified_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "classified_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
     size = int(response.get("ContentLength") or 0)
     model_version: str | None = None

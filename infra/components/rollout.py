@@ -16,8 +16,6 @@ quality (mean confidence too low, too many images rejected).
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,6 @@ from classifier import contract
 from constructs import Construct
 
 HOOKS = Path(__file__).resolve().parents[1] / "hooks"
-EVENTS = Path(__file__).resolve().parents[2] / "events"
 ALIAS = "live"
 DEPLOYMENT_CONFIGS = {
     "canary": codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
@@ -85,30 +82,6 @@ class RolloutSettings:
     p99_ms: int = 2000  # the new version's p99 duration above this rolls back
     min_mean_confidence: float = 0.4  # the new model's mean top-class probability below this
     max_rejected_percent: float = 50.0  # more images than this refused as undecodable
-
-
-def check_image() -> str:
-    """A small PNG (a 32x32 colour ramp), base64, for the pre-traffic check to classify."""
-    from PIL import Image
-
-    ramp = Image.linear_gradient("L").resize((32, 32))
-    image = Image.merge("RGB", (ramp, ramp.rotate(90), ramp.rotate(180)))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", optimize=True)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def api_check_event() -> dict[str, Any]:
-    """API Gateway's POST /predict (HTTP API, payload 2.0) with the check image as its body."""
-    event = json.loads((EVENTS / "apigw-v2-raw-png.json").read_text())
-    event["body"] = check_image()
-    event["isBase64Encoded"] = True
-    event["headers"] = {"content-type": "image/png"}
-    return event
-
-
-def uploads_check_event() -> dict[str, Any]:
-    return {contract.CHECK_FIELD: check_image()}
 
 
 def version_description(settings: RolloutSettings) -> str:

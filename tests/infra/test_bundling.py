@@ -10,6 +10,8 @@ from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "infra"))
 pytestmark = pytest.mark.infra
+CDK = "the CDK is the infra audience's (make synth or make test installs it)"
+pytest.importorskip("aws_cdk", reason=CDK)
 
 
 def pins(requirements: list[str]) -> dict[str, str]:

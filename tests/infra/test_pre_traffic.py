@@ -17,8 +17,8 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from classifier import api, uploads
 
-from infra.components.rollout import api_check_event, uploads_check_event
 from infra.hooks import pre_traffic
+from infra.hooks.check_events import api_check_event, uploads_check_event
 from scripts.invoke import LocalContext
 
 TARGET = "arn:aws:lambda:us-east-1:123456789012:function:cifar10-api:7"

@@ -13,6 +13,9 @@ from infra import preflight
 
 IDENTITY = {"Account": "123456789012", "Arn": "arn:aws:iam::123456789012:user/me", "UserId": "x"}
 
+CDK = "the CDK is the infra audience's (make synth or make test installs it)"
+pytest.importorskip("aws_cdk", reason=CDK)
+
 
 def stubbed_clients(
     *,
