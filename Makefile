@@ -32,6 +32,7 @@ EXTRAS_all := lambda serve train infra dev
 $(UV): requirements/uv.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: tflite-runtime needs CPython 3.11 (set PYTHON=...)"; exit 1; }
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -m pip --version >/dev/null 2>&1 || $(VENV)/bin/python -m ensurepip --default-pip >/dev/null
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/uv.txt
 	@touch $@
 
