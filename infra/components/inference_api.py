@@ -17,10 +17,10 @@ from infra.components.bundling import Target, serving_function
 from infra.components.rollout import (
     Rollout,
     RolloutSettings,
-    api_check_event,
     rollout_alarm,
     version_description,
 )
+from infra.hooks.check_events import api_check_event
 
 AUTH_MODES = contract.AUTH_MODES
 

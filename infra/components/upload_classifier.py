@@ -20,9 +20,9 @@ from infra.components.model_store import secure_bucket
 from infra.components.rollout import (
     Rollout,
     RolloutSettings,
-    uploads_check_event,
     version_description,
 )
+from infra.hooks.check_events import uploads_check_event
 
 UPLOADS_PREFIX = contract.UPLOADS_PREFIX
 RESULTS_PREFIX = contract.RESULTS_PREFIX
