@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
         for run in args.runs:
-            sets = [] if run == "baseline" else run.split(",")
+            # "widths=96,384,384,learning_rate=10": a comma starts a new override before a name=
+            sets = [] if run == "baseline" else re.split(r",(?=[a-z_]+=)", run)
             cli = ["--data", args.data, "--limit", str(args.limit), "--epochs", str(args.epochs)]
             cli += ["--seed", str(seed)] + [a for s in sets for a in ("--set", s)]
             targs = t.parse_args(cli)

@@ -115,7 +115,7 @@ def test_the_documented_ablation_runs_for_real_on_a_tiny_set(
     out = tmp_path / "ablations.jsonl"
     command = [sys.executable, "scripts/ablate.py", "--data", str(synthetic_data["batches"])]
     command += ["--limit", "200", "--epochs", "1", "--out", str(out)]
-    command += ["baseline", "lookahead_every=0"]
+    command += ["baseline", "widths=8,16,16,lookahead_every=0"]
     done = subprocess.run(
         command,
         cwd=ROOT,
@@ -126,5 +126,5 @@ def test_the_documented_ablation_runs_for_real_on_a_tiny_set(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["run"] for r in rows] == ["baseline", "lookahead_every=0"]
+    assert [r["run"] for r in rows] == ["baseline", "widths=8,16,16,lookahead_every=0"]
     assert all(0 <= r["val_mirror-translate"] <= 1 for r in rows)
