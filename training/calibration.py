@@ -103,3 +103,13 @@ def risk_coverage(probs: np.ndarray, y: np.ndarray, points: int = 50) -> list[li
     running = np.cumsum(correct) / np.arange(1, len(y) + 1)
     picks = np.unique(np.linspace(0, len(y) - 1, points).astype(int))
     return [[round((i + 1) / len(y), 4), round(float(running[i]), 4)] for i in picks]
+
+
+NOVELTY_FLAGGED = 0.05  # at most this share of in-distribution validation images is "none of these"
+
+
+def novelty_threshold(scores: np.ndarray, flagged: float = NOVELTY_FLAGGED) -> float:
+    """The lowest threshold that flags at most ``flagged`` of these in-distribution scores."""
+    ordered = np.sort(np.asarray(scores, np.float64))
+    keep = int(np.ceil(len(ordered) * (1 - flagged)))  # images at or below the threshold
+    return round(float(ordered[min(len(ordered), max(1, keep)) - 1]), 6) + 1e-6

@@ -163,3 +163,33 @@ def risk_coverage(calibration: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def novelty_histograms(
+    inside: np.ndarray,
+    kinds: dict[str, np.ndarray],
+    threshold: float,
+    score: str,
+    path: Path,
+) -> None:
+    """The novelty score of the test split against each kind of outlier, with the threshold."""
+    names = list(kinds)
+    columns = 3
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.8 * rows), squeeze=False)
+    every = np.concatenate([inside, *kinds.values()])
+    bins = np.linspace(np.percentile(every, 0.5), np.percentile(every, 99.5), 60)
+    for ax, name in zip(axes.flat, names):
+        ax.hist(inside, bins=bins, density=True, alpha=0.6, label="CIFAR-10 test")
+        ax.hist(kinds[name], bins=bins, density=True, alpha=0.6, label=name)
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1)
+        flagged = float((kinds[name] > threshold).mean())
+        ax.set_title(f"{name}: {flagged:.0%} flagged", fontsize=10)
+        ax.set_yticks([])
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.suptitle(f"novelty score ({score}); right of the dashed line: none of these", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -27,6 +27,7 @@ def publish_completion(result: dict[str, Any]) -> None:
             "confidence",
             "unsure",
             "runner_up",
+            "none_of_these",
         )
     }
     detail["model_version"] = result.get("model_version")

@@ -66,6 +66,7 @@ METRIC_SUPERSEDED = "ResultsSuperseded"  # a newer version's result was already 
 METRIC_LATENCY = "ClassifyLatency"
 METRIC_CONFIDENCE = "Confidence"  # the top class's probability; its Average is mean confidence
 METRIC_CATEGORY_PREFIX = "Category_"
+METRIC_NONE_OF_THESE = "NoneOfThese"  # answers flagged none_of_these, per model version
 # Every classification metric carries the model version that made it (and Powertools' `service`),
 # so a dashboard compares models side by side and a canary's alarms watch the new model only.
 DIMENSION_MODEL_VERSION = "ModelVersion"

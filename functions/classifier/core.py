@@ -296,6 +296,27 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+# How far an image is from everything the model was trained on, from its outputs over the views
+# (higher: more novel). "energy" is -T*logsumexp(logits/T) (Liu et al., 2020): unlike the top
+# probability it keeps how strongly the network answers at all, which a picture of none of its
+# categories rarely makes it do. Chosen on the "chosen on" kinds (training/outliers.py).
+NOVELTY_SCORES = ("energy", "max-logit", "max-probability")
+
+
+def novelty(outputs: np.ndarray, *, outputs_kind: str, score: str, temperature: float) -> np.ndarray:
+    """One novelty score per row of averaged outputs (logits or probabilities)."""
+    logits = outputs if outputs_kind == "logits" else np.log(np.clip(outputs, 1e-7, None))
+    if score == "max-logit":
+        return np.asarray(-logits.max(axis=1), np.float64)
+    if score == "max-probability":
+        return np.asarray(-softmax(logits, temperature).max(axis=1), np.float64)
+    if score != "energy":
+        raise ValueError(f"unknown novelty score {score!r}; expected one of {NOVELTY_SCORES}")
+    z = logits / temperature
+    top = z.max(axis=1)
+    return np.asarray(-temperature * (top + np.log(np.exp(z - top[:, None]).sum(axis=1))))
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -332,6 +353,7 @@ class Prediction:
     model_version: str
     unsure: bool = False  # confidence below the model's doubt threshold
     runner_up: str = ""  # the second most likely category
+    none_of_these: bool = False  # looks like none of the categories ("category" is the closest)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -339,6 +361,7 @@ class Prediction:
             "confidence": self.confidence,
             "unsure": self.unsure,
             "runner_up": self.runner_up,
+            "none_of_these": self.none_of_these,
             "probabilities": self.probabilities,
             "model_version": self.model_version,
         }
@@ -352,6 +375,10 @@ class Inference:
     outputs: str = "probabilities"  # what the network outputs: "probabilities" or "logits"
     temperature: float = 1.0  # logits are divided by it (fitted on validation)
     unsure_below: float = 0.0  # an answer less confident than this is flagged "unsure"
+    # An image whose novelty score is above this is "none of these" (None: never; fitted on
+    # validation so that at most 5% of in-distribution images are flagged).
+    novel_above: float | None = None
+    novelty: str = "energy"  # a key of NOVELTY_SCORES
 
 
 class Classifier:
@@ -457,9 +484,19 @@ class Classifier:
                 chunks.append(combine_views(self._run(views), weights))
         return np.concatenate(chunks)
 
-    def _prediction(self, row: np.ndarray) -> Prediction:
+    def novelty_scores(self, outputs: np.ndarray) -> np.ndarray:
+        """The manifest's novelty score of each row of ``predict_outputs``."""
+        return novelty(
+            outputs,
+            outputs_kind=self.inference.outputs,
+            score=self.inference.novelty,
+            temperature=self.inference.temperature,
+        )
+
+    def _prediction(self, row: np.ndarray, novelty_score: float) -> Prediction:
         best, second = (int(i) for i in np.argsort(row)[::-1][:2]) if len(row) > 1 else (0, 0)
         confidence = round(float(row[best]), 6)
+        threshold = self.inference.novel_above
         return Prediction(
             category=self.class_names[best],
             confidence=confidence,
@@ -467,6 +504,7 @@ class Classifier:
             model_version=self.model_version,
             unsure=confidence < self.inference.unsure_below,
             runner_up=self.class_names[second],
+            none_of_these=threshold is not None and novelty_score > threshold,
         )
 
     def decode_cost(self, data: bytes) -> int:
@@ -485,4 +523,9 @@ class Classifier:
         if not images:
             return []
         pixels = np.stack([self.to_array(data) for data in images])
-        return [self._prediction(row) for row in self.predict_arrays(pixels)]
+        outputs = self.predict_outputs(pixels)
+        scores = self.novelty_scores(outputs)
+        return [
+            self._prediction(row, float(score))
+            for row, score in zip(self.to_probabilities(outputs), scores)
+        ]

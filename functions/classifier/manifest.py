@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from classifier.core import TTA_VIEWS, Inference, ModelError, sha256_hex
+from classifier.core import NOVELTY_SCORES, TTA_VIEWS, Inference, ModelError, sha256_hex
 
 FORMAT = "cifar10-serverless.manifest/v1"
 MANIFEST_NAME = "manifest.json"
@@ -64,10 +64,15 @@ class _Inference(BaseModel):
     outputs: Literal["probabilities", "logits"] = "probabilities"
     temperature: Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)] = 1.0
     unsure_below: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)] = 0.0
+    # Older manifests have no threshold: none_of_these is then always false.
+    novel_above: Annotated[float, Field(allow_inf_nan=False, strict=True)] | None = None
+    novelty: Literal[NOVELTY_SCORES] = "energy"  # type: ignore[valid-type]
 
     def resolved(self) -> Inference:
         tta = self.tta or ("mirror" if self.flip_average else "none")
-        return Inference(tta, self.outputs, self.temperature, self.unsure_below)
+        return Inference(
+            tta, self.outputs, self.temperature, self.unsure_below, self.novel_above, self.novelty
+        )
 
 
 class _File(BaseModel):

@@ -52,6 +52,11 @@ class ClassificationMetrics:
                 unit=MetricUnit.Count,
                 value=1,
             )
+            m.add_metric(
+                name=contract.METRIC_NONE_OF_THESE,
+                unit=MetricUnit.Count,
+                value=int(prediction.none_of_these),
+            )
 
     def rejected(self, model_version: str | None) -> None:
         if not self._enabled():

@@ -42,6 +42,7 @@ def assert_prediction(body: dict[str, Any], manifest: Path) -> None:
         "confidence",
         "unsure",
         "runner_up",
+        "none_of_these",
         "probabilities",
         "model_version",
     }

@@ -124,6 +124,64 @@ def test_answers_below_the_doubt_threshold_are_flagged_with_the_runner_up(
     assert classifier.predict(data).unsure is False  # at the threshold counts as sure
 
 
+def test_a_manifest_without_a_novelty_threshold_never_says_none_of_these(
+    served_manifest: Path,
+) -> None:
+    raw = json.loads(served_manifest.read_text())
+    raw["inference"].pop("novel_above", None)
+    manifest = Manifest.from_dict(raw)
+    assert manifest.inference.novel_above is None
+    model = Path(resolve(str(served_manifest), manifest.model_path)).read_bytes()
+    classifier = load_classifier(model, manifest)
+    noise = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    images = [(IMGS / "cat.png").read_bytes(), *(png(x) for x in noise)]
+    answers = classifier.predict_many(images)
+    assert [a.none_of_these for a in answers] == [False] * len(images)
+    assert all("none_of_these" in a.as_dict() for a in answers)
+
+
+def test_images_scoring_above_the_novelty_threshold_are_none_of_these(
+    served_manifest: Path,
+) -> None:
+    classifier = load(served_manifest)
+    cat, flat = (IMGS / "cat.png").read_bytes(), png(np.full((32, 32, 3), 128, np.uint8))
+    outputs = classifier.predict_outputs(np.stack([image_to_array(cat), image_to_array(flat)]))
+    cat_score, flat_score = classifier.novelty_scores(outputs)
+    assert flat_score > cat_score  # a grey square is further from every category than a cat
+    between = (cat_score + flat_score) / 2
+    classifier.inference = replace(classifier.inference, novel_above=float(between))
+    answers = classifier.predict_many([cat, flat])
+    assert [a.none_of_these for a in answers] == [False, True]
+    assert answers[1].category in classifier.class_names  # still the closest category
+
+
+@pytest.mark.parametrize("score", ["energy", "max-logit", "max-probability"])
+def test_every_novelty_score_grows_as_the_logits_weaken(score: str) -> None:
+    from classifier.core import novelty
+
+    strong = np.array([[9.0, 0.0, 0.0]])
+    weak = strong / 9
+    scores = novelty(np.vstack([strong, weak]), outputs_kind="logits", score=score, temperature=1)
+    assert scores[1] > scores[0]
+
+
+def test_an_unknown_novelty_score_is_refused_by_name() -> None:
+    from classifier.core import novelty
+
+    with pytest.raises(ValueError, match="unknown novelty score 'odd'"):
+        novelty(np.zeros((1, 3)), outputs_kind="logits", score="odd", temperature=1)
+
+
+def png(pixels: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def test_an_unknown_runtime_is_refused_by_name(served_manifest: Path) -> None:
     with pytest.raises(ModelError, match="'onnx' is unknown"):
         load(served_manifest, runtime="onnx")

@@ -46,6 +46,13 @@ class PredictionOut(BaseModel):
         "the answer as 'category or runner_up'",
     )
     runner_up: str = Field(description="the second most likely category")
+    none_of_these: bool = Field(
+        examples=[False],
+        description="true when the image looks like none of the model's categories (its "
+        "novelty score is above a threshold chosen on validation so that at most 5% of "
+        "in-category images are flagged); category is then only the closest one. Always false "
+        "for a model whose manifest has no such threshold",
+    )
     probabilities: dict[str, float] = Field(description="every category's probability")
     model_version: str
 
