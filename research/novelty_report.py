@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "images": len(y_test),
             "flagged": round(float((test[chosen] > threshold).mean()), 4),
             "flagged_or_unsure": round(
-                float(((test[chosen] > threshold) | (test_confidence < inference.unsure_below)).mean()),
+                float(
+                    ((test[chosen] > threshold) | (test_confidence < inference.unsure_below)).mean()
+                ),
                 4,
             ),
         },

@@ -83,7 +83,9 @@ def shapes(n: int, seed: int) -> list[bytes]:
             elif shape == 1:
                 draw.rectangle(box, fill=colour)
             else:
-                draw.polygon([(x0, y0 + size), (x0 + size, y0 + size), (x0 + size // 2, y0)], colour)
+                draw.polygon(
+                    [(x0, y0 + size), (x0 + size, y0 + size), (x0 + size // 2, y0)], colour
+                )
         out.append(_png(image))
     return out
 
@@ -105,8 +107,16 @@ def digits(n: int, seed: int) -> list[bytes]:
 
 
 WORDS = (
-    "invoice total due", "chapter one", "the quick brown fox", "SALE 50% OFF", "lorem ipsum",
-    "meeting at 10:30", "EXIT", "def main():", "Dear Sir or Madam", "page 12 of 40",
+    "invoice total due",
+    "chapter one",
+    "the quick brown fox",
+    "SALE 50% OFF",
+    "lorem ipsum",
+    "meeting at 10:30",
+    "EXIT",
+    "def main():",
+    "Dear Sir or Madam",
+    "page 12 of 40",
 )
 
 
@@ -210,9 +220,7 @@ def sample_photographs(n: int, seed: int) -> list[bytes]:
             continue
         if array.dtype != np.uint8:
             array = array.astype(np.float64)
-            array = (255 * (array - array.min()) / max(1e-9, float(np.ptp(array)))).astype(
-                np.uint8
-            )
+            array = (255 * (array - array.min()) / max(1e-9, float(np.ptp(array)))).astype(np.uint8)
         pictures.append(Image.fromarray(array).convert("RGB"))
     rng = np.random.default_rng(seed)
     out = []

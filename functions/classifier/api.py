@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from classifier import contract, service
 from classifier.core import ImageError, ModelError
 from classifier.settings import SettingsError
-from classifier.web import page, predict, status, uploads
+from classifier.web import page, predict, review, status, uploads
 from classifier.web.common import RequestError, error_status, logger, telemetry
 
 
@@ -79,7 +79,7 @@ async def _model_error(request: Request, exc: ModelError) -> JSONResponse:
     return JSONResponse({"detail": _unavailable(exc)}, status_code=503)
 
 
-for router in (page.router, predict.router, uploads.router, status.router):
+for router in (page.router, predict.router, uploads.router, review.router, status.router):
     app.include_router(router)
 
 

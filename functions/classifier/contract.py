@@ -16,11 +16,31 @@ STACK_NAME = "Cifar10Classifier"
 AUTH_MODES = ("none", "iam", "jwt")
 # Routes anyone may call whatever the auth mode: they hold no data, and the page must load to
 # ask for a token.
-PUBLIC_PATHS = ("/", "/health", "/docs", "/openapi.json")
+PUBLIC_PATHS = ("/", "/review", "/health", "/docs", "/openapi.json")
+# The routes behind which a reviewer labels captured answers: they write training data, so they
+# need a reviewer's credential in every auth mode (a token, a reviewer IAM policy, a JWT claim).
+REVIEW_PATH_PREFIX = "/review/"
 
 # Where the drop folder takes images and writes results (the results prefix is never read).
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"
+
+# The feedback loop, in the uploads bucket: answers worth reviewing are captured as records under
+# REVIEW_ITEMS_PREFIX (with the API's image bytes under REVIEW_IMAGES_PREFIX; the drop folder's
+# records point at the upload itself); a label claims the item under REVIEW_LABELLED_PREFIX (a
+# conditional write: the first reviewer wins) and copies the image to
+# LABELS_PREFIX<label>/<id>.<ext>, the folder layout `make train DATA=` and --corrections read.
+# Everything under REVIEW_PREFIX expires after the stack's captureDays; labels are kept.
+REVIEW_PREFIX = "review/"
+REVIEW_ITEMS_PREFIX = "review/items/"
+REVIEW_IMAGES_PREFIX = "review/images/"
+REVIEW_LABELLED_PREFIX = "review/labelled/"
+LABELS_PREFIX = "labels/"
+NONE_LABEL = "none"  # "none of these": not a class; training uses it for the doubt threshold
+# What each function captures: "none", "unsure" (answers flagged unsure or none_of_these) or "all"
+# (a sampled share of every answer). The drop folder captures "unsure" by default (its images
+# are in the bucket already), the API nothing unless the stack says so.
+CAPTURE_MODES = ("none", "unsure", "all")
 
 # Image formats the decoder accepts (Pillow's names), with their media types and the file
 # extensions people give them. The S3 notification does not filter on these: S3 matches suffixes
@@ -67,6 +87,9 @@ METRIC_LATENCY = "ClassifyLatency"
 METRIC_CONFIDENCE = "Confidence"  # the top class's probability; its Average is mean confidence
 METRIC_CATEGORY_PREFIX = "Category_"
 METRIC_NONE_OF_THESE = "NoneOfThese"  # answers flagged none_of_these, per model version
+METRIC_CAPTURED = "AnswersCaptured"  # kept for review
+METRIC_CAPTURE_FAILED = "CaptureFailed"  # could not be kept (logged; the answer still went out)
+METRIC_LABELLED = "ReviewLabels"  # labels written by reviewers
 # Every classification metric carries the model version that made it (and Powertools' `service`),
 # so a dashboard compares models side by side and a canary's alarms watch the new model only.
 DIMENSION_MODEL_VERSION = "ModelVersion"

@@ -303,7 +303,9 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 NOVELTY_SCORES = ("energy", "max-logit", "max-probability")
 
 
-def novelty(outputs: np.ndarray, *, outputs_kind: str, score: str, temperature: float) -> np.ndarray:
+def novelty(
+    outputs: np.ndarray, *, outputs_kind: str, score: str, temperature: float
+) -> np.ndarray:
     """One novelty score per row of averaged outputs (logits or probabilities)."""
     logits = outputs if outputs_kind == "logits" else np.log(np.clip(outputs, 1e-7, None))
     if score == "max-logit":

@@ -40,6 +40,32 @@ def s3_client() -> Any:
     return session.client("s3", region_name=region, endpoint_url=endpoint, config=config)
 
 
+@functools.cache
+def capture_s3_client() -> Any:
+    """S3 for capture: short timeouts and one retry, so keeping an answer for review costs an
+    answer at most a few seconds even when S3 is slow (a failure is logged and counted)."""
+    import boto3
+    from botocore.config import Config
+
+    base = s3_client()
+    config = Config(
+        signature_version="s3v4",
+        connect_timeout=1,
+        read_timeout=2,
+        retries={"total_max_attempts": 2, "mode": "standard"},
+    )
+    return boto3.session.Session().client(
+        "s3", region_name=base.meta.region_name, endpoint_url=base.meta.endpoint_url, config=config
+    )
+
+
+@functools.cache
+def secrets_client() -> Any:
+    import boto3
+
+    return boto3.client("secretsmanager")
+
+
 def _dns_suffix(region: str) -> str:
     return "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
 
@@ -129,5 +155,12 @@ _register_restore_hooks()
 
 
 def reset() -> None:
-    for cached in (settings, s3_client, events_client, _classifier):
+    for cached in (
+        settings,
+        s3_client,
+        capture_s3_client,
+        secrets_client,
+        events_client,
+        _classifier,
+    ):
         cached.cache_clear()

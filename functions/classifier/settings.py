@@ -30,6 +30,12 @@ MAX_REQUEST_PIXELS = "MAX_REQUEST_PIXELS"  # most pixels one request may make us
 IO_THREADS = "IO_THREADS"  # drop folder: S3 reads and writes in flight at once
 TFLITE_NUM_THREADS = "TFLITE_NUM_THREADS"  # interpreter threads (unset: runtime default)
 TFLITE_RUNTIME = "TFLITE_RUNTIME"  # "ai-edge-litert" or "tflite-runtime" (unset: first installed)
+REVIEW_BUCKET = "REVIEW_BUCKET"  # where answers are captured and labels written (unset: off)
+CAPTURE = "CAPTURE"  # which answers this function keeps for review: none, unsure or all
+CAPTURE_SAMPLE = "CAPTURE_SAMPLE"  # with CAPTURE=all: the share of answers kept (0..1)
+REVIEWER_TOKEN_SECRET = "REVIEWER_TOKEN_SECRET"  # auth none: the Secrets Manager secret's ARN
+REVIEWER_TOKEN = "REVIEWER_TOKEN"  # auth none, locally (make serve, the demo): the token itself
+REVIEWER_CLAIM = "REVIEWER_CLAIM"  # auth jwt: "<claim>=<value>" a reviewer's token carries
 LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda itself: we run in Lambda
 METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
@@ -73,6 +79,34 @@ def _prefix(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise SettingsError(f"setting {name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"setting {name}={raw!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise SettingsError(f"setting {name}={value} is not between 0 and 1")
+    return value
+
+
+def _claim(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    claim, _, wanted = value.partition("=")
+    if not claim or not wanted:
+        raise SettingsError(f"setting {name}={value!r} must be <claim>=<value>, like {default!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     model_uri: str
@@ -88,6 +122,12 @@ class Settings:
     num_threads: int | None = None
     runtime: str | None = None
     io_threads: int = 10
+    review_bucket: str | None = None
+    capture: str = "none"
+    capture_sample: float = 1.0
+    reviewer_token_secret: str | None = None
+    reviewer_token: str | None = None
+    reviewer_claim: str = "scope=review"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +148,12 @@ class Settings:
             num_threads=threads or None,
             runtime=env.get(TFLITE_RUNTIME) or None,
             io_threads=_integer(env, IO_THREADS, 10),
+            review_bucket=env.get(REVIEW_BUCKET) or None,
+            capture=_choice(env, CAPTURE, contract.CAPTURE_MODES, "none"),
+            capture_sample=_fraction(env, CAPTURE_SAMPLE, 1.0),
+            reviewer_token_secret=env.get(REVIEWER_TOKEN_SECRET) or None,
+            reviewer_token=env.get(REVIEWER_TOKEN) or None,
+            reviewer_claim=_claim(env, REVIEWER_CLAIM, "scope=review"),
         )
         if settings.uploads_prefix.startswith(settings.results_prefix):
             raise SettingsError(

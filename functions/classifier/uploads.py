@@ -38,7 +38,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from classifier import contract, service
+from classifier import capture, contract, service
 from classifier.completion import publish_completion
 from classifier.core import ImageError, ImageTooLarge
 from classifier.result_store import (
@@ -140,6 +140,9 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
         telemetry.count(contract.METRIC_SUPERSEDED)
         logger.info("not written: a later upload's result is there", extra={"key": obj.key})
         return result
+    if outcome == WRITTEN and "error" not in result:  # once per upload, not per delivery
+        image = {"bucket": obj.bucket, "key": obj.key, "version_id": result["version_id"]}
+        capture.capture_object(image, data, prediction, logger=logger, telemetry=telemetry)
     publish_completion(result)  # also for a duplicate: its first delivery may have failed here
     return result
 

@@ -181,9 +181,7 @@ class Monitoring(Construct):
                 left=[
                     search(f'MetricName="{contract.METRIC_CLASSIFIED}"', "Sum", "classified"),
                     search(f'MetricName="{contract.METRIC_REJECTED}"', "Sum", "rejected"),
-                    search(
-                        f'MetricName="{contract.METRIC_NONE_OF_THESE}"', "Sum", "none of these"
-                    ),
+                    search(f'MetricName="{contract.METRIC_NONE_OF_THESE}"', "Sum", "none of these"),
                 ],
                 width=12,
             ),

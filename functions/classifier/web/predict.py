@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from classifier import service
+from classifier import capture, service
 from classifier.core import Classifier, ImageError, Prediction
 from classifier.settings import MAX_BATCH_FILES
 from classifier.web.common import (
@@ -166,11 +166,12 @@ def _json_image(body: bytes) -> bytes:
 )
 async def predict(request: Request, classifier: Classifier = CLASSIFIER) -> PredictionOut:
     media = media_type(request)
+    filename = None
     if media == "multipart/form-data":
         files = await read_files(request)
         if len(files) > 1:
             raise RequestError(400, f"{len(files)} `file` parts sent; use /predict/batch for more")
-        data = files[0][1]
+        filename, data = files[0]
     elif media in IMAGE_TYPES:
         data = await read_body(request)
     elif media == "application/json":
@@ -178,7 +179,7 @@ async def predict(request: Request, classifier: Classifier = CLASSIFIER) -> Pred
     else:
         raise unsupported(media)
     start = time.perf_counter()
-    prediction = await run_cpu_bound(request, _predict_one, classifier, data)
+    prediction = await run_cpu_bound(request, _predict_one, classifier, data, filename)
     logger.info(
         "predicted",
         extra={
@@ -232,8 +233,9 @@ def _check_request_budget(classifier: Classifier, images: list[bytes]) -> None:
         )
 
 
-def _predict_one(classifier: Classifier, data: bytes) -> Prediction:
-    """One image's prediction, counted in the metrics (classified or rejected) by model version."""
+def _predict_one(classifier: Classifier, data: bytes, filename: str | None = None) -> Prediction:
+    """One image's prediction, counted in the metrics (classified or rejected) by model version,
+    and kept for review when the API's capture setting says so (never failing the answer)."""
     start = time.perf_counter()
     try:
         prediction = classifier.predict(data)
@@ -241,6 +243,7 @@ def _predict_one(classifier: Classifier, data: bytes) -> Prediction:
         telemetry.rejected(classifier.model_version)
         raise
     telemetry.classified(prediction, (time.perf_counter() - start) * 1000)
+    capture.capture_bytes(data, prediction, filename, logger=logger, telemetry=telemetry)
     return prediction
 
 
@@ -248,7 +251,7 @@ def _classify_batch(classifier: Classifier, files: list[tuple[str | None, bytes]
     results = []
     for name, data in files:
         try:
-            prediction = _predict_one(classifier, data)
+            prediction = _predict_one(classifier, data, name)
         except ImageError as exc:
             results.append(BatchItemOut(filename=name, status=error_status(exc), error=str(exc)))
         else:

@@ -1,0 +1,216 @@
+"""Review: the captured answers a person corrects, and the labels that feed the next model.
+
+``GET /review`` is the page; ``GET /review/items`` pages through pending items (newest first);
+``POST /review/items/{item_id}`` labels one. Labels become training data, so every review route
+but the page needs a reviewer's credential in every auth mode (:func:`reviewer`): with
+``auth=none`` the stack's reviewer token (Secrets Manager), with ``auth=jwt`` a token carrying the
+reviewer claim, with ``auth=iam`` a request API Gateway verified (the stack's reviewer policy
+grants these routes alone). A request without one is refused and writes nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from classifier import contract, review, service
+from classifier.core import Classifier, ModelError
+from classifier.web.common import CLASSIFIER, ErrorOut, RequestError, logger, telemetry
+
+router = APIRouter()
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "no reviewer credential was sent"},
+    403: {"model": ErrorOut, "description": "the credential is not a reviewer's"},
+    503: {"model": ErrorOut, "description": "review is not set up (no bucket or no token)"},
+}
+
+
+class AnswerOut(BaseModel):
+    category: str
+    confidence: float
+    unsure: bool
+    runner_up: str
+    none_of_these: bool = False
+    probabilities: dict[str, float]
+
+
+class ItemOut(BaseModel):
+    id: str
+    source: str = Field(description="'uploads' (the drop folder) or 'api'")
+    image_url: str = Field(description=f"a presigned GET, valid {review.IMAGE_URL_SECONDS} s")
+    filename: str | None = None
+    answer: AnswerOut
+    model_version: str
+    captured_at: str
+
+
+class PageOut(BaseModel):
+    items: list[ItemOut]
+    next: str | None = Field(description="pass as `after` for the next page; null at the end")
+
+
+class LabelIn(BaseModel):
+    label: str = Field(description=f"one of the model's categories, or {contract.NONE_LABEL!r}")
+
+
+class LabelOut(BaseModel):
+    id: str
+    label: str
+    label_key: str = Field(description="where the image now is, for training")
+    reviewer: str
+    labelled_at: str
+
+
+@functools.cache
+def _secret_token(arn: str) -> str:
+    value = service.secrets_client().get_secret_value(SecretId=arn)["SecretString"]
+    try:  # the stack's generated secret is JSON {"token": ...}; a plain string works too
+        return str(json.loads(value)["token"])
+    except (ValueError, KeyError, TypeError):
+        return str(value)
+
+
+def _expected_token() -> str:
+    config = service.settings()
+    if config.reviewer_token:
+        return config.reviewer_token
+    if config.reviewer_token_secret:
+        return _secret_token(config.reviewer_token_secret)
+    raise RequestError(503, "review is not set up: no reviewer token is configured")
+
+
+def _claims(request: Request) -> dict[str, Any] | None:
+    event = request.scope.get("aws.event") or {}
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    return authorizer.get("jwt", {}).get("claims") if "jwt" in authorizer else None
+
+
+def _has_claim(claims: dict[str, Any], wanted: str) -> bool:
+    name, _, value = wanted.partition("=")
+    held = claims.get(name)
+    if isinstance(held, str):  # "scope" is space-separated; API Gateway gives groups as "[a b]"
+        held = held.strip("[]").replace(",", " ").split()
+    return isinstance(held, list) and value in held
+
+
+def reviewer(request: Request) -> str:
+    """Who is reviewing, or 401/403: the gate in front of everything that writes labels."""
+    mode = service.settings().api_auth
+    if mode == "iam":
+        event = request.scope.get("aws.event") or {}
+        iam = ((event.get("requestContext") or {}).get("authorizer") or {}).get("iam")
+        if not iam:
+            raise RequestError(401, "review needs an IAM-signed request (the reviewer policy)")
+        return str(iam.get("userArn") or iam.get("userId") or "iam")
+    if mode == "jwt":
+        claims = _claims(request)
+        if not claims:
+            raise RequestError(401, "review needs a bearer token (JWT)")
+        wanted = service.settings().reviewer_claim
+        if not _has_claim(claims, wanted):
+            raise RequestError(403, f"the token does not carry the reviewer claim {wanted!r}")
+        return str(claims.get("sub") or claims.get("username") or "jwt")
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise RequestError(401, "review needs the reviewer token: Authorization: Bearer <token>")
+    if not hmac.compare_digest(token.strip().encode(), _expected_token().encode()):
+        raise RequestError(403, "the reviewer token is not right")
+    return "reviewer-token"
+
+
+REVIEWER = Depends(reviewer)
+
+
+def _bucket() -> str:
+    bucket = service.settings().review_bucket
+    if not bucket:
+        raise RequestError(503, "review is not set up: no review bucket is configured")
+    return bucket
+
+
+@functools.cache
+def _page_template() -> str:
+    return resources.files("classifier.static").joinpath("review.html").read_text("utf-8")
+
+
+@router.get("/review", response_class=HTMLResponse, include_in_schema=False)
+def review_page() -> HTMLResponse:
+    """The review page: pending items, a button (and a key) per category, none of these, skip."""
+    try:
+        names = list(service.classifier().class_names)
+    except ModelError:
+        names = []
+    # Inside a JavaScript string: no quote or tag can end it early.
+    categories = json.dumps(names).replace("<", "\\u003c").replace("'", "\\u0027")
+    auth = service.settings().api_auth
+    page = _page_template().replace("{{AUTH}}", auth).replace("{{CATEGORIES}}", categories)
+    return HTMLResponse(page, headers={"cache-control": "no-cache"})
+
+
+@router.get(
+    "/review/items",
+    response_model=PageOut,
+    responses=AUTH_ERRORS,
+    summary="Pending review items, newest first",
+)
+def review_items(
+    who: str = REVIEWER,
+    limit: Annotated[int, Query(ge=1, le=review.PAGE_MAX)] = 20,
+    after: Annotated[str | None, Query(pattern=review.ID_PATTERN)] = None,
+) -> PageOut:
+    page = review.pending(service.s3_client(), _bucket(), limit=limit, after=after)
+    return PageOut(items=[ItemOut(**item) for item in page.items], next=page.next)
+
+
+@router.post(
+    "/review/items/{item_id}",
+    response_model=LabelOut,
+    responses={
+        **AUTH_ERRORS,
+        404: {"model": ErrorOut, "description": "no such item"},
+        409: {"model": ErrorOut, "description": "another reviewer labelled it first"},
+        410: {"model": ErrorOut, "description": "its image was deleted from the bucket"},
+        422: {"model": ErrorOut, "description": "the label is not a category or 'none'"},
+    },
+    summary="Label one item: a category or 'none'",
+)
+def label_item(
+    body: LabelIn,
+    item_id: Annotated[str, Path(pattern=review.ID_PATTERN)],
+    who: str = REVIEWER,
+    classifier: Classifier = CLASSIFIER,
+) -> LabelOut:
+    allowed = [*classifier.class_names, contract.NONE_LABEL]
+    if body.label not in allowed:
+        raise RequestError(
+            422, f"label {body.label!r} is not one of the categories: {', '.join(allowed)}"
+        )
+    bucket = _bucket()
+    try:
+        claim = review.label(service.s3_client(), bucket, item_id, body.label, who)
+    except review.UnknownItem:
+        raise RequestError(404, f"no review item {item_id}") from None
+    except review.AlreadyLabelled as exc:
+        raise RequestError(
+            409, f"item {item_id} was already labelled {exc.claim.get('label')!r}"
+        ) from None
+    except review.ImageGone:
+        raise RequestError(410, f"item {item_id}'s image is no longer in the bucket") from None
+    telemetry.count(contract.METRIC_LABELLED)
+    logger.info("labelled", extra={"item": item_id, "label": body.label, "reviewer": who})
+    return LabelOut(
+        id=claim["id"],
+        label=claim["label"],
+        label_key=claim["label_key"],
+        reviewer=claim["reviewer"],
+        labelled_at=claim["labelled_at"],
+    )
