@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = Path(resolve(str(args.manifest), manifest.model_path)).read_bytes()
     classifier = load_classifier(model, manifest)
     inference = classifier.inference
-    x_val, y_val, x_test, y_test = splits(manifest, args.data)
+    x_val, _, x_test, y_test = splits(manifest, args.data)
 
     def scores(outputs: np.ndarray) -> dict[str, np.ndarray]:
         return {

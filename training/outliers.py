@@ -214,7 +214,7 @@ def sample_photographs(n: int, seed: int) -> list[bytes]:
             continue
         try:
             array = np.asarray(getattr(skimage.data, name)())
-        except Exception:  # noqa: BLE001 (some need an optional download: skipped)
+        except Exception:  # noqa: BLE001, S112 (some need an optional download: skipped)
             continue
         if array.ndim not in (2, 3) or min(array.shape[:2]) < 64:
             continue
