@@ -33,10 +33,9 @@ TFLITE_RUNTIME = "TFLITE_RUNTIME"  # "ai-edge-litert" or "tflite-runtime" (unset
 REVIEW_BUCKET = "REVIEW_BUCKET"  # where answers are captured and labels written (unset: off)
 CAPTURE = "CAPTURE"  # which answers this function keeps for review: none, unsure or all
 CAPTURE_SAMPLE = "CAPTURE_SAMPLE"  # with CAPTURE=all: the share of answers kept (0..1)
-REVIEWER_TOKEN_SECRET = "REVIEWER_TOKEN_SECRET"  # noqa: S105 (a variable name)
-# auth none: the Secrets Manager secret's ARN
-REVIEWER_TOKEN = "REVIEWER_TOKEN"  # noqa: S105 (a variable name)
-# auth none, locally (make serve, the demo): the token itself
+# auth none: the Secrets Manager secret's ARN; locally (make serve, the demo): the token itself
+REVIEWER_TOKEN_SECRET = "REVIEWER_TOKEN_SECRET"  # noqa: S105 (a variable's name)
+REVIEWER_TOKEN = "REVIEWER_TOKEN"  # noqa: S105 (a variable's name)
 REVIEWER_CLAIM = "REVIEWER_CLAIM"  # auth jwt: "<claim>=<value>" a reviewer's token carries
 LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda itself: we run in Lambda
 METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
