@@ -62,6 +62,15 @@ class Config:
     results_days: int = 90  # results and old object versions expire after this
     async_uploads_days: int = 3  # images sent through POST /uploads are deleted after this
     log_retention_days: int = 30
+    # The feedback loop (docs/feedback.md): which answers are kept for review. The API keeps
+    # none unless asked ("unsure", or "all" at captureSample); the drop folder its unsure ones.
+    capture: str = "none"
+    capture_sample: float = 0.1
+    capture_uploads: str = "unsure"
+    capture_days: int = 30  # captured images and records expire after this; labels are kept
+    # auth=jwt: the claim a reviewer's token must carry, "<claim>=<value>" ("scope=review" is
+    # also enforced by API Gateway on the review routes; e.g. "cognito:groups=reviewers").
+    reviewer_claim: str = "scope=review"
     tracing: bool = False
     alarm_email: str | None = None
 
@@ -127,6 +136,21 @@ class Config:
             raise ValueError(
                 f"context maxReceiveCount={config.max_receive_count}; use at least 5 (throttled "
                 "deliveries count as receives, and would dead-letter unprocessed images)"
+            )
+        for name, mode in (("capture", config.capture), ("captureUploads", config.capture_uploads)):
+            if mode not in contract.CAPTURE_MODES:
+                raise ValueError(
+                    f"context {name}={mode!r}; expected one of {contract.CAPTURE_MODES}"
+                )
+        if not 0 < config.capture_sample <= 1:
+            raise ValueError(f"context captureSample={config.capture_sample}; a share in (0, 1]")
+        if config.capture_days < 1:
+            raise ValueError(f"context captureDays={config.capture_days}; at least 1")
+        claim, _, wanted = config.reviewer_claim.partition("=")
+        if not claim or not wanted:
+            raise ValueError(
+                f"context reviewerClaim={config.reviewer_claim!r}; use <claim>=<value>, "
+                "e.g. scope=review or cognito:groups=reviewers"
             )
         if config.async_uploads_days < 1:
             raise ValueError(f"context asyncUploadsDays={config.async_uploads_days}; at least 1")

@@ -101,6 +101,23 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool, auth: str
             "async results, read-only, by unguessable id",
         ),
     ]
+    prefixes += [
+        (
+            stack.uploads.bucket,
+            f"{contract.REVIEW_ITEMS_PREFIX}*",
+            "captured answers' review records (the drop folder writes one per unsure answer)",
+        ),
+        (
+            stack.uploads.bucket,
+            f"{contract.REVIEW_PREFIX}*",
+            "the review store: records, the API's captured images and label claims (all expire)",
+        ),
+        (
+            stack.uploads.bucket,
+            f"{contract.LABELS_PREFIX}*",
+            "labels: the API copies a labelled image under labels/<label>/, written only",
+        ),
+    ]
     for bucket, prefix, what in prefixes:
         accept.append(
             (
@@ -225,5 +242,24 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool, auth: str
         ),
     ):
         accept.append((stack.training.role, f"AwsSolutions::AwsSolutions-IAM5[{finding}]", reason))
+    if stack.feedback.reviewer_policy is not None:
+        api_id = stack.get_logical_id(stack.api.http_api.node.default_child)  # type: ignore[arg-type]
+        accept.append(
+            (
+                stack.feedback.reviewer_policy,
+                "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:"
+                f"<AWS::Region>:<AWS::AccountId>:<{api_id}>/$default/POST/review/items/*]",
+                "A reviewer labels any pending item: POST /review/items/{item_id}, one route.",
+            )
+        )
+    if stack.feedback.token is not None:
+        accept.append(
+            (
+                stack.feedback.token,
+                "AwsSolutions-SMG4",
+                "The reviewer token is a shared bearer token people paste into the review page; "
+                "rotate it by deleting the secret's value and deploying again (docs/feedback.md).",
+            )
+        )
     for scope, rule, reason in accept:
         Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))

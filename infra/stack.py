@@ -18,6 +18,7 @@ from constructs import Construct
 
 from infra.components.bulk_classifier import BulkClassifier
 from infra.components.bundling import TARGETS
+from infra.components.feedback import Feedback
 from infra.components.inference_api import InferenceApi
 from infra.components.model_store import ModelStore
 from infra.components.monitoring import Monitoring
@@ -85,6 +86,7 @@ class ClassifierStack(Stack):
             auth=config.auth,
             jwt_issuer=config.jwt_issuer,
             jwt_audience=config.jwt_audience,
+            reviewer_claim=config.reviewer_claim,
             log_retention=retention,
             tracing=config.tracing,
         )
@@ -116,6 +118,20 @@ class ClassifierStack(Stack):
         self.models.grant_read_models(self.api.function)
         self.models.grant_read_models(self.uploads.function)
         self._wire_async_uploads()
+        self.feedback = Feedback(
+            self,
+            "Feedback",
+            bucket=self.uploads.bucket,
+            api_function=self.api.function,
+            uploads_function=self.uploads.function,
+            auth=config.auth,
+            capture=config.capture,
+            capture_sample=config.capture_sample,
+            capture_uploads=config.capture_uploads,
+            capture_days=config.capture_days,
+            reviewer_claim=config.reviewer_claim,
+        )
+        self.feedback.grant_review_routes(self.api.http_api, config.auth)
         self.bulk = BulkClassifier(
             self,
             "BulkClassifier",
@@ -179,6 +195,16 @@ class ClassifierStack(Stack):
             ),
             "ModelUri": (self.models.manifest_uri, "the manifest both functions load"),
         }
+        if self.feedback.token is not None:
+            outputs["ReviewerTokenSecret"] = (
+                self.feedback.token.secret_arn,
+                "the review page's token: aws secretsmanager get-secret-value --secret-id <this>",
+            )
+        if self.feedback.reviewer_policy is not None:
+            outputs["ReviewerPolicyArn"] = (
+                self.feedback.reviewer_policy.managed_policy_arn,
+                "attach to reviewers: may call the review routes (labels), nothing else",
+            )
         for name, (value, description) in outputs.items():
             CfnOutput(self, name, value=value, description=description)
         acknowledge_nag_findings(self, tracing=config.tracing, auth=config.auth)

@@ -63,6 +63,7 @@ class InferenceApi(Construct):
         auth: str = "none",
         jwt_issuer: str | None = None,
         jwt_audience: list[str] | None = None,
+        reviewer_claim: str = "scope=review",
         log_retention: logs.RetentionDays,
         tracing: bool,
     ) -> None:
@@ -130,12 +131,17 @@ class InferenceApi(Construct):
         self.alias = self.rollout.alias
         integration = integrations.HttpLambdaIntegration("Lambda", self.alias)
         authorizer = self._authorizer(auth, jwt_issuer, jwt_audience)
+        claim, _, wanted = reviewer_claim.partition("=")
         for path, method, protected in http_routes():
+            # A JWT's scope is checked by API Gateway too on the routes that write labels.
+            review = path.startswith(contract.REVIEW_PATH_PREFIX)
+            scopes = [wanted] if review and auth == "jwt" and claim == "scope" else None
             self.http_api.add_routes(
                 path=path,
                 methods=[apigw.HttpMethod(method)],
                 integration=integration,
                 authorizer=authorizer if protected else apigw.HttpNoneAuthorizer(),
+                authorization_scopes=scopes,
             )
         self.url = self.stage.url
 

@@ -1,0 +1,119 @@
+"""Feedback: the review store's rules and who may write labels.
+
+Captured answers and the API's captured images live under ``review/`` in the uploads bucket
+(encrypted, never public, like the rest of it) and expire after ``captureDays``; labels under
+``labels/`` are kept (they are training data). Writing a label needs a reviewer's credential in
+every auth mode: with ``auth=none`` a token this component generates in Secrets Manager (the
+API reads it; people read it with ``aws secretsmanager get-secret-value``), with ``auth=iam`` the
+:attr:`reviewer_policy` it outputs (the review routes alone), with ``auth=jwt`` a claim
+(API Gateway enforces a ``scope=`` claim on the review routes; the API checks any claim).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from classifier import contract
+from classifier import settings as env
+from constructs import Construct
+
+
+class Feedback(Construct):
+    """Capture settings for both functions, the review store's grants, the reviewer's key."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        bucket: s3.Bucket,
+        api_function: lambda_.Function,
+        uploads_function: lambda_.Function,
+        auth: str,
+        capture: str,
+        capture_sample: float,
+        capture_uploads: str,
+        capture_days: int,
+        reviewer_claim: str,
+    ) -> None:
+        super().__init__(scope, id_)
+        bucket.add_lifecycle_rule(
+            id="ExpireCapturedAnswers",
+            prefix=contract.REVIEW_PREFIX,
+            expiration=Duration.days(capture_days),
+            noncurrent_version_expiration=Duration.days(1),
+        )
+        for function, mode in ((api_function, capture), (uploads_function, capture_uploads)):
+            function.add_environment(env.REVIEW_BUCKET, bucket.bucket_name)
+            function.add_environment(env.CAPTURE, mode)
+        api_function.add_environment(env.CAPTURE_SAMPLE, str(capture_sample))
+        api_function.add_environment(env.REVIEWER_CLAIM, reviewer_claim)
+        uploads_function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"],
+                resources=[bucket.arn_for_objects(f"{contract.REVIEW_ITEMS_PREFIX}*")],
+            )
+        )
+        review = bucket.arn_for_objects(f"{contract.REVIEW_PREFIX}*")
+        labels = bucket.arn_for_objects(f"{contract.LABELS_PREFIX}*")
+        uploads = bucket.arn_for_objects(f"{contract.UPLOADS_PREFIX}*")
+        api_function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources=[review]
+            )
+        )
+        api_function.add_to_role_policy(  # a label copies its image (an upload, by version)
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[uploads, review]
+            )
+        )
+        api_function.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[labels])
+        )
+        api_function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{contract.REVIEW_ITEMS_PREFIX}*"]}},
+            )
+        )
+        self.token: secretsmanager.Secret | None = None
+        self.reviewer_policy: iam.ManagedPolicy | None = None
+        if auth == "none":
+            self.token = secretsmanager.Secret(
+                self,
+                "ReviewerToken",
+                description="The bearer token the review page and POST /review/items/{id} need",
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    secret_string_template="{}",
+                    generate_string_key="token",
+                    exclude_punctuation=True,
+                    password_length=40,
+                ),
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            self.token.grant_read(api_function)
+            api_function.add_environment(env.REVIEWER_TOKEN_SECRET, self.token.secret_arn)
+
+    def grant_review_routes(self, http_api: apigw.HttpApi, auth: str) -> None:
+        """auth=iam: a managed policy that may call the review routes and nothing else."""
+        if auth != "iam":
+            return
+        self.reviewer_policy = iam.ManagedPolicy(
+            self,
+            "ReviewerPolicy",
+            description="Attach to reviewers: may list and label captured answers (review/*)",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["execute-api:Invoke"],
+                    resources=[
+                        http_api.arn_for_execute_api("GET", "/review/items", "$default"),
+                        http_api.arn_for_execute_api("POST", "/review/items/*", "$default"),
+                    ],
+                )
+            ],
+        )
