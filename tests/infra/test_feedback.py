@@ -1,5 +1,5 @@
 """The feedback component: capture settings, the review store's expiry and grants, and the
-reviewer's credential in each auth mode; clean under cfn-lint and cdk-nag with capture on and off."""
+reviewer's credential in each auth mode; clean under cfn-lint and cdk-nag, capture on and off."""
 
 from __future__ import annotations
 
