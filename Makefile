@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 # The venv's Node 24 (and python) first: the CDK CLI and jsii run on it.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install lock node-links browser sagemaker-env upload-data preflight train-cloud classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-worst synth bootstrap deploy destroy clean
+.PHONY: help install lock node-links feedback-demo browser sagemaker-env upload-data preflight train-cloud classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-worst synth bootstrap deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -112,6 +112,9 @@ client: $(VENV)/.synced-run ## send every PNG in imgs/ to URL (default the local
 
 train: $(VENV)/.synced-train ## train on DATA (CIFAR-10, or your <label>/ folders) and publish into models/; ARGS="--epochs 8 ..."
 	$(PY) -m training.train --data $(DATA) --upload . $(ARGS)
+
+feedback-demo: $(VENV)/.synced-train ## the feedback loop offline: capture, review, fine-tune on the corrections, gate, before/after
+	$(PY) scripts/feedback_demo.py --data $(DATA) $(ARGS)
 
 train-report: $(VENV)/.synced-train ## the original report's recipe, for comparison
 	$(PY) -m training.train --data $(DATA) --recipe report $(ARGS)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from classifier.core import softmax
+from classifier.core import novelty, softmax
 from classifier.manifest import Manifest, resolve
 from classifier.runtime import load_classifier
 
@@ -34,6 +34,8 @@ def evaluate(
     runtime: str | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     confident_accuracy: float = 0.975,
+    none_of_these: np.ndarray | None = None,
+    extra: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Accuracy of the model behind ``manifest_path`` on uint8 images ``x`` with labels ``y``;
     with ``validation`` images and labels, also fit its temperature and doubt threshold there
@@ -64,10 +66,18 @@ def evaluate(
         "images_per_second": round(len(y) / seconds, 1),
     }
     if validation is not None:
-        result["calibration"] = calibrate(classifier, outputs, y, validation, confident_accuracy)
+        result["calibration"] = calibrate(
+            classifier, outputs, y, validation, confident_accuracy, none_of_these
+        )
     else:
         result["ece"] = cal.reliability(probabilities, y)["ece"]
         result["coverage"] = cal.coverage(probabilities, y, classifier.inference.unsure_below)
+    for name, (x_extra, y_extra) in (extra or {}).items():
+        predicted = classifier.to_probabilities(classifier.predict_outputs(x_extra)).argmax(1)
+        result.setdefault("extra", {})[name] = {
+            "images": len(y_extra),
+            "accuracy": round(float((predicted == y_extra).mean()), 4) if len(y_extra) else None,
+        }
     if details:
         result["confusion"] = confusion.tolist()
         result["predictions"] = predictions.tolist()
@@ -80,19 +90,37 @@ def calibrate(
     y: np.ndarray,
     validation: tuple[np.ndarray, np.ndarray],
     target: float,
+    none_of_these: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Temperature and doubt threshold from the validation outputs as served; their effect on
-    the test outputs (ECE before and after, coverage, the curves for the plots)."""
+    """Temperature, doubt threshold and novelty threshold from the validation outputs as served;
+    their effect on the test outputs (ECE before and after, coverage, share flagged none of
+    these, the curves for the plots). Reviewers' "none of these" images, if any, join the
+    doubt threshold's images as answers that are always wrong."""
     kind = classifier.inference.outputs
     x_val, y_val = validation
-    val_logits = cal.as_logits(classifier.predict_outputs(x_val), kind)
+    val_outputs = classifier.predict_outputs(x_val)
+    val_logits = cal.as_logits(val_outputs, kind)
     temperature = cal.fit_temperature(val_logits, y_val)
-    threshold = cal.doubt_threshold(softmax(val_logits, temperature), y_val, target)
+    doubt_logits, doubt_y = val_logits, y_val
+    if none_of_these is not None and len(none_of_these):
+        none_logits = cal.as_logits(classifier.predict_outputs(none_of_these), kind)
+        doubt_logits = np.concatenate([val_logits, none_logits])
+        doubt_y = np.concatenate([y_val, np.full(len(none_logits), -1)])
+    threshold = cal.doubt_threshold(softmax(doubt_logits, temperature), doubt_y, target)
+    score = classifier.inference.novelty
+    novel_above = cal.novelty_threshold(
+        novelty(val_outputs, outputs_kind=kind, score=score, temperature=temperature)
+    )
+    test_novelty = novelty(outputs, outputs_kind=kind, score=score, temperature=temperature)
     test_logits = cal.as_logits(outputs, kind)
     before, after = softmax(test_logits), softmax(test_logits, temperature)
     return {
         "temperature": temperature,
         "unsure_below": threshold,
+        "novelty": score,
+        "novel_above": novel_above,
+        "none_of_these_images": 0 if none_of_these is None else len(none_of_these),
+        "test_flagged_none_of_these": round(float((test_novelty > novel_above).mean()), 4),
         "target_confident_accuracy": target,
         "validation": {
             "ece_before": cal.reliability(softmax(val_logits), y_val)["ece"],
@@ -129,6 +157,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--confident-accuracy", type=float, default=0.975, help="the doubt threshold's target"
     )
     parser.add_argument(
+        "--none-of-these",
+        type=Path,
+        help="an .npz of images reviewers said are none of the categories (x): with "
+        "--calibrate-on, answers the doubt threshold counts as always wrong",
+    )
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=NPZ",
+        help="also report accuracy on these labelled images (x, y), e.g. held-out corrections",
+    )
+    parser.add_argument(
         "--runtime",
         choices=("ai-edge-litert", "tflite-runtime"),
         help="the TFLite runtime (default: the first installed, LiteRT first, as served)",
@@ -152,6 +193,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.calibrate_on:
         with np.load(args.calibrate_on) as z:
             validation = z["x"], z["y"]
+    none_of_these = None
+    if args.none_of_these:
+        with np.load(args.none_of_these) as z:
+            none_of_these = z["x"]
+    extra = {}
+    for item in args.extra:
+        name, _, path = item.partition("=")
+        with np.load(path) as z:
+            extra[name] = (z["x"], z["y"])
     result = evaluate(
         args.manifest,
         x,
@@ -160,6 +210,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runtime=args.runtime,
         validation=validation,
         confident_accuracy=args.confident_accuracy,
+        none_of_these=none_of_these,
+        extra=extra,
     )
     result["data_fingerprint"] = fingerprint
     if args.json:

@@ -129,12 +129,13 @@ def text(n: int, seed: int) -> list[bytes]:
         paper = tuple(int(v) for v in rng.integers(200, 256, 3))
         image = Image.new("RGB", (side, side), paper)
         draw = ImageDraw.Draw(image)
-        font = ImageFont.load_default(size=int(rng.integers(10, 28)))
+        size = int(rng.integers(10, 28))
+        font = ImageFont.load_default(size=size)
         y = int(rng.integers(0, side // 6))
         while y < side:
             ink = tuple(int(v) for v in rng.integers(0, 120, 3))
             draw.text((int(rng.integers(0, 12)), y), str(rng.choice(WORDS)), fill=ink, font=font)
-            y += int(font.size * rng.uniform(1.2, 2.0))
+            y += int(size * rng.uniform(1.2, 2.0))
         out.append(_png(image))
     return out
 
@@ -251,3 +252,44 @@ USE = {
     **dict.fromkeys(EVALUATE, "evaluated"),
     **dict.fromkeys(OUTSIDE, "outside check"),
 }
+
+
+def scrambled(n: int, seed: int, images: np.ndarray) -> list[bytes]:
+    """In-category images with their structure destroyed: pixels shuffled, or 4x4 tiles swapped
+    (a training-only kind: the colours and textures of real photos, none of their objects)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in rng.choice(len(images), n, replace=n > len(images)):
+        pixels = images[i].copy()
+        side = pixels.shape[0]
+        if rng.random() < 0.5:
+            flat = pixels.reshape(-1, 3)
+            pixels = flat[rng.permutation(len(flat))].reshape(pixels.shape)
+        else:
+            tile = side // 4
+            tiles = [
+                pixels[r : r + tile, c : c + tile]
+                for r in range(0, side, tile)
+                for c in range(0, side, tile)
+            ]
+            order = rng.permutation(len(tiles))
+            rows = [
+                np.concatenate([tiles[k] for k in order[j : j + 4]], axis=1)
+                for j in range(0, 16, 4)
+            ]
+            pixels = np.concatenate(rows, axis=0)
+        out.append(_png(Image.fromarray(pixels)))
+    return out
+
+
+def training_outliers(n: int, seed: int, images: np.ndarray, size: int) -> np.ndarray:
+    """Outliers to train on (outlier exposure): the "chosen on" kinds and scrambled training
+    images, decoded as served. Never an evaluated or outside-check kind."""
+    from classifier.core import image_to_array
+
+    kinds: list[Kind] = [*CHOOSE.values()]
+    per_kind = -(-n // (len(kinds) + 1))
+    made = [b for index, kind in enumerate(kinds) for b in kind(per_kind, seed + index)]
+    made += scrambled(per_kind, seed + len(kinds), images)
+    order = np.random.default_rng(seed).permutation(len(made))[:n]
+    return np.stack([image_to_array(made[i], size=size) for i in order])

@@ -70,22 +70,42 @@ class Verdict:
     decided: str
     # Per class: candidate minus current accuracy (points as fractions), for what got worse.
     per_class_change: dict[str, float] = field(default_factory=dict)
+    # A candidate trained on reviewers' corrections must also beat the current model on the
+    # share of them it held out (training/corrections.py), not just hold the base test split.
+    corrections_images: int = 0
+    corrections_candidate: float | None = None
+    corrections_current: float | None = None
+
+    @property
+    def beats_on_corrections(self) -> bool:
+        if self.corrections_candidate is None or self.corrections_current is None:
+            return True
+        return self.corrections_candidate > self.corrections_current
 
     @property
     def accepted(self) -> bool:
         if self.current_accuracy is None:
             return True
-        return self.candidate_accuracy >= self.current_accuracy - self.tolerance
+        holds = self.candidate_accuracy >= self.current_accuracy - self.tolerance
+        return holds and self.beats_on_corrections
 
     def explain(self) -> str:
         if self.current_accuracy is None:
             return f"{self.candidate}: {self.candidate_accuracy:.2%}; no current model to beat"
-        sign = ">=" if self.accepted else "<"
-        return (
+        holds = self.candidate_accuracy >= self.current_accuracy - self.tolerance
+        sign = ">=" if holds else "<"
+        text = (
             f"{self.candidate} {self.candidate_accuracy:.2%} {sign} current {self.current} "
             f"{self.current_accuracy:.2%} - {self.tolerance * 100:.1f} pt tolerance "
             f"({self.images} held-out images)"
         )
+        if self.corrections_candidate is not None and self.corrections_current is not None:
+            sign = ">" if self.beats_on_corrections else "<="
+            text += (
+                f"; on {self.corrections_images} held-out corrections "
+                f"{self.corrections_candidate:.2%} {sign} {self.corrections_current:.2%}"
+            )
+        return text
 
     def regressions(self, threshold: float = 0.02) -> str:
         """Classes the candidate gets more than ``threshold`` worse (a note, not a refusal)."""
@@ -120,11 +140,15 @@ def current_version(source: Destination) -> str | None:
     return str(latest["model_version"])
 
 
-def evaluate_in_serving_process(manifest: Path, data: str, limit: int | None) -> dict[str, Any]:
-    """``training.evaluate`` in a fresh TensorFlow-free process (as ``make evaluate`` runs it)."""
+def evaluate_in_serving_process(
+    manifest: Path, data: str | None, limit: int | None, arrays: Path | None = None
+) -> dict[str, Any]:
+    """``training.evaluate`` in a fresh TensorFlow-free process (as ``make evaluate`` runs it),
+    on a data set's test split or on ``arrays`` (an .npz of x and y)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        args = [str(manifest), "--json", str(out), "--data", data]
+        source = ["--arrays", str(arrays)] if arrays else ["--data", str(data)]
+        args = [str(manifest), "--json", str(out), *source]
         done = in_serving_process(
             "training.evaluate", *args, *(["--limit", str(limit)] if limit else [])
         )
@@ -155,8 +179,11 @@ def gate(
             raise PromotionRefused(str(exc)) from exc
         ours = evaluate_in_serving_process(candidate_manifest, data, limit)
         theirs = None
+        current_manifest = None
         if current is not None and current != candidate:
-            theirs = evaluate_in_serving_process(fetch(source, current, Path(tmp)), data, limit)
+            current_manifest = fetch(source, current, Path(tmp))
+            theirs = evaluate_in_serving_process(current_manifest, data, limit)
+        on_corrections = corrections_gate(candidate_manifest, current_manifest, Path(tmp))
     return Verdict(
         candidate=candidate,
         current=current if current != candidate else None,
@@ -172,7 +199,39 @@ def gate(
         }
         if theirs
         else {},
+        **on_corrections,
     )
+
+
+def corrections_gate(candidate: Path, current: Path | None, tmp: Path) -> dict[str, Any]:
+    """Both models' accuracy on the corrections the candidate held out (none: no fields)."""
+    import numpy as np
+
+    from training import corrections as fixes
+    from training.data import cache_dir
+
+    recorded = json.loads(candidate.read_text()).get("corrections")
+    if not recorded or not recorded.get("held_out"):
+        return {}
+    manifest = mf.Manifest.from_bytes(candidate.read_bytes())
+    x, y = fixes.held_out_arrays(
+        recorded["source"],
+        list(manifest.class_names),
+        manifest.input_shape[0],
+        cache_dir() / "corrections-gate",
+        recorded["held_out"],
+    )
+    arrays = tmp / "held-out-corrections.npz"
+    np.savez(arrays, x=x, y=y)
+    ours = evaluate_in_serving_process(candidate, None, None, arrays)["accuracy"]
+    theirs = (
+        evaluate_in_serving_process(current, None, None, arrays)["accuracy"] if current else None
+    )
+    return {
+        "corrections_images": len(y),
+        "corrections_candidate": ours,
+        "corrections_current": theirs,
+    }
 
 
 def rollout_command(version: str, stack: str) -> list[str]:

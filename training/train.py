@@ -43,6 +43,7 @@ from classifier.core import (
     tta_views,
 )
 
+from training import corrections as fixes
 from training import data as cifar
 from training import machine
 from training.publish import in_serving_process, publish
@@ -115,6 +116,11 @@ class Recipe:
     fine_tune_lr_scale: float = 0.25  # fine-tuning takes smaller steps from trained weights
     min_batches_per_epoch: int = 8  # small sets: the batch shrinks (to 16 at least) to take these
     max_int8_loss: float = 0.05  # an int8 model this far below its float model is not published
+    corrections_repeat: int = 8  # each reviewer's correction is shown this many times an epoch
+    # Outlier exposure (Hendrycks et al., 2019): this many made-up outliers per training image
+    # (training/outliers.py, never an evaluated kind) join the batches with a uniform target, so
+    # pictures of none of the categories get weak outputs and a high novelty score.
+    outlier_fraction: float = 0.0
     seed: int = 0
 
 
@@ -190,6 +196,7 @@ class Data:
     limit: int | None
     split: str = "given"  # how the test split came about
     skipped: int = 0  # files that did not decode
+    corrections: fixes.Corrections | None = None  # reviewers' labels (--corrections)
 
 
 @dataclass
@@ -250,6 +257,8 @@ def prepare(args: argparse.Namespace, recipe: Recipe, clock: Stopwatch) -> Data:
         f"{dataset.source} ({'cache' if cached else 'decoded'}, fingerprint "
         f"{data.fingerprint[:12]}) in {clock.lap('prepare', start):.1f}s",
     )
+    if args.corrections:
+        add_corrections(data, args.corrections, recipe)
     if dataset.split != "given":
         log("prepare", f"no test/ folder: {dataset.split} (recorded in the manifest)")
     if dataset.skipped:
@@ -259,6 +268,25 @@ def prepare(args: argparse.Namespace, recipe: Recipe, clock: Stopwatch) -> Data:
             f"skipped {len(dataset.skipped)} file(s) that do not decode: {shown}",
         )
     return data
+
+
+def add_corrections(data: Data, source: str, recipe: Recipe) -> None:
+    """Reviewers' labels: a held-out share kept for the gate, the rest repeated into training."""
+    folder = fixes.fetch(
+        source, cifar.cache_dir() / "corrections" / sha256_hex(source.encode())[:12]
+    )
+    found = fixes.load(folder, data.class_names, recipe.image_size, source)
+    train = ~found.held_out()
+    repeat = max(1, recipe.corrections_repeat)
+    data.x_train = np.concatenate([data.x_train, *[found.x[train]] * repeat])
+    data.y_train = np.concatenate([data.y_train, *[found.y[train]] * repeat])
+    data.corrections = found
+    log(
+        "prepare",
+        f"corrections from {source}: {int(train.sum())} trained on (x{repeat}), "
+        f"{int((~train).sum())} held out for the gate, {len(found.none_ids)} 'none of these' "
+        f"(for the doubt threshold), {found.skipped} unreadable",
+    )
 
 
 def subsample(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +311,9 @@ def adapt(recipe: Recipe, data: Data) -> Recipe:
     if recipe.init_from == "auto":
         smallest = int(np.bincount(data.y_train, minlength=len(data.class_names)).min())
         source = compatible_published_model(recipe)
-        changes["init_from"] = source if smallest < recipe.init_auto_below else None
+        # Corrections refine the served model: start from it (a new model would forget it).
+        small = smallest < recipe.init_auto_below or data.corrections is not None
+        changes["init_from"] = source if small else None
     if changes.get("init_from", recipe.init_from):
         changes["learning_rate"] = recipe.learning_rate * recipe.fine_tune_lr_scale
         changes["whiten_bias_epochs"] = 0  # the published whitening bias is kept as trained
@@ -430,8 +460,9 @@ def build(recipe: Recipe, data: Data, clock: Stopwatch) -> Built:
     model = build_model(recipe, data.x_train, len(data.class_names))
     start_from = "random weights"
     if recipe.init_from:
-        transfer_weights(model, published_float_model(recipe.init_from))
-        start_from = f"the float weights of {recipe.init_from}, new head"
+        kept = transfer_weights(model, published_float_model(recipe.init_from), data.class_names)
+        head = "its head kept" if kept else "new head"
+        start_from = f"the float weights of {recipe.init_from}, {head}"
     steps = -(-len(data.x_train) // recipe.batch_size)
     compile_model(model, recipe, steps_per_epoch=steps)
     photos = None
@@ -587,15 +618,23 @@ def published_float_model(location: str) -> Path:
     return path
 
 
-def transfer_weights(model: Any, source_path: Path) -> int:
-    """Copy every layer's weights but the head from a trained model of the same architecture
-    (input size and head may differ: convolutions do not depend on them). Returns the count."""
+def transfer_weights(model: Any, source_path: Path, class_names: tuple[str, ...] = ()) -> bool:
+    """Copy every layer's weights from a trained model of the same architecture (input size and
+    head may differ: convolutions do not depend on them); the head too when the source answers
+    with the same labels in the same order (fine-tuning on corrections). True if it did."""
     import keras
 
     custom_layers()
     source = keras.models.load_model(source_path, compile=False)
-    ours = [layer for layer in model.layers if layer.weights and layer.name != "head"]
-    theirs = [layer for layer in source.layers if layer.weights and layer.name != "head"]
+    manifest = source_path.parent / mf.MANIFEST_NAME
+    same_labels = (
+        bool(class_names)
+        and manifest.is_file()
+        and (json.loads(manifest.read_text()).get("class_names") == list(class_names))
+    )
+    skip = () if same_labels else ("head",)
+    ours = [layer for layer in model.layers if layer.weights and layer.name not in skip]
+    theirs = [layer for layer in source.layers if layer.weights and layer.name not in skip]
     shapes = [[w.shape for w in layer.get_weights()] for layer in ours]
     if shapes != [[w.shape for w in layer.get_weights()] for layer in theirs]:
         raise SystemExit(
@@ -604,7 +643,7 @@ def transfer_weights(model: Any, source_path: Path) -> int:
         )
     for mine, trained in zip(ours, theirs):
         mine.set_weights(trained.get_weights())
-    return len(ours)
+    return same_labels
 
 
 def report_cnn(recipe: Recipe, inputs: Any, x: Any, n_classes: int) -> Any:
@@ -833,6 +872,15 @@ def batches(recipe: Recipe, x: np.ndarray, y: np.ndarray, photos: np.ndarray | N
     n_classes = int(y.max()) + 1
     one_hot = np.eye(n_classes, dtype=np.float32)[y]
     augmenter = Augmenter(recipe, x, photos)
+    outliers = None
+    if recipe.outlier_fraction > 0:
+        from training.outliers import training_outliers
+
+        count = max(1, int(len(x) * recipe.outlier_fraction))
+        outliers = training_outliers(count, recipe.seed, x, x.shape[1])
+        log("build", f"outlier exposure: {count} made-up outliers, uniform targets")
+    per_batch = round(recipe.batch_size * recipe.outlier_fraction)
+    uniform = np.full((per_batch, n_classes), 1 / n_classes, np.float32)
 
     class EpochBatches(keras.utils.PyDataset):
         def __init__(self) -> None:
@@ -850,7 +898,14 @@ def batches(recipe: Recipe, x: np.ndarray, y: np.ndarray, photos: np.ndarray | N
 
         def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
             chosen = self.order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
-            return self.images[chosen].astype(np.float32), one_hot[chosen]
+            images, targets = self.images[chosen], one_hot[chosen]
+            if outliers is not None and per_batch:
+                extra = augmenter.rng.choice(
+                    len(outliers), per_batch, replace=len(outliers) < per_batch
+                )
+                images = np.concatenate([images, outliers[extra]])
+                targets = np.concatenate([targets, uniform])
+            return images.astype(np.float32), targets
 
     return EpochBatches()
 
@@ -1113,7 +1168,11 @@ def evaluate(
         **fields["inference"],
         "temperature": calibration["temperature"],
         "unsure_below": calibration["unsure_below"],
+        "novelty": calibration["novelty"],
+        "novel_above": calibration["novel_above"],
     }
+    if data.corrections is not None:
+        fields["corrections"] = data.corrections.summary()
     test = calibration["test"]
     metrics = {
         "float_test_accuracy": round(float_acc, 4),
@@ -1130,7 +1189,10 @@ def evaluate(
         "coverage": test["coverage"],
         "confident_accuracy": test["confident_accuracy"],
         "validation_calibration": calibration["validation"],
+        "test_flagged_none_of_these": calibration["test_flagged_none_of_these"],
     }
+    if "extra" in int8:
+        metrics["held_out_corrections_accuracy"] = int8["extra"]["corrections"]["accuracy"]
     log(
         "evaluate",
         f"test accuracy float {float_acc:.4f}, int8 {int8['accuracy']:.4f} ({int8['runtime']}); "
@@ -1174,6 +1236,13 @@ def evaluate_int8(run_dir: Path, recipe: Recipe, data: Data) -> dict[str, Any]:
             "--confident-accuracy",
             str(recipe.confident_accuracy),
         ]
+        if data.corrections is not None:
+            found = data.corrections
+            held = found.held_out()
+            none, gate = Path(tmp) / "none.npz", Path(tmp) / "corrections.npz"
+            np.savez(none, x=found.none_x)
+            np.savez(gate, x=found.x[held], y=found.y[held])
+            args += ["--none-of-these", str(none), "--extra", f"corrections={gate}"]
         done = in_serving_process("training.evaluate", *args, "--details")
         if done.returncode != 0:  # its per-class table is in metrics.json; show output on failure
             sys.stderr.write(done.stdout + done.stderr)
@@ -1371,6 +1440,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--init-from",
         help="start from a published model's float weights (models/<version>, a run folder), "
         "'auto' (the recipe's rule) or 'none'",
+    )
+    parser.add_argument(
+        "--corrections",
+        help="reviewers' labels, s3://<UploadsBucket>/labels/ or a folder of <label>/ folders: "
+        "fine-tune on the data plus these (a share held out for the gate; 'none' items set the "
+        "doubt threshold)",
     )
     parser.add_argument(
         "--keras-model",

@@ -47,6 +47,7 @@ class ItemOut(BaseModel):
     source: str = Field(description="'uploads' (the drop folder) or 'api'")
     image_url: str = Field(description=f"a presigned GET, valid {review.IMAGE_URL_SECONDS} s")
     filename: str | None = None
+    sha256: str = Field(description="the image's SHA-256, hex")
     answer: AnswerOut
     model_version: str
     captured_at: str

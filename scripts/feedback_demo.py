@@ -1,0 +1,298 @@
+"""The feedback loop end to end, offline: capture, review, learn, gate, promote.
+
+    make feedback-demo                       # python scripts/feedback_demo.py
+
+1. A local S3 (moto server) and the local API server with capture on (``CAPTURE=unsure``) and a
+   reviewer token; the published model serves.
+2. Grey-and-dark versions (training/shifts.py) of the model's own **validation** images are sent
+   to ``POST /predict/batch``; the unsure answers are captured for review.
+3. A simulated reviewer pages through ``GET /review/items`` and labels up to ``--corrections``
+   items with their true category through ``POST /review/items/{id}``.
+4. ``python -m training.train --corrections s3://.../labels/`` fine-tunes the published model's
+   float weights on the base training split plus the corrections (a share held out).
+5. The candidate is published as a candidate and ``training.promote`` gates it against the
+   published model: no worse on the clean test split (tolerance), better on the held-out
+   corrections; latest moves in the demo's own model folder (the repository's is untouched).
+6. Before and after, on grey-and-dark versions of the **test** split (never trained or chosen
+   on) and on the clean test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from classifier import contract
+from classifier import manifest as mf
+from classifier.core import sha256_hex
+
+from scripts import local_server
+from training import data as cifar
+from training import shifts
+from training.machine import describe
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "feedback-demo"
+BATCH = 32  # images per POST /predict/batch (its limit)
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
+
+
+def splits(manifest: dict[str, Any], data: str) -> tuple[Any, ...]:
+    recipe = manifest["recipe"]
+    dataset, _ = cifar.load(data)
+    _, _, x_val, y_val = cifar.split_validation(
+        dataset.x_train, dataset.y_train, recipe["validation_fraction"], recipe["seed"]
+    )
+    return x_val, y_val, dataset.x_test, dataset.y_test
+
+
+def send(url: str, images: list[bytes]) -> int:
+    """Every image through POST /predict/batch; returns how many were answered unsure."""
+    unsure = 0
+    with httpx.Client(timeout=120) as client:
+        for i in range(0, len(images), BATCH):
+            files = [
+                ("file", (f"{i + j}.png", b, "image/png"))
+                for j, b in enumerate(images[i : i + BATCH])
+            ]
+            response = client.post(f"{url}/predict/batch", files=files)
+            response.raise_for_status()
+            unsure += sum(
+                1
+                for r in response.json()["results"]
+                if r["prediction"]
+                and (r["prediction"]["unsure"] or r["prediction"]["none_of_these"])
+            )
+    return unsure
+
+
+def review(url: str, token: str, truth: dict[str, str], most: int) -> dict[str, int]:
+    """A reviewer who knows each image's category labels up to ``most`` pending items."""
+    headers = {"authorization": f"Bearer {token}"}
+    counts = {"labelled": 0, "conflicts": 0}
+    after = None
+    with httpx.Client(timeout=60) as client:
+        while counts["labelled"] < most:
+            query = {"limit": 50, **({"after": after} if after else {})}
+            page = client.get(f"{url}/review/items", params=query, headers=headers)
+            page.raise_for_status()
+            body = page.json()
+            for item in body["items"]:
+                if counts["labelled"] >= most:
+                    break
+                label = truth.get(item["sha256"]) if "sha256" in item else None
+                label = label or truth[sha256_hex(client.get(item["image_url"]).content)]
+                done = client.post(
+                    f"{url}/review/items/{item['id']}", json={"label": label}, headers=headers
+                )
+                if done.status_code == 409:
+                    counts["conflicts"] += 1
+                    continue
+                done.raise_for_status()
+                counts["labelled"] += 1
+            after = body["next"]
+            if not after:
+                break
+    return counts
+
+
+def evaluate(manifest: Path, x: np.ndarray, y: np.ndarray, tmp: Path) -> float:
+    arrays = tmp / f"eval-{secrets.token_hex(4)}.npz"
+    np.savez(arrays, x=x, y=y)
+    out = tmp / f"{arrays.stem}.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            str(manifest),
+            "--arrays",
+            str(arrays),
+            "--json",
+            str(out),
+        ],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    return float(json.loads(out.read_text())["accuracy"])
+
+
+def run(command: list[str], env: dict[str, str], *, check: bool = True) -> int:
+    print("$ " + " ".join(command), flush=True)
+    return subprocess.run(command, check=check, env=env, cwd=ROOT).returncode
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        prog="scripts/feedback_demo.py", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"))
+    parser.add_argument("--model", type=Path, default=local_server.REPO_MODEL)
+    parser.add_argument("--corrections", type=int, default=1000, help="most items labelled")
+    parser.add_argument("--send", type=int, default=5000, help="validation images sent")
+    parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs")
+    parser.add_argument("--seed", type=int, default=0, help="which validation images are sent")
+    parser.add_argument("--limit", type=int, help="train on the first N images only (a smoke run)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the local S3's access log
+
+    start = time.monotonic()
+    published = json.loads(args.model.read_text())
+    x_val, y_val, x_test, y_test = splits(published, args.data)
+    names = published["class_names"]
+    rng = np.random.default_rng(args.seed)
+    chosen = rng.permutation(len(y_val))[: args.send]
+    shifted_val = shifts.grey_and_dark(x_val[chosen])
+    images = shifts.as_png(shifted_val)
+    truth = {sha256_hex(b): names[int(label)] for b, label in zip(images, y_val[chosen])}
+
+    work = Path(tempfile.mkdtemp(prefix="feedback-demo-"))
+    s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3_server.start()
+    host, port = s3_server.get_host_and_port()
+    token = secrets.token_urlsafe(24)
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "demo",
+        "AWS_SECRET_ACCESS_KEY": "demo",  # moto accepts any credentials
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    saved = dict(os.environ)
+    os.environ.update(env)
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    os.environ.update({"REVIEW_BUCKET": BUCKET, "CAPTURE": "unsure", "REVIEWER_TOKEN": token})
+    api_port = local_server.free_port()
+    server = local_server.start(api_port, manifest=args.model, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{api_port}"
+        banner(f"capture: {len(images)} grey-and-dark validation images to {url}/predict/batch")
+        unsure = send(url, images)
+        print(f"{unsure} answered unsure or none of these, and captured for review")
+        banner("review: a simulated reviewer labels them through the review API")
+        counts = review(url, token, truth, args.corrections)
+        print(f"{counts['labelled']} labelled ({counts['conflicts']} conflicts)")
+    finally:
+        local_server.stop(server)
+        os.environ.clear()
+        os.environ.update(saved)
+
+    banner("learn: fine-tune on the base training split plus the corrections")
+    models = work / "bucket"
+    version = published["model_version"]
+    shutil.copytree(args.model.parent.parent / version, models / "models" / version)
+    (models / "models" / mf.LATEST).mkdir(parents=True)
+    shutil.copy(args.model, models / "models" / mf.LATEST / mf.MANIFEST_NAME)
+    runs = work / "runs"
+    train_start = time.monotonic()
+    run(
+        [
+            sys.executable,
+            "-m",
+            "training.train",
+            "--data",
+            args.data,
+            "--out",
+            str(runs),
+            "--corrections",
+            f"s3://{BUCKET}/{contract.LABELS_PREFIX}",
+            "--epochs",
+            str(args.epochs),
+            "--init-from",
+            str(args.model.parent.parent / version),
+            "--seed",
+            str(published["recipe"]["seed"]),
+            *(["--limit", str(args.limit)] if args.limit else []),
+        ],
+        env,
+    )
+    train_minutes = (time.monotonic() - train_start) / 60
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+    candidate = json.loads((run_dir / mf.MANIFEST_NAME).read_text())["model_version"]
+    run([sys.executable, "-m", "training.publish", str(run_dir), str(models), "--candidate"], env)
+    banner("gate and promote (the demo's model folder; the repository's models/ is untouched)")
+    promoted = (
+        run(
+            [
+                sys.executable,
+                "-m",
+                "training.promote",
+                candidate,
+                "--bucket",
+                str(models),
+                "--data",
+                args.data,
+                "--no-rollout",
+            ],
+            env,
+            check=False,
+        )
+        == 0
+    )
+
+    banner("before and after, on images never trained or chosen on")
+    after_manifest = models / "models" / candidate / mf.MANIFEST_NAME
+    shifted_test = shifts.grey_and_dark(x_test)
+    figures = {
+        "machine": describe(),
+        "seed": published["recipe"]["seed"],
+        "sent": len(images),
+        "captured": unsure,
+        "labelled": counts["labelled"],
+        "before_model": version,
+        "after_model": candidate,
+        "fine_tune_epochs": args.epochs,
+        "train_minutes": round(train_minutes, 1),
+        "promoted": promoted,
+    }
+    for name, (x, y) in {
+        "grey_and_dark_test": (shifted_test, y_test),
+        "clean_test": (x_test, y_test),
+    }.items():
+        before = evaluate(args.model, x, y, work)
+        after = evaluate(after_manifest, x, y, work)
+        figures[name] = {
+            "before": before,
+            "after": after,
+            "change_points": round(100 * (after - before), 2),
+        }
+        change = 100 * (after - before)
+        print(f"{name:<20} before {before:.2%}  after {after:.2%}  ({change:+.2f} points)")
+    figures["minutes"] = round((time.monotonic() - start) / 60, 1)
+    print(
+        f"done in {figures['minutes']} min (training {train_minutes:.1f} min); {work} holds it all"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    s3_server.stop()
+    return figures
+
+
+if __name__ == "__main__":
+    main()
