@@ -74,16 +74,21 @@ def fetch(source: str, into: Path) -> Path:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     s3 = boto3.client("s3", endpoint_url=endpoint)
     into.mkdir(parents=True, exist_ok=True)
+    listed = set()
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for entry in page.get("Contents", []):
             relative = entry["Key"].removeprefix(prefix)
             if relative.count("/") != 1:
                 continue  # only <label>/<file>
+            listed.add(relative)
             target = into / relative
             if target.exists() and target.stat().st_size == entry["Size"]:
                 continue  # labels never change once written
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, entry["Key"], str(target))
+    for stale in [p for p in into.rglob("*") if p.is_file()]:  # the copy is the bucket's, exactly
+        if stale.relative_to(into).as_posix() not in listed:
+            stale.unlink()
     return into
 
 

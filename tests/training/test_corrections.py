@@ -110,3 +110,22 @@ def test_a_run_with_corrections_fine_tunes_holds_out_and_records_them(
     assert all(fixes.is_held_out(i) for i in recorded["held_out"])
     assert 0 <= manifest["metrics"]["held_out_corrections_accuracy"] <= 1
     assert "its head kept" in done.stdout  # same labels: fine-tuned, not a new head
+
+
+def test_an_s3_source_is_copied_exactly_even_into_an_earlier_copy(
+    aws_env: None, tmp_path: Path
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="labels-bucket")
+        for key in ("labels/cat/a.png", "labels/dog/b.png", "labels/notes.txt"):
+            s3.put_object(Bucket="labels-bucket", Key=key, Body=b"x")
+        into = tmp_path / "copy"
+        (into / "cat").mkdir(parents=True)
+        (into / "cat" / "stale.png").write_bytes(b"from an earlier bucket")
+        fixes.fetch("s3://labels-bucket/labels/", into)
+        copied = sorted(p.relative_to(into).as_posix() for p in into.rglob("*") if p.is_file())
+        assert copied == ["cat/a.png", "dog/b.png"]
