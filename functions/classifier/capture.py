@@ -8,6 +8,7 @@ timeouts bound what a slow S3 can add (service.capture_s3_client).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from classifier import contract, review, service
@@ -23,13 +24,27 @@ def worth_capturing(prediction: Prediction, mode: str, sample: float) -> bool:
     return False
 
 
-def _enabled(prediction: Prediction) -> str | None:
+def _keep(
+    prediction: Prediction,
+    write: Callable[[Any, str], str],
+    *,
+    logger: Any,
+    telemetry: ClassificationMetrics,
+    **context: Any,
+) -> str | None:
+    """``write(s3, bucket)`` if this answer is worth keeping; never raises. The item id or None."""
     config = service.settings()
-    if not config.review_bucket or not worth_capturing(
-        prediction, config.capture, config.capture_sample
-    ):
+    bucket = config.review_bucket
+    if not bucket or not worth_capturing(prediction, config.capture, config.capture_sample):
         return None
-    return config.review_bucket
+    try:
+        item_id = write(service.capture_s3_client(), bucket)
+    except Exception as exc:  # noqa: BLE001 (capture never fails an answer)
+        logger.warning("capture failed", extra={**context, "error": f"{type(exc).__name__}: {exc}"})
+        telemetry.count(contract.METRIC_CAPTURE_FAILED)
+        return None
+    telemetry.count(contract.METRIC_CAPTURED)
+    return item_id
 
 
 def capture_bytes(
@@ -40,20 +55,12 @@ def capture_bytes(
     logger: Any,
     telemetry: ClassificationMetrics,
 ) -> str | None:
-    """The API's capture: the bytes it classified and its answer. Returns the item id or None."""
-    bucket = _enabled(prediction)
-    if bucket is None:
-        return None
-    try:
-        item_id = review.capture_bytes(
-            service.capture_s3_client(), bucket, data, prediction, filename
-        )
-    except Exception as exc:  # noqa: BLE001 (capture never fails an answer)
-        logger.warning("capture failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-        telemetry.count(contract.METRIC_CAPTURE_FAILED)
-        return None
-    telemetry.count(contract.METRIC_CAPTURED)
-    return item_id
+    """The API's capture: the bytes it classified and its answer."""
+
+    def write(s3: Any, bucket: str) -> str:
+        return review.capture_bytes(s3, bucket, data, prediction, filename)
+
+    return _keep(prediction, write, logger=logger, telemetry=telemetry, image_name=filename)
 
 
 def capture_object(
@@ -65,19 +72,8 @@ def capture_object(
     telemetry: ClassificationMetrics,
 ) -> str | None:
     """The drop folder's capture: a record pointing at the upload, by version."""
-    bucket = _enabled(prediction)
-    if bucket is None:
-        return None
-    try:
-        item_id = review.capture_object(
-            service.capture_s3_client(), bucket, image, data, prediction
-        )
-    except Exception as exc:  # noqa: BLE001 (capture never fails an answer)
-        logger.warning(
-            "capture failed",
-            extra={"key": image.get("key"), "error": f"{type(exc).__name__}: {exc}"},
-        )
-        telemetry.count(contract.METRIC_CAPTURE_FAILED)
-        return None
-    telemetry.count(contract.METRIC_CAPTURED)
-    return item_id
+
+    def write(s3: Any, bucket: str) -> str:
+        return review.capture_object(s3, bucket, image, data, prediction)
+
+    return _keep(prediction, write, logger=logger, telemetry=telemetry, key=image.get("key"))

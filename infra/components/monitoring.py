@@ -20,6 +20,8 @@ from classifier import contract
 from constructs import Construct
 
 # Every (metric, model version, service) series of the functions' own metrics.
+# The feedback metrics are counted per function, not per model version.
+SERVICE_SCHEMA = f"{{{contract.METRICS_NAMESPACE},{contract.DIMENSION_SERVICE}}}"
 SCHEMA = (
     f"{{{contract.METRICS_NAMESPACE},{contract.DIMENSION_MODEL_VERSION},"
     f"{contract.DIMENSION_SERVICE}}}"
@@ -189,6 +191,24 @@ class Monitoring(Construct):
                 title="Classify latency per model version (ms, p99)",
                 left=[search(f'MetricName="{contract.METRIC_LATENCY}"', "p99", "p99")],
                 width=12,
+            ),
+        )
+        board.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Feedback: answers captured for review, capture failures, labels",
+                left=[
+                    cloudwatch.SearchExpression(
+                        expression=f"SEARCH('{SERVICE_SCHEMA} MetricName=\"{name}\"', 'Sum', 300)",
+                        label=label,
+                        period=five,
+                    )
+                    for name, label in (
+                        (contract.METRIC_CAPTURED, "captured"),
+                        (contract.METRIC_CAPTURE_FAILED, "capture failed"),
+                        (contract.METRIC_LABELLED, "labelled"),
+                    )
+                ],
+                width=24,
             ),
         )
         self.board = board
