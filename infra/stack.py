@@ -14,6 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from classifier import contract
 from classifier import settings as env
+from classifier.settings import REPO_MODEL
 from constructs import Construct
 
 from infra.components.bulk_classifier import BulkClassifier
@@ -252,9 +253,8 @@ MODEL_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 def repository_model_version() -> str:
     """The version of the repository's published model (models/latest/manifest.json)."""
-    from infra.components.model_store import ROOT
 
-    latest = ROOT / "models" / "latest" / "manifest.json"
+    latest = REPO_MODEL
     if not latest.is_file():
         return "latest"
     return str(json.loads(latest.read_text())["model_version"])

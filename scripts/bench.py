@@ -43,9 +43,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT), str(ROOT / "scripts")]
+from classifier.settings import REPO_MODEL  # noqa: E402
+
 from training import machine  # noqa: E402
 
-MODEL = ROOT / "models" / "latest" / "manifest.json"
+MODEL = REPO_MODEL
 # From before the import of the handler to its first answer; argv: the code folder, the event.
 FIRST_ANSWER = """
 import json, sys, time

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+from classifier.settings import REPO_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT), str(ROOT / "scripts")]
@@ -33,7 +34,7 @@ def banner(text: str) -> None:
 
 def model_manifest() -> Path:
     """The repository's model, or a quick stand-in trained now (said loudly)."""
-    published = ROOT / "models" / "latest" / "manifest.json"
+    published = REPO_MODEL
     if published.is_file():
         return published
     stand_in = OUT / "stand-in" / "models" / "latest" / "manifest.json"

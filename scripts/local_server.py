@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import httpx
+from classifier.settings import REPO_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-REPO_MODEL = ROOT / "models" / "latest" / "manifest.json"
 
 
 def free_port() -> int:

@@ -30,6 +30,7 @@ sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 from classifier import core  # noqa: E402
 from classifier.manifest import Manifest, resolve  # noqa: E402
 from classifier.runtime import load_classifier  # noqa: E402
+from classifier.settings import REPO_MODEL  # noqa: E402
 
 from training import data as cifar  # noqa: E402
 
@@ -91,7 +92,7 @@ def photo_kinds(x: np.ndarray) -> dict[str, list[bytes]]:
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, default=ROOT / "models/latest/manifest.json")
+    parser.add_argument("--model", type=Path, default=REPO_MODEL)
     parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/cifar10-jpeg"))
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 160, 256, 512])

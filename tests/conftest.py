@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from classifier.settings import REPO_MODEL
 from PIL import Image
 
 from training.data import CIFAR10_CLASSES
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 IMGS = ROOT / "imgs"
 DATASET = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
-PUBLISHED = ROOT / "models" / "latest" / "manifest.json"
+PUBLISHED = REPO_MODEL
 CLASSES = CIFAR10_CLASSES
 
 
@@ -174,7 +175,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
-SERVED = ROOT / "models" / "latest" / "manifest.json"
+SERVED = REPO_MODEL
 
 
 @pytest.fixture(scope="session")

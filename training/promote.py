@@ -280,7 +280,7 @@ def promote(
     if current == candidate:
         raise PromotionRefused(
             f"{candidate} is already the current model (to deploy it again: "
-            f"(cd infra && {' '.join(rollout_command(candidate, 'Cifar10Classifier'))}))"
+            f"(cd infra && {' '.join(rollout_command(candidate, contract.STACK_NAME))}))"
         )
     verdict = gate(source, candidate, data=data, tolerance=tolerance, limit=limit, current=current)
     if not verdict.accepted:

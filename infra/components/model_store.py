@@ -20,8 +20,8 @@ from classifier import manifest as mf
 from constructs import Construct
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS_PREFIX = "models/"
-LATEST_KEY = f"{MODELS_PREFIX}{mf.LATEST}/{mf.MANIFEST_NAME}"
+MODELS_PREFIX = mf.MODELS_PREFIX
+LATEST_KEY = mf.model_key(mf.LATEST, mf.MANIFEST_NAME)
 # The conditional write's refusal when latest exists: the expected outcome, not a failure.
 ALREADY_PUBLISHED = "PreconditionFailed|ConditionalRequestConflict"
 
@@ -64,7 +64,7 @@ class ModelStore(Construct):
         )
         self.prefix = MODELS_PREFIX
         version = model_version or "latest"
-        self.manifest_key = f"{MODELS_PREFIX}{version}/manifest.json"
+        self.manifest_key = mf.model_key(version, mf.MANIFEST_NAME)
         self.deployment: s3deploy.BucketDeployment | None = None
         self.seed: cr.AwsCustomResource | None = None
         if any(models_dir.glob("*/manifest.json")):

@@ -16,7 +16,7 @@ from constructs import Construct
 
 from training import cloud
 
-MODELS = "models/"
+MODELS = mf.MODELS_PREFIX
 
 
 class TrainingJobRole(Construct):

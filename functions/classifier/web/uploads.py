@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from classifier import contract, service
+from classifier.result_store import result_key
 from classifier.web.common import (
     IMAGE_TYPES,
     ErrorOut,
@@ -45,8 +46,8 @@ UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")  # secrets.token_urlsafe(24): 192
 def _async_keys(upload_id: str) -> tuple[str, str]:
     """The upload's key and its result's key for an async upload id."""
     config = service.settings()
-    relative = f"{contract.ASYNC_FOLDER}{upload_id}"
-    return f"{config.uploads_prefix}{relative}", f"{config.results_prefix}{relative}.json"
+    key = f"{config.uploads_prefix}{contract.ASYNC_FOLDER}{upload_id}"
+    return key, result_key(key, config.uploads_prefix, config.results_prefix)
 
 
 def _uploads_bucket() -> str:
