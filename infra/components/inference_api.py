@@ -13,13 +13,14 @@ from classifier import settings as env
 from classifier.api import http_routes
 from constructs import Construct
 
-from infra.components.bundling import Target, serving_function
+from infra.components.bundling import Target
 from infra.components.rollout import (
     Rollout,
     RolloutSettings,
     rollout_alarm,
     version_description,
 )
+from infra.components.serving_function import serving_function
 from infra.hooks.check_events import api_check_event
 
 AUTH_MODES = contract.AUTH_MODES

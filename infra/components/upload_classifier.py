@@ -15,13 +15,14 @@ from classifier import contract
 from classifier import settings as env
 from constructs import Construct
 
-from infra.components.bundling import Target, serving_function
+from infra.components.bundling import Target
 from infra.components.model_store import secure_bucket
 from infra.components.rollout import (
     Rollout,
     RolloutSettings,
     version_description,
 )
+from infra.components.serving_function import serving_function
 from infra.hooks.check_events import uploads_check_event
 
 UPLOADS_PREFIX = contract.UPLOADS_PREFIX
