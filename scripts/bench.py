@@ -47,7 +47,7 @@ from classifier.settings import REPO_MODEL  # noqa: E402
 
 from training import machine  # noqa: E402
 
-MODEL = REPO_MODEL
+MODEL = Path(os.environ.get("MODEL_URI") or REPO_MODEL)  # --candidate re-runs with another
 # From before the import of the handler to its first answer; argv: the code folder, the event.
 FIRST_ANSWER = """
 import json, sys, time
@@ -246,6 +246,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--skip-bundles", action="store_true", help="no bundle rows (faster)")
     parser.add_argument("--skip-s3", action="store_true", help="no drop-folder rows (faster)")
+    parser.add_argument(
+        "--candidate",
+        type=Path,
+        help="another model's manifest: its warm, cold and cost rows beside the served model's, "
+        "measured in this same run",
+    )
     args = parser.parse_args(argv)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
     model_file = str((MODEL.parent / json.loads(MODEL.read_text())["model_path"]).resolve())
@@ -302,9 +308,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"(bundle: its target's), {classifier.runtime}, model {classifier.model_version}\n"
     )
     print(table(r, args))
+    if args.candidate:
+        r["candidate"] = candidate_rows(args, env)
+        print("\n" + compare(r, r["candidate"]))
     if args.json:
         args.json.write_text(json.dumps(r, indent=2) + "\n")
     return r
+
+
+def candidate_rows(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """The same measurements for ``--candidate``, in a fresh process serving it (bundle rows
+    included: the Lambda cold start loads its model)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "candidate.json"
+        command = [sys.executable, __file__, "--skip-s3", "--json", str(out)]
+        command += ["--runs", str(args.runs), "--cold", str(args.cold), "--report-cold", "1"]
+        subprocess.run(
+            command,
+            check=True,
+            env={**env, "MODEL_URI": str(args.candidate.resolve())},
+            stdout=subprocess.DEVNULL,
+        )
+        return dict(json.loads(out.read_text()))
+
+
+# The served costs a new model may have, against today's in the same run (issue 25's budget).
+LIMITS = {"warm_p50_ms": 2.5, "lambda_cold_ms_bytecode": 1.2, "cold_in_process_ms": 1.2}
+
+
+def compare(today: dict[str, Any], candidate: dict[str, Any]) -> str:
+    lines = ["| served cost | today's model | candidate | ratio (limit) |", "|---|---|---|---|"]
+    for key, limit in LIMITS.items():
+        a, b = today.get(key), candidate.get(key)
+        if isinstance(a, float) and isinstance(b, float):
+            lines.append(f"| {key} | {a} | {b} | {b / a:.2f}x ({limit}x) |")
+    key = "usd_per_million_api_requests_x86_64"
+    lines.append(f"| {key} | ${today[key]:.2f} | ${candidate[key]:.2f} | (at most $1.30) |")
+    return "\n".join(lines)
 
 
 def table(r: dict[str, Any], args: argparse.Namespace) -> str:
