@@ -127,7 +127,7 @@ publish: $(VENV)/.synced-run ## verify a run as served, then publish it: make pu
 	$(PY) -m training.publish $(RUN) $(DEST) $(if $(CANDIDATE),--candidate)
 
 bench: $(VENV)/.synced-all ## latency of /predict through Mangum (warm) and of a cold start
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py $(ARGS)
 
 bench-worst: $(VENV)/.synced-run ## time and server peak RSS of the costliest requests (BEFORE=<checkout> to compare)
 	$(PY) scripts/bench_worst.py $(if $(BEFORE),--source $(BEFORE))
