@@ -78,7 +78,9 @@ def documented_commands() -> set[tuple[str, ...]]:
     """Every `python scripts/x.py` and `python -m training.x` the README and docs/ show."""
     found = set()
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        for match in re.finditer(r"python (-m [a-z_.]+|scripts/[a-z_/]+\.py)", page.read_text()):
+        for match in re.finditer(
+            r"python (-m [a-z_.]+|(?:scripts|research)/[a-z_/]+\.py)", page.read_text()
+        ):
             found.add(tuple(match.group(1).split()))
     return found
 
@@ -89,7 +91,7 @@ def test_every_documented_training_and_measuring_command_answers_help() -> None:
     from tests.conftest import subprocess_env
 
     commands = documented_commands()
-    assert ("-m", "training.train") in commands and ("scripts/ablate.py",) in commands
+    assert ("-m", "training.train") in commands and ("research/ablate.py",) in commands
     for command in sorted(commands):
         done = subprocess.run(
             [sys.executable, *command, "--help"],
@@ -113,7 +115,7 @@ def test_the_documented_ablation_runs_for_real_on_a_tiny_set(
     from tests.conftest import subprocess_env
 
     out = tmp_path / "ablations.jsonl"
-    command = [sys.executable, "scripts/ablate.py", "--data", str(synthetic_data["batches"])]
+    command = [sys.executable, "research/ablate.py", "--data", str(synthetic_data["batches"])]
     command += ["--limit", "200", "--epochs", "1", "--out", str(out)]
     command += ["baseline", "widths=8,16,16,lookahead_every=0"]
     done = subprocess.run(

@@ -44,7 +44,7 @@ IMAGE_SIZE = 32
 MAX_PIXELS = 25_000_000
 # Area averaging (BOX) for the last step down to 32x32: chosen on validation images enlarged to
 # photo sizes (96-512 px, JPEG), where it lost 0.89 point against the 32x32 originals on average,
-# bicubic 1.46 and Lanczos 1.11 (`scripts/photo_robustness.py`, docs/training.md).
+# bicubic 1.46 and Lanczos 1.11 (`research/photo_robustness.py`, docs/training.md).
 RESIZE_FILTER = Image.Resampling.BOX
 BACKGROUND = (255, 255, 255)
 # Shrink cheaply (JPEG DCT scaling, box reduction) only down to this many times the model's

@@ -2,7 +2,7 @@
 
 import json
 
-from scripts import seeds_report
+from research import seeds_report
 
 
 def manifest(seed: int, int8: float, per_class: dict[str, float]) -> dict:

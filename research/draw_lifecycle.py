@@ -1,12 +1,13 @@
 """Draw docs/lifecycle.png: how a model goes from a training job to users, and back.
 
-python scripts/draw_lifecycle.py
+python research/draw_lifecycle.py
 """
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -37,7 +38,7 @@ ROLLBACK = (
 
 
 def arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], **style: str) -> None:
-    options = {"arrowstyle": "-|>", "color": "#334155", **style}
+    options: dict[str, Any] = {"arrowstyle": "-|>", "color": "#334155", **style}
     ax.add_patch(FancyArrowPatch(start, end, mutation_scale=12, **options))
 
 

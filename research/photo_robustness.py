@@ -1,7 +1,7 @@
 """Accuracy on photo-sized images: validation images upscaled and JPEG-encoded, through the
 serving code's preprocessing, against the same images at 32x32; one column per resize filter.
 
-    python scripts/photo_robustness.py [--model models/latest/manifest.json] [--data DIR]
+    python research/photo_robustness.py [--model models/latest/manifest.json] [--data DIR]
         [--images 2000] [--sizes 96 160 256 512] [--filters bicubic box ...] [--split validation]
 
 The images come from the model's own validation split (its recipe's seed and fraction), never the

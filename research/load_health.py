@@ -1,6 +1,6 @@
 """Does /health stay fast while /predict is busy? A local load run against `make serve`'s server.
 
-    python scripts/load_health.py [--source DIR] [--clients 16] [--seconds 20]
+    python research/load_health.py [--source DIR] [--clients 16] [--seconds 20]
 
 Starts uvicorn on the published model (``--source`` serves another checkout's functions/, for a
 before/after in one run), then ``--clients`` threads post imgs/cat.png to /predict in a loop while
@@ -86,7 +86,7 @@ def run(source: Path, clients: int, seconds: float) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="scripts/load_health.py", description=__doc__)
+    parser = argparse.ArgumentParser(prog="research/load_health.py", description=__doc__)
     parser.add_argument("--source", type=Path, nargs="+", default=[ROOT])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20)

@@ -1,7 +1,7 @@
 """The reference on our data: Keller Jordan's airbench94 (PyTorch), run unchanged in its recipe on
 this repository's CIFAR-10 copy and validation split, on the CPU.
 
-    python scripts/reference_airbench.py --airbench <cifar10-airbench>/legacy/airbench94.py \\
+    python research/reference_airbench.py --airbench <cifar10-airbench>/legacy/airbench94.py \\
         [--torch-python /path/to/python-with-torch] [--epochs 9.9] [--seed 0]
 
 Why: airbench94 reaches 94.01% on the lossless CIFAR-10; the question this answers is what the
