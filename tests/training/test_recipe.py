@@ -25,6 +25,7 @@ def resolved_default(n_train: int, n_classes: int) -> dict[str, Any]:
         x_train=np.zeros((n_train, 1), np.uint8),
         y_train=np.arange(n_train) % n_classes,
         class_names=[str(i) for i in range(n_classes)],
+        corrections=None,
     )
     recipe = t.adapt(t.configure(t.parse_args([])), data)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()}
