@@ -117,6 +117,10 @@ class Recipe:
     min_batches_per_epoch: int = 8  # small sets: the batch shrinks (to 16 at least) to take these
     max_int8_loss: float = 0.05  # an int8 model this far below its float model is not published
     corrections_repeat: int = 8  # each reviewer's correction is shown this many times an epoch
+    # Refining the served model on corrections (same head) takes far smaller steps than
+    # adapting it to new labels: at fine_tune_lr_scale a 3-epoch run lost 8 points of validation
+    # accuracy in its first epoch (docs/feedback.md).
+    corrections_lr_scale: float = 0.05
     # Outlier exposure (Hendrycks et al., 2019): this many made-up outliers per training image
     # (training/outliers.py, never an evaluated kind) join the batches with a uniform target, so
     # pictures of none of the categories get weak outputs and a high novelty score.
@@ -315,7 +319,10 @@ def adapt(recipe: Recipe, data: Data) -> Recipe:
         small = smallest < recipe.init_auto_below or data.corrections is not None
         changes["init_from"] = source if small else None
     if changes.get("init_from", recipe.init_from):
-        changes["learning_rate"] = recipe.learning_rate * recipe.fine_tune_lr_scale
+        scale = (
+            recipe.fine_tune_lr_scale if data.corrections is None else recipe.corrections_lr_scale
+        )
+        changes["learning_rate"] = recipe.learning_rate * scale
         changes["whiten_bias_epochs"] = 0  # the published whitening bias is kept as trained
     return replace(recipe, **changes)
 

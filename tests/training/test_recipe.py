@@ -16,7 +16,12 @@ from training import train as t
 # the description is prose about the recipe.
 NOT_COMPARED = {"seed", "description"}
 # Fields added after the published model was trained: guards on publishing, not on the model.
-NEWER_THAN_THE_PUBLISHED_MODEL = {"max_int8_loss", "corrections_repeat", "outlier_fraction"}
+NEWER_THAN_THE_PUBLISHED_MODEL = {
+    "max_int8_loss",
+    "corrections_repeat",
+    "corrections_lr_scale",
+    "outlier_fraction",
+}
 
 
 def resolved_default(n_train: int, n_classes: int) -> dict[str, Any]:
