@@ -271,7 +271,11 @@ def install(target: Target, output_dir: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text("\n".join(lambda_requirements(target)) + "\n")
-        command += ["--require-hashes", "--no-deps", "-r", str(requirements)]
+        # pip checks Requires-Python against the running interpreter, not --python-version,
+        # when it installs from hashed requirements: the lock already chose each version for
+        # the target's Python (its markers evaluated by lockfile), and the wheel tags hold.
+        command += ["--require-hashes", "--no-deps", "--ignore-requires-python"]
+        command += ["-r", str(requirements)]
         subprocess.run(command, check=True)
     shutil.copytree(
         PACKAGE,
