@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,12 @@ class Corrections:
     none_ids: list[str]
     skipped: int = 0
 
+    digests: list[str] = field(default_factory=list)  # each labelled image's SHA-256
+
     def held_out(self) -> np.ndarray:
-        """A boolean mask over ``x``: the items kept for the gate."""
-        return np.array([is_held_out(i) for i in self.ids], bool)
+        """A boolean mask over ``x``: the items kept for the gate, chosen by image content, so
+        an image captured twice (two ids) is never trained on and held out at once."""
+        return np.array([is_held_out(d) for d in self.digests], bool)
 
     def summary(self) -> dict[str, Any]:
         mask = self.held_out()
@@ -55,8 +58,8 @@ class Corrections:
         }
 
 
-def is_held_out(item_id: str) -> bool:
-    digest = hashlib.sha256(item_id.encode()).digest()
+def is_held_out(image_sha256: str) -> bool:
+    digest = hashlib.sha256(image_sha256.encode()).digest()
     return int.from_bytes(digest[:4], "big") / 2**32 < HELD_OUT_SHARE
 
 
@@ -108,13 +111,14 @@ def load(
             f"model's categories ({', '.join(class_names)}) or {contract.NONE_LABEL!r}"
         )
     index = {name: i for i, name in enumerate(class_names)}
-    xs, ys, ids, none_x, none_ids, skipped = [], [], [], [], [], 0
+    xs, ys, ids, digests, none_x, none_ids, skipped = [], [], [], [], [], [], 0
     for label_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         for path in sorted(label_dir.iterdir()):
             if not path.is_file():
                 continue
+            data = path.read_bytes()
             try:
-                pixels = image_to_array(path.read_bytes(), size=size)
+                pixels = image_to_array(data, size=size)
             except ImageError:
                 skipped += 1
                 continue
@@ -125,6 +129,7 @@ def load(
                 xs.append(pixels)
                 ys.append(index[label_dir.name])
                 ids.append(path.stem)
+                digests.append(hashlib.sha256(data).hexdigest())
     empty = np.zeros((0, size, size, 3), np.uint8)
     return Corrections(
         source=source,
@@ -134,6 +139,7 @@ def load(
         none_x=np.stack(none_x) if none_x else empty,
         none_ids=none_ids,
         skipped=skipped,
+        digests=digests,
     )
 
 

@@ -107,7 +107,8 @@ def calibrate(
         doubt_logits = np.concatenate([val_logits, none_logits])
         doubt_y = np.concatenate([y_val, np.full(len(none_logits), -1)])
     threshold = cal.doubt_threshold(softmax(doubt_logits, temperature), doubt_y, target)
-    score = classifier.inference.novelty
+    # Energy needs logits; of a probability model's outputs only the top probability is left.
+    score = "energy" if kind == "logits" else "max-probability"
     novel_above = cal.novelty_threshold(
         novelty(val_outputs, outputs_kind=kind, score=score, temperature=temperature)
     )

@@ -8,12 +8,24 @@ timeouts bound what a slow S3 can add (service.capture_s3_client).
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
 from classifier import contract, review, service
 from classifier.core import Prediction
 from classifier.telemetry import ClassificationMetrics
+
+# After a failed capture this container skips capture for a while: a slow or failing S3 then
+# costs one request its timeouts (service.capture_s3_client), not every request (a batch of 32).
+SUSPEND_SECONDS = 60.0
+_suspended_until = 0.0
+
+
+def resume() -> None:
+    """Capture again at once (tests; a new container starts this way)."""
+    global _suspended_until
+    _suspended_until = 0.0
 
 
 def worth_capturing(prediction: Prediction, mode: str, sample: float) -> bool:
@@ -33,13 +45,18 @@ def _keep(
     **context: Any,
 ) -> str | None:
     """``write(s3, bucket)`` if this answer is worth keeping; never raises. The item id or None."""
+    global _suspended_until
     config = service.settings()
     bucket = config.review_bucket
     if not bucket or not worth_capturing(prediction, config.capture, config.capture_sample):
         return None
+    if time.monotonic() < _suspended_until:  # S3 failed us a moment ago: answer, do not wait
+        telemetry.count(contract.METRIC_CAPTURE_FAILED)
+        return None
     try:
         item_id = write(service.capture_s3_client(), bucket)
     except Exception as exc:  # noqa: BLE001 (capture never fails an answer)
+        _suspended_until = time.monotonic() + SUSPEND_SECONDS
         logger.warning("capture failed", extra={**context, "error": f"{type(exc).__name__}: {exc}"})
         telemetry.count(contract.METRIC_CAPTURE_FAILED)
         return None

@@ -215,6 +215,9 @@ def label(s3: Any, bucket: str, item_id: str, label_: str, reviewer: str) -> dic
     try:
         s3.head_object(**source)
     except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404", "NoSuchVersion"):
+            raise
+        s3.delete_object(Bucket=bucket, Key=item_key(item_id))  # nothing left to label
         raise ImageGone(item_id) from exc
     claim = {
         "id": item_id,
@@ -227,7 +230,9 @@ def label(s3: Any, bucket: str, item_id: str, label_: str, reviewer: str) -> dic
     try:
         _put_json(s3, bucket, claim_key(item_id), claim, IfNoneMatch="*")
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+        # 412: another claim is there; 409 ConditionalRequestConflict: one is being written now
+        conflict = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+        if exc.response.get("Error", {}).get("Code") in conflict:
             winner = _get_json(s3, bucket, claim_key(item_id)) or {"id": item_id, "label": "?"}
             if _get_json(s3, bucket, item_key(item_id)) is not None:
                 finish(s3, bucket, winner)  # the winner stopped before its copy: complete it

@@ -74,12 +74,10 @@ class Feedback(Construct):
         api_function.add_to_role_policy(
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[labels])
         )
+        # On the bucket, without a prefix condition: S3 answers a GET of a missing key with
+        # NoSuchKey only to callers that may list (else AccessDenied), and a GET has no prefix.
         api_function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{contract.REVIEW_ITEMS_PREFIX}*"]}},
-            )
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
         )
         self.token: secretsmanager.Secret | None = None
         self.reviewer_policy: iam.ManagedPolicy | None = None

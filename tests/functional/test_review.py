@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from classifier import api, contract, service
+from classifier import api, capture, contract, service
 from fastapi.testclient import TestClient
 from moto import mock_aws
 
@@ -31,8 +31,10 @@ def store(aws_env: None, use_model: Path, monkeypatch: pytest.MonkeyPatch) -> It
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
         service.reset()
+        capture.resume()
         yield s3
     service.reset()
+    capture.resume()
 
 
 @pytest.fixture
@@ -92,6 +94,10 @@ def test_a_capture_failure_still_answers_and_is_counted(
     answer = predict(client)
     assert answer["category"]
     assert counted == [contract.METRIC_CAPTURE_FAILED]
+    calls: list[str] = []
+    monkeypatch.setattr(capture.review, "capture_bytes", lambda *a, **k: calls.append("s3"))
+    assert predict(client)["category"]  # the next answer does not wait on a failing S3 again
+    assert calls == [] and counted == [contract.METRIC_CAPTURE_FAILED] * 2
 
 
 def test_items_are_listed_newest_first_with_image_links_and_paged(
@@ -284,3 +290,20 @@ def test_the_review_routes_are_in_the_openapi_schema_with_their_statuses(
     assert {"401", "403", "404", "409", "410", "422"} <= set(
         paths["/review/items/{item_id}"]["post"]["responses"]
     )
+
+
+def test_a_stranger_learns_nothing_from_a_malformed_body_only_401(
+    client: TestClient, store: Any
+) -> None:
+    response = client.post(
+        "/review/items/0000000000000abcdef01",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 401
+    bad = client.post(
+        "/review/items/0000000000000abcdef01",
+        content=b"{not json",
+        headers={"content-type": "application/json", **REVIEWER},
+    )
+    assert bad.status_code == 422 and "label" in bad.json()["detail"]

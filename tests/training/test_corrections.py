@@ -48,11 +48,22 @@ def test_a_label_that_is_not_a_category_is_refused_naming_them(tmp_path: Path) -
         fixes.load(folder, CLASSES, 32, str(folder))
 
 
-def test_the_held_out_share_is_fixed_by_id_and_about_a_quarter() -> None:
-    ids = [f"{i:013d}{i:08x}" for i in range(4000)]
-    held = [fixes.is_held_out(i) for i in ids]
-    assert held == [fixes.is_held_out(i) for i in ids]  # the same in every run and in the gate
+def test_the_held_out_share_is_fixed_by_content_and_about_a_quarter() -> None:
+    digests = [f"{i:064x}" for i in range(4000)]
+    held = [fixes.is_held_out(d) for d in digests]
+    assert held == [fixes.is_held_out(d) for d in digests]  # the same in every run and gate
     assert abs(np.mean(held) - fixes.HELD_OUT_SHARE) < 0.03
+
+
+def test_an_image_labelled_twice_is_never_both_trained_on_and_held_out(tmp_path: Path) -> None:
+    folder = write_corrections(tmp_path / "labels", 60)
+    for path in sorted((folder / "cat").iterdir()):  # each cat captured again under a new id
+        (folder / "cat" / f"9{path.stem[1:]}.png").write_bytes(path.read_bytes())
+    found = fixes.load(folder, CLASSES, 32, str(folder))
+    sides: dict[str, set[bool]] = {}
+    for digest, held in zip(found.digests, found.held_out()):
+        sides.setdefault(digest, set()).add(bool(held))
+    assert all(len(s) == 1 for s in sides.values()) and len(found.ids) == 66
 
 
 def verdict(**changes: Any) -> Verdict:
@@ -107,7 +118,8 @@ def test_a_run_with_corrections_fine_tunes_holds_out_and_records_them(
     assert recorded["source"] == str(folder) and recorded["none_of_these"] == 12
     assert recorded["labelled"] == 80
     assert len(recorded["held_out"]) + recorded["trained_on"] == 80
-    assert all(fixes.is_held_out(i) for i in recorded["held_out"])
+    found = fixes.load(folder, CLASSES, 32, str(folder))
+    assert recorded["held_out"] == sorted(i for i, h in zip(found.ids, found.held_out()) if h)
     assert 0 <= manifest["metrics"]["held_out_corrections_accuracy"] <= 1
     assert "its head kept" in done.stdout  # same labels: fine-tuned, not a new head
 

@@ -18,7 +18,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from classifier import contract, review, service
 from classifier.core import Classifier, ModelError
@@ -150,8 +151,8 @@ def review_page() -> HTMLResponse:
         names = list(service.classifier().class_names)
     except ModelError:
         names = []
-    # Inside a JavaScript string: no quote or tag can end it early.
-    categories = json.dumps(names).replace("<", "\\u003c").replace("'", "\\u0027")
+    # A JSON array inline in the script: no tag can end the script early.
+    categories = json.dumps(names).replace("<", "\\u003c")
     auth = service.settings().api_auth
     page = _page_template().replace("{{AUTH}}", auth).replace("{{CATEGORIES}}", categories)
     return HTMLResponse(page, headers={"cache-control": "no-cache"})
@@ -175,6 +176,12 @@ def review_items(
 @router.post(
     "/review/items/{item_id}",
     response_model=LabelOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": LabelIn.model_json_schema()}},
+        }
+    },
     responses={
         **AUTH_ERRORS,
         404: {"model": ErrorOut, "description": "no such item"},
@@ -184,12 +191,27 @@ def review_items(
     },
     summary="Label one item: a category or 'none'",
 )
-def label_item(
-    body: LabelIn,
+async def label_item(
+    request: Request,
     item_id: Annotated[str, Path(pattern=review.ID_PATTERN)],
     who: str = REVIEWER,
     classifier: Classifier = CLASSIFIER,
 ) -> LabelOut:
+    # The body is read after the reviewer check: nothing about it is answered to a stranger.
+    raw = await request.body()
+    if len(raw) > 1024:
+        raise RequestError(413, f"the body is {len(raw)} bytes; at most 1024 are accepted")
+    try:
+        body = LabelIn.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        raise RequestError(
+            422, 'the body must be JSON {"label": "<category>"} or {"label": "none"}'
+        ) from exc
+    return await run_in_threadpool(_label, item_id, body.label, who, classifier)
+
+
+def _label(item_id: str, label: str, who: str, classifier: Classifier) -> LabelOut:
+    body = LabelIn(label=label)
     allowed = [*classifier.class_names, contract.NONE_LABEL]
     if body.label not in allowed:
         raise RequestError(
