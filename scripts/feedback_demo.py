@@ -151,6 +151,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0, help="which validation images are sent")
     parser.add_argument("--limit", type=int, help="train on the first N images only (a smoke run)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a recipe field for the fine-tuning run (repeatable), e.g. corrections_repeat=4",
+    )
     args = parser.parse_args(argv)
     import logging
 
@@ -229,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "--seed",
             str(published["recipe"]["seed"]),
             *(["--limit", str(args.limit)] if args.limit else []),
+            *[a for item in args.set for a in ("--set", item)],
         ],
         env,
     )
@@ -268,6 +276,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "before_model": version,
         "after_model": candidate,
         "fine_tune_epochs": args.epochs,
+        "recipe_overrides": args.set,
         "train_minutes": round(train_minutes, 1),
         "promoted": promoted,
     }

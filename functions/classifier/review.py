@@ -144,7 +144,9 @@ def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         return dict(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        # AccessDenied: S3's answer for a missing key to a role that may GET it but not list
+        # the whole bucket (the API lists review/items/ only: infra/components/feedback.py).
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied"):
             return None
         raise
 
@@ -215,7 +217,8 @@ def label(s3: Any, bucket: str, item_id: str, label_: str, reviewer: str) -> dic
     try:
         s3.head_object(**source)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404", "NoSuchVersion"):
+        gone = ("NoSuchKey", "404", "NoSuchVersion", "403", "AccessDenied")  # as in _get_json
+        if exc.response.get("Error", {}).get("Code") not in gone:
             raise
         s3.delete_object(Bucket=bucket, Key=item_key(item_id))  # nothing left to label
         raise ImageGone(item_id) from exc

@@ -74,10 +74,14 @@ class Feedback(Construct):
         api_function.add_to_role_policy(
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[labels])
         )
-        # On the bucket, without a prefix condition: S3 answers a GET of a missing key with
-        # NoSuchKey only to callers that may list (else AccessDenied), and a GET has no prefix.
+        # Listing held to the pending items. S3 then answers a GET of a missing review key with
+        # AccessDenied, not NoSuchKey (review.py reads that as missing: the role may GET them).
         api_function.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{contract.REVIEW_ITEMS_PREFIX}*"]}},
+            )
         )
         self.token: secretsmanager.Secret | None = None
         self.reviewer_policy: iam.ManagedPolicy | None = None

@@ -372,6 +372,9 @@ def prefixes_of(statement: dict[str, Any]) -> set[str]:
             "/results/async/*",
             "/uploads/*",
             "/results/*",
+            "/review/items/*",
+            "/review/*",
+            "/labels/*",
         ):
             if prefix in text:
                 found.add(prefix)
@@ -387,6 +390,10 @@ def test_the_functions_read_and_write_only_their_prefixes(synthesised: dict[str,
         ):
             continue
         for action in as_list(statement["Action"]):
+            if action == "s3:ListBucket":  # listing is held to a prefix by its condition
+                prefix = statement["Condition"]["StringLike"]["s3:prefix"]
+                granted.setdefault(name.split("Function")[0], set()).add((action, str(prefix)))
+                continue
             if action.startswith("s3:"):
                 prefixes = prefixes_of(statement)
                 assert prefixes, statement  # every S3 grant names a prefix
@@ -397,6 +404,15 @@ def test_the_functions_read_and_write_only_their_prefixes(synthesised: dict[str,
         ("s3:PutObject", "/uploads/async/*"),  # signs the presigned POSTs
         ("s3:GetObject", "/uploads/async/*"),
         ("s3:GetObject", "/results/async/*"),
+        # the feedback loop: capture, review records and claims, labels (docs/feedback.md)
+        ("s3:GetObject", "/review/*"),
+        ("s3:PutObject", "/review/*"),
+        ("s3:DeleteObject", "/review/*"),
+        ("s3:GetObject", "/uploads/*"),  # a label copies its upload
+        ("s3:GetObjectVersion", "/uploads/*"),
+        ("s3:GetObjectVersion", "/review/*"),
+        ("s3:PutObject", "/labels/*"),
+        ("s3:ListBucket", "['review/items/*']"),
     }
     assert granted["UploadClassifier"] == {
         ("s3:GetObject", "/models/*"),
@@ -404,6 +420,7 @@ def test_the_functions_read_and_write_only_their_prefixes(synthesised: dict[str,
         ("s3:GetObjectVersion", "/uploads/*"),
         ("s3:PutObject", "/results/*"),
         ("s3:GetObject", "/results/*"),  # HeadObject, to keep the newest result
+        ("s3:PutObject", "/review/items/*"),  # capture: a review record per unsure answer
     }
 
 
@@ -996,6 +1013,7 @@ def test_the_dashboard_shows_traffic_latency_errors_queue_categories_and_models(
         "Mean confidence per model version",
         "Images classified and rejected per model version",
         "Classify latency per model version (ms, p99)",
+        "Feedback: answers captured for review, capture failures, labels",
     }
 
     def stats(title: str) -> set[str]:
@@ -1049,6 +1067,8 @@ PROTECTED = {
     "POST /uploads",
     "GET /results/{upload_id}",
     "GET /model",
+    "GET /review/items",  # a reviewer's credential in every mode (tests/infra/test_feedback.py)
+    "POST /review/items/{item_id}",
 }
 
 

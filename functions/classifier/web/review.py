@@ -144,7 +144,7 @@ def _page_template() -> str:
     return resources.files("classifier.static").joinpath("review.html").read_text("utf-8")
 
 
-@router.get("/review", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/review", response_class=HTMLResponse, summary="The review page")
 def review_page() -> HTMLResponse:
     """The review page: pending items, a button (and a key) per category, none of these, skip."""
     try:
