@@ -232,6 +232,10 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool, auth: str
             "The training job reads the source archive `make train-cloud` uploads for it.",
         ),
         (
+            f"Resource::<{uploads_id}.Arn>/{contract.LABELS_PREFIX}*",
+            "The training job reads reviewers' labels for --corrections (labels/ only).",
+        ),
+        (
             f"Resource::{models_arn}/{cloud.OUTPUT_PREFIX}*",
             "The training job writes SageMaker's model.tar.gz and output.tar.gz here.",
         ),

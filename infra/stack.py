@@ -153,6 +153,7 @@ class ClassifierStack(Stack):
 
         self._expire_notification_handler_logs(retention)
         self.training = TrainingJobRole(self, "TrainingJob", bucket=self.models.bucket)
+        self.feedback.grant_read_labels(self.training.role)  # make train-cloud --corrections
         self.monitoring = Monitoring(self, "Monitoring", alarm_email=config.alarm_email)
         self.monitoring.watch_function("Api", self.api.function)
         self.monitoring.watch_function("Uploads", self.uploads.function)

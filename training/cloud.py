@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--recipe", default="default")
     start.add_argument("--epochs", help="override the recipe's epochs")
     start.add_argument("--seed", help="override the recipe's seed")
+    start.add_argument(
+        "--corrections", help="reviewers' labels to fine-tune on: s3://<UploadsBucket>/labels/"
+    )
     start.add_argument("--dry-run", action="store_true", help="print the request, start nothing")
     start.add_argument("--wait", action="store_true", help="follow the job until it ends")
     args = parser.parse_args(argv)
@@ -242,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         upload_data(args.data, bucket, force=args.force)
         return 0
     hyperparameters = {"recipe": args.recipe}
-    hyperparameters |= {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v}
+    passed = (("epochs", args.epochs), ("seed", args.seed), ("corrections", args.corrections))
+    hyperparameters |= {k: v for k, v in passed if v}
     request = launch(
         bucket,
         args.role_arn or outputs["TrainingRoleArn"],

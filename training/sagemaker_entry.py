@@ -51,6 +51,7 @@ PASSED = (
     "tta",
     "image-size",
     "init-from",
+    "corrections",  # s3://<UploadsBucket>/labels/: the job's role may read labels/ there
 )
 
 

@@ -41,6 +41,7 @@ class Feedback(Construct):
         reviewer_claim: str,
     ) -> None:
         super().__init__(scope, id_)
+        self.bucket = bucket
         bucket.add_lifecycle_rule(
             id="ExpireCapturedAnswers",
             prefix=contract.REVIEW_PREFIX,
@@ -100,6 +101,24 @@ class Feedback(Construct):
             )
             self.token.grant_read(api_function)
             api_function.add_environment(env.REVIEWER_TOKEN_SECRET, self.token.secret_arn)
+
+    def grant_read_labels(self, role: iam.IRole) -> None:
+        """The training job reads reviewers' labels (``--corrections``), nothing else here."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadReviewersLabels",
+                actions=["s3:GetObject"],
+                resources=[self.bucket.arn_for_objects(f"{contract.LABELS_PREFIX}*")],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ListReviewersLabels",
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{contract.LABELS_PREFIX}*"]}},
+            )
+        )
 
     def grant_review_routes(self, http_api: apigw.HttpApi, auth: str) -> None:
         """auth=iam: a managed policy that may call the review routes and nothing else."""

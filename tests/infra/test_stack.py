@@ -1202,6 +1202,9 @@ def test_the_training_role_writes_candidates_but_never_latest(synthesised: dict[
     ]
     assert "/data/cifar10.tar" in text(statements["ReadDataAndSource"]["Resource"])
     assert statements["ListTheDataChannel"]["Condition"]["StringLike"]["s3:prefix"]
+    # --corrections: reviewers' labels in the uploads bucket, read and listed, nothing else there
+    assert text(statements["ReadReviewersLabels"]["Resource"]).endswith('/labels/*"]]}')
+    assert statements["ListReviewersLabels"]["Condition"]["StringLike"]["s3:prefix"] == ["labels/*"]
     image = text(statements["PullTheTensorFlowImage"]["Resource"])
     assert ":763104351884:repository/tensorflow-training" in image
     for statement in statements.values():  # no wildcard actions anywhere
