@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0, help="which validation images are sent")
     parser.add_argument("--limit", type=int, help="train on the first N images only (a smoke run)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--plot", type=Path, help="draw before and after here (a PNG)")
     parser.add_argument(
         "--set",
         action="append",
@@ -299,6 +300,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    if args.plot:
+        from training.plots import before_after
+
+        before_after(figures, args.plot)
     s3_server.stop()
     return figures
 

@@ -193,3 +193,29 @@ def novelty_histograms(
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def before_after(figures: dict[str, Any], path: Path) -> None:
+    """The feedback demo's accuracies before and after learning from the corrections."""
+    kinds = [
+        ("grey_and_dark_test", "grey and dark (test split)"),
+        ("clean_test", "clean test split"),
+    ]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    x = np.arange(len(kinds))
+    for offset, when, colour in ((-0.18, "before", "#9ca3af"), (0.18, "after", "#1d5fbf")):
+        values = [100 * figures[k][when] for k, _ in kinds]
+        bars = ax.bar(x + offset, values, width=0.36, label=when, color=colour)
+        ax.bar_label(bars, fmt="%.1f%%", fontsize=9)
+    ax.set_xticks(x, [label for _, label in kinds])
+    ax.set_ylim(50, 100)
+    ax.set_ylabel("int8 accuracy as served (%)")
+    ax.legend(loc="lower right")
+    ax.set_title(
+        f"{figures['labelled']} corrections of {figures['captured']} captured unsure answers "
+        f"({figures['sent']} grey-and-dark validation images sent)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
