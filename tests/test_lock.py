@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 def test_the_lock_agrees_with_pyproject() -> None:
     done = subprocess.run(
-        [*lockfile.uv_command(), "lock", "--check", "--offline", "--project", str(ROOT)],
+        [*lockfile.uv_command(), "lock", "--check", "--project", str(ROOT)],
         capture_output=True,
         text=True,
     )
