@@ -44,6 +44,21 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     }
 
 
+def run_cli(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
+    """``python <args>`` from the repository root as a user runs it (own data cache); fails the
+    test with the command's last output if it fails."""
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=subprocess_env(CIFAR10_CACHE=str(cache)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done
+
+
 def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Learnable fake CIFAR-10: each class has its own colour and stripe direction, plus noise."""
     palette = np.random.default_rng(0).integers(30, 226, size=(10, 3))  # same for every split

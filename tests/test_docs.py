@@ -110,23 +110,14 @@ def test_the_documented_ablation_runs_for_real_on_a_tiny_set(
     synthetic_data: dict[str, object], tmp_path: Path
 ) -> None:
     import json
-    import sys
 
-    from tests.conftest import subprocess_env
+    from tests.conftest import run_cli
 
     out = tmp_path / "ablations.jsonl"
-    command = [sys.executable, "research/ablate.py", "--data", str(synthetic_data["batches"])]
+    command = ["research/ablate.py", "--data", str(synthetic_data["batches"])]
     command += ["--limit", "200", "--epochs", "1", "--out", str(out)]
     command += ["baseline", "widths=8,16,16,lookahead_every=0"]
-    done = subprocess.run(
-        command,
-        cwd=ROOT,
-        env=subprocess_env(CIFAR10_CACHE=str(tmp_path / "cache")),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_cli(command, tmp_path / "cache")
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["run"] for r in rows] == ["baseline", "widths=8,16,16,lookahead_every=0"]
     assert all(0 <= r["val_mirror-translate"] <= 1 for r in rows)

@@ -4,8 +4,6 @@ with --corrections, and the promotion gate's extra condition."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import CLASSES, ROOT, subprocess_env, synthetic_images
+from tests.conftest import CLASSES, run_cli, synthetic_images
 from training import corrections as fixes
 from training.promote import Verdict
 
@@ -99,19 +97,11 @@ def test_a_run_with_corrections_fine_tunes_holds_out_and_records_them(
 ) -> None:
     folder = write_corrections(tmp_path / "labels", 80, none=12)
     out = tmp_path / "runs"
-    command = [sys.executable, "-m", "training.train", "--data", str(synthetic_data["batches"])]
+    command = ["-m", "training.train", "--data", str(synthetic_data["batches"])]
     command += ["--epochs", "2", "--widths", "8,16,16", "--batch-size", "16", "--out", str(out)]
     command += ["--tta", "mirror", "--corrections", str(folder)]
     command += ["--init-from", str(tiny_run["run_dir"])]
-    done = subprocess.run(
-        command,
-        cwd=ROOT,
-        env=subprocess_env(CIFAR10_CACHE=str(tmp_path / "cache")),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    done = run_cli(command, tmp_path / "cache")
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     recorded = manifest["corrections"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +9,7 @@ import numpy as np
 import pytest
 from classifier.core import image_to_array
 
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import run_cli
 from training import outliers
 
 
@@ -42,18 +40,10 @@ def test_a_run_with_outlier_exposure_trains_and_publishes_a_novelty_threshold(
 ) -> None:
     import json
 
-    command = [sys.executable, "-m", "training.train", "--data", str(synthetic_data["batches"])]
+    command = ["-m", "training.train", "--data", str(synthetic_data["batches"])]
     command += ["--epochs", "2", "--widths", "8,16,16", "--batch-size", "16", "--tta", "mirror"]
     command += ["--out", str(tmp_path / "runs"), "--set", "outlier_fraction=0.25"]
-    done = subprocess.run(
-        command,
-        cwd=ROOT,
-        env=subprocess_env(CIFAR10_CACHE=str(tmp_path / "cache")),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    done = run_cli(command, tmp_path / "cache")
     assert "outlier exposure: 90 made-up outliers" in done.stdout  # a quarter of 360
     (run_dir,) = (tmp_path / "runs").iterdir()
     inference = json.loads((run_dir / "manifest.json").read_text())["inference"]

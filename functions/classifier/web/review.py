@@ -211,15 +211,14 @@ async def label_item(
 
 
 def _label(item_id: str, label: str, who: str, classifier: Classifier) -> LabelOut:
-    body = LabelIn(label=label)
     allowed = [*classifier.class_names, contract.NONE_LABEL]
-    if body.label not in allowed:
+    if label not in allowed:
         raise RequestError(
-            422, f"label {body.label!r} is not one of the categories: {', '.join(allowed)}"
+            422, f"label {label!r} is not one of the categories: {', '.join(allowed)}"
         )
     bucket = _bucket()
     try:
-        claim = review.label(service.s3_client(), bucket, item_id, body.label, who)
+        claim = review.label(service.s3_client(), bucket, item_id, label, who)
     except review.UnknownItem:
         raise RequestError(404, f"no review item {item_id}") from None
     except review.AlreadyLabelled as exc:
@@ -229,7 +228,7 @@ def _label(item_id: str, label: str, who: str, classifier: Classifier) -> LabelO
     except review.ImageGone:
         raise RequestError(410, f"item {item_id}'s image is no longer in the bucket") from None
     telemetry.count(contract.METRIC_LABELLED)
-    logger.info("labelled", extra={"item": item_id, "label": body.label, "reviewer": who})
+    logger.info("labelled", extra={"item": item_id, "label": label, "reviewer": who})
     return LabelOut(
         id=claim["id"],
         label=claim["label"],
