@@ -1,0 +1,57 @@
+"""A tiny training run writes the same manifest fields as before training was split into modules.
+
+The record (tiny_run_manifest.json) was taken from the tiny run of the one-file train.py: every key
+path of the manifest, the recipe, the data counts, the tensor types and the parameter count. Values
+that differ from run to run (times, hashes, accuracies) are compared by presence only. To record
+it again after a deliberate change: ``python -m tests.training.test_manifest_fields <manifest>``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RECORD = Path(__file__).with_name("tiny_run_manifest.json")
+
+
+def key_paths(value: Any, prefix: str = "") -> list[str]:
+    """Every key path of a JSON value (``a.b.c``); list items share one ``[]`` path, and the
+    per-class dictionaries (keyed by label) are not descended into."""
+    if isinstance(value, dict):
+        if prefix.endswith("per_class") or prefix.endswith("by_tta"):
+            return [prefix]
+        paths = [
+            p for k, v in value.items() for p in key_paths(v, f"{prefix}.{k}" if prefix else k)
+        ]
+        return paths or [prefix]
+    if isinstance(value, list) and value and isinstance(value[0], (dict, list)):
+        return sorted({p for v in value for p in key_paths(v, prefix + "[]")})
+    return [prefix]
+
+
+def shape_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What must not change when code moves: the fields, and the values a recipe decides."""
+    return {
+        "key_paths": sorted(set(key_paths(manifest))),
+        "recipe": manifest["recipe"],
+        "data": {k: v for k, v in manifest["data"].items() if k != "fingerprint_sha256"},
+        "input": manifest["input"]["dtype"],
+        "output": manifest["output"]["dtype"],
+        "parameters": manifest["parameters"],
+        "class_names": manifest["class_names"],
+        "tta": manifest["inference"]["tta"],
+    }
+
+
+def test_a_tiny_run_gives_the_manifest_fields_it_gave_before_the_move(
+    tiny_manifest: Path,
+) -> None:
+    assert shape_of(json.loads(tiny_manifest.read_text())) == json.loads(RECORD.read_text())
+
+
+if __name__ == "__main__":
+    RECORD.write_text(
+        json.dumps(shape_of(json.loads(Path(sys.argv[1]).read_text())), indent=1) + "\n"
+    )
