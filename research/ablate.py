@@ -18,7 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from training import ROOT
 from training import train as t
+from training.photos import photo_versions
+from training.progress import Stopwatch
+from training.quantisation import predict_float
 
 
 def main() -> None:
@@ -27,8 +31,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=15000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", default="0", help="comma-separated seeds for every run")
-    parser.add_argument("--data", default=str(t.ROOT.parent / "shared/datasets/cifar10-jpeg"))
-    parser.add_argument("--out", type=Path, default=t.ROOT / "runs" / "ablations.jsonl")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/cifar10-jpeg"))
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablations.jsonl")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -37,13 +41,12 @@ def main() -> None:
             sets = [] if run == "baseline" else re.split(r",(?=[a-z_]+=)", run)
             cli = ["--data", args.data, "--limit", str(args.limit), "--epochs", str(args.epochs)]
             cli += ["--seed", str(seed)] + [a for s in sets for a in ("--set", s)]
-            targs = t.parse_args(cli)
-            recipe = t.configure(targs)
-            clock = t.Stopwatch()
+            targs, recipe = t.options(cli)
+            clock = Stopwatch()
             data = t.prepare(targs, recipe, clock)
             recipe = t.adapt(recipe, data)  # resolves init_from="auto" as make train does
             if run == args.runs[0]:  # the validation split depends on the seed only
-                photo_val = t.photo_versions(data.x_val, seed=12345)
+                photo_val = photo_versions(data.x_val, seed=12345)
             start = time.monotonic()
             trained = t.train(
                 t.build(recipe, data, clock), recipe, data, Path(tempfile.mkdtemp()), clock
@@ -57,7 +60,7 @@ def main() -> None:
             }
             for tta in ("none", "mirror-translate"):
                 for name, x in (("val", data.x_val), ("photo_val", photo_val)):
-                    predicted = t.predict_float(trained.model, x, tta).argmax(1)
+                    predicted = predict_float(trained.model, x, tta).argmax(1)
                     row[f"{name}_{tta}"] = round(float((predicted == data.y_val).mean()), 4)
             print(json.dumps(row), flush=True)
             with args.out.open("a") as f:

@@ -14,7 +14,6 @@ Prints accuracy per size and filter and the drop against 32x32; ``--json`` write
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
 import sys
@@ -33,6 +32,7 @@ from classifier.runtime import load_classifier  # noqa: E402
 from classifier.settings import REPO_MODEL  # noqa: E402
 
 from training import data as cifar  # noqa: E402
+from training import photos  # noqa: E402
 
 FILTERS = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -41,53 +41,6 @@ FILTERS = {
     "hamming": Image.Resampling.HAMMING,
     "lanczos": Image.Resampling.LANCZOS,
 }
-
-
-def photos(x: np.ndarray, size: int, quality: int = 90) -> list[bytes]:
-    """Each 32x32 image enlarged (bicubic) to size x size and saved as a JPEG."""
-    out = []
-    for pixels in x:
-        buffer = io.BytesIO()
-        big = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC)
-        big.save(buffer, "JPEG", quality=quality)
-        out.append(buffer.getvalue())
-    return out
-
-
-def photo_kinds(x: np.ndarray) -> dict[str, list[bytes]]:
-    """The files people send, made from each 32x32 image: a 224 px JPEG, a 320x256 JPEG with
-    the picture in its centre square and borders left and right, a 96 px RGBA PNG, and a
-    128 px JPEG stored sideways with the EXIF tag that turns it upright (as phones do)."""
-    kinds: dict[str, list[bytes]] = {
-        k: [] for k in ("jpeg 224", "bordered 320x256 jpeg", "rgba 96 png", "exif-rotated 128 jpeg")
-    }
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    for pixels in x:
-        image = Image.fromarray(pixels)
-        outputs = {
-            "jpeg 224": (image.resize((224, 224), Image.Resampling.BICUBIC), "JPEG", {}),
-            "rgba 96 png": (
-                image.resize((96, 96), Image.Resampling.BICUBIC).convert("RGBA"),
-                "PNG",
-                {},
-            ),
-            "exif-rotated 128 jpeg": (
-                image.resize((128, 128), Image.Resampling.BICUBIC).transpose(
-                    Image.Transpose.ROTATE_90
-                ),
-                "JPEG",
-                {"exif": exif.tobytes()},
-            ),
-        }
-        bordered = Image.new("RGB", (320, 256), (128, 128, 128))
-        bordered.paste(image.resize((256, 256), Image.Resampling.BICUBIC), (32, 0))
-        outputs["bordered 320x256 jpeg"] = (bordered, "JPEG", {})
-        for kind, (picture, fmt, extra) in outputs.items():
-            buffer = io.BytesIO()
-            picture.save(buffer, fmt, **({"quality": 90} if fmt == "JPEG" else {}), **extra)
-            kinds[kind].append(buffer.getvalue())
-    return kinds
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -127,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if args.kinds:
         drops = {
             kind: base - accuracy(np.stack([core.image_to_array(d) for d in files]))
-            for kind, files in photo_kinds(x).items()
+            for kind, files in photos.photo_kinds(x).items()
         }
         print(f"{manifest.model_version}, {len(y)} {args.split} images; 32x32: {base:.2%}")
         for kind, drop in drops.items():
@@ -149,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     start = time.perf_counter()
     try:
         for size in args.sizes:
-            encoded = photos(x, size)
+            encoded = photos.enlarged_jpegs(x, size)
             for name in args.filters:
                 core.RESIZE_FILTER = FILTERS[name]
                 arrays = np.stack([core.image_to_array(data) for data in encoded])

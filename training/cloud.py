@@ -30,7 +30,8 @@ from typing import Any
 
 from classifier import contract
 
-ROOT = Path(__file__).resolve().parents[1]
+from training import ROOT
+
 TF_VERSION = "2.19.0"  # AWS's newest TensorFlow training container; the oldest we test against
 PY_TAG = "py312"
 DLC_ACCOUNT = "763104351884"  # AWS Deep Learning Containers (most regions; --image otherwise)

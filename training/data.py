@@ -327,3 +327,11 @@ def split_validation(
     n_val = round(len(x) * fraction)
     val, train = order[:n_val], order[n_val:]
     return x[train], y[train], x[val], y[val]
+
+
+def subsample(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images of a class-balanced shuffle (quick runs and tests)."""
+    if not n or n >= len(x):
+        return x, y
+    order = np.random.default_rng(0).permutation(len(x))[:n]
+    return x[order], y[order]

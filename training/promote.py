@@ -39,16 +39,9 @@ from classifier import contract
 from classifier import manifest as mf
 from classifier.core import ModelError
 
+from training import ROOT, serving_process
 from training.cloud import stack_output
-from training.publish import (
-    ROOT,
-    Destination,
-    PublishError,
-    failure_reason,
-    in_serving_process,
-    point_latest,
-    verify_in_serving_process,
-)
+from training.publish import Destination, PublishError, point_latest, verify_in_serving_process
 
 PROMOTION_RECORD = "promotion.json"
 DEFAULT_TOLERANCE = 0.002  # 0.2 point: about the spread of one recipe between two runs
@@ -143,20 +136,15 @@ def current_version(source: Destination) -> str | None:
 def evaluate_in_serving_process(
     manifest: Path, data: str | None, limit: int | None, arrays: Path | None = None
 ) -> dict[str, Any]:
-    """``training.evaluate`` in a fresh TensorFlow-free process (as ``make evaluate`` runs it),
-    on a data set's test split or on ``arrays`` (an .npz of x and y)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"
-        source = ["--arrays", str(arrays)] if arrays else ["--data", str(data)]
-        args = [str(manifest), "--json", str(out), *source]
-        done = in_serving_process(
-            "training.evaluate", *args, *(["--limit", str(limit)] if limit else [])
+    """``training.evaluate`` as ``make evaluate`` runs it, on a data set's test split or on
+    ``arrays`` (an .npz of x and y)."""
+    source = ["--arrays", str(arrays)] if arrays else ["--data", str(data)]
+    try:
+        return serving_process.evaluate(
+            manifest, *source, *(["--limit", str(limit)] if limit else [])
         )
-        if done.returncode != 0:
-            raise PromotionRefused(
-                f"{manifest.parent.name} cannot be evaluated: {failure_reason(done)}"
-            )
-        return dict(json.loads(out.read_text()))
+    except serving_process.ServingProcessError as exc:
+        raise PromotionRefused(f"{manifest.parent.name} cannot be evaluated: {exc}") from exc
 
 
 def gate(

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,8 @@ from typing import Any
 from classifier import manifest as mf
 from classifier.core import ModelError
 
-ROOT = Path(__file__).resolve().parents[1]
+from training import serving_process
+
 PUBLISHED = (mf.MODEL_NAME, mf.MANIFEST_NAME, "metrics.json", mf.FLOAT_MODEL_NAME)
 CONTENT_TYPES = {".json": "application/json", ".png": "image/png", ".keras": "application/zip"}
 
@@ -45,29 +44,12 @@ def published_files(run_dir: Path) -> list[Path]:
     return files
 
 
-def in_serving_process(module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m <module> <args>`` in a fresh process that never imports TensorFlow, with the
-    serving code importable as the Lambdas import it (tflite-runtime breaks beside TensorFlow)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=ROOT
-    )
-
-
-def failure_reason(done: subprocess.CompletedProcess[str]) -> str:
-    """The last line a failed process wrote to stderr (its error), or that it wrote nothing."""
-    lines = done.stderr.strip().splitlines()
-    return lines[-1] if lines else "no output"
-
-
 def verify_in_serving_process(manifest_path: Path) -> dict[str, Any]:
-    """Run ``python -m training.verify`` in a fresh process; PublishError with its reason."""
-    done = in_serving_process("training.verify", str(manifest_path))
-    if done.returncode != 0:
-        raise PublishError(
-            f"{manifest_path.parent} does not load as served: {failure_reason(done)}"
-        )
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    """``training.verify`` in a TensorFlow-free process; PublishError with its reason."""
+    try:
+        return serving_process.verify(manifest_path)
+    except serving_process.ServingProcessError as exc:
+        raise PublishError(f"{manifest_path.parent} does not load as served: {exc}") from exc
 
 
 class Destination:

@@ -197,7 +197,7 @@ def test_fine_tuning_starts_from_a_published_models_float_weights_with_a_new_hea
 
 COMPARE = """
 import json, sys, numpy as np, keras
-from training.train import custom_layers
+from training.network import custom_layers
 custom_layers()
 source, tuned = (keras.models.load_model(p, compile=False) for p in sys.argv[1:3])
 print(json.dumps({

@@ -32,7 +32,7 @@ def resolved_default(n_train: int, n_classes: int) -> dict[str, Any]:
         class_names=[str(i) for i in range(n_classes)],
         corrections=None,
     )
-    recipe = t.adapt(t.configure(t.parse_args([])), data)
+    recipe = t.adapt(t.options([])[1], data)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()}
 
 

@@ -514,7 +514,9 @@ import numpy as np
 from training.tensorflow_quiet import import_tensorflow
 import_tensorflow(0)
 import tensorflow as tf
-from training.train import RECIPES, build_model, equalised, to_int8
+from training.network import build_model
+from training.quantisation import equalised, to_int8
+from training.train import RECIPES
 from dataclasses import replace
 
 rng = np.random.default_rng(0)

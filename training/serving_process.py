@@ -1,0 +1,58 @@
+"""The serving code's checks in a fresh process that never imports TensorFlow.
+
+tflite-runtime's Interpreter breaks in a process that has imported TensorFlow, and the number a
+run or a gate reports must be the one the Lambdas would give: so training, publishing, promotion
+and the feedback demo all run ``training.evaluate`` and ``training.verify`` through this module,
+with the serving code importable as the Lambdas import it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from training import ROOT
+
+
+class ServingProcessError(RuntimeError):
+    """The process failed; the message is its last error line."""
+
+
+def run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` from the repository root, serving code on the path."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+
+
+def failure_reason(done: subprocess.CompletedProcess[str]) -> str:
+    """The last line a failed process wrote to stderr (its error), or that it wrote nothing."""
+    lines = done.stderr.strip().splitlines()
+    return lines[-1] if lines else "no output"
+
+
+def verify(manifest: Path) -> dict[str, Any]:
+    """``training.verify``: the model loads as served and answers; its report."""
+    done = run("training.verify", str(manifest))
+    if done.returncode != 0:
+        raise ServingProcessError(failure_reason(done))
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def evaluate(manifest: Path, *args: str, show_output: bool = False) -> dict[str, Any]:
+    """``training.evaluate`` on ``manifest`` with its options (``--data``, ``--arrays``,
+    ``--calibrate-on``, ...): its JSON result. ``show_output`` prints what it wrote on failure."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        done = run("training.evaluate", str(manifest), "--json", str(out), *args)
+        if done.returncode != 0:
+            if show_output:
+                sys.stderr.write(done.stdout + done.stderr)
+            raise ServingProcessError(failure_reason(done))
+        return dict(json.loads(out.read_text()))
