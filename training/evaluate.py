@@ -138,7 +138,8 @@ def calibrate(
     }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parser() -> argparse.ArgumentParser:
+    """The options: a model, the images to score it on, and what to fit and report."""
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
     parser.add_argument("manifest", type=Path, help="a model's manifest.json")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -175,7 +176,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         choices=("ai-edge-litert", "tflite-runtime"),
         help="the TFLite runtime (default: the first installed, LiteRT first, as served)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def scored_images(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
+    """The images scored (--arrays, or a data set's test split, maybe a --limit sample) and
+    their fingerprint."""
     if args.arrays:
         with np.load(args.arrays) as z:
             x, y = z["x"], z["y"]
@@ -190,6 +196,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # The folder lists class by class: a random sample, the same for every model compared.
         chosen = np.sort(np.random.default_rng(0).permutation(len(y))[: args.limit])
         x, y = x[chosen], y[chosen]
+    return x, y, fingerprint
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parser().parse_args(argv)
+    x, y, fingerprint = scored_images(args)
     validation = None
     if args.calibrate_on:
         with np.load(args.calibrate_on) as z:

@@ -80,7 +80,6 @@ def fit_model(
 ) -> tuple[dict[str, list[float]], float]:
     """model.fit over the recipe's epochs; resumable from ``backup`` (Keras BackupAndRestore).
     Returns the history of every epoch, earlier sessions' too, and those sessions' seconds."""
-    import keras
 
     val = (
         data.x_val.astype(np.float32),
@@ -97,30 +96,12 @@ def fit_model(
         if recipe.lookahead_every:
             callbacks.append(lookahead(recipe, recipe.epochs * steps))
     if recipe.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=recipe.early_stopping_patience,
-                restore_best_weights=True,
-                verbose=1,
-            )
-        )
+        callbacks.append(early_stopping(recipe.early_stopping_patience))
     if recipe.time_budget_minutes:
         callbacks.append(time_budget(recipe.time_budget_minutes))
-    epoch_log = None
-    if backup is not None:
-        # A session stopped while the backup is written must not lose the run: keep the
-        # previous epoch's backup too where Keras can (3.10+); the log line follows the backup.
-        double = (
-            "double_checkpoint" in inspect.signature(keras.callbacks.BackupAndRestore).parameters
-        )
-        callbacks.append(
-            keras.callbacks.BackupAndRestore(
-                str(backup), **({"double_checkpoint": True} if double else {})
-            )
-        )  # gone once trained
-        epoch_log = EpochLog(backup.parent / EPOCH_LOG)
-        callbacks.append(epoch_log)
+    epoch_log = EpochLog(backup.parent / EPOCH_LOG) if backup is not None else None
+    if backup is not None and epoch_log is not None:
+        callbacks += [backup_and_restore(backup), epoch_log]  # the log line follows the backup
     history = model.fit(
         train_data,
         validation_data=val,
@@ -134,6 +115,26 @@ def fit_model(
     rows = epoch_log.rows()
     earlier = sum(r["seconds"] for r in rows if r["epoch"] not in epoch_log.written)
     return {k: [r[k] for r in rows] for k in history.history}, earlier
+
+
+def early_stopping(patience: int) -> Any:
+    """The report's EarlyStopping: on validation loss, back to the best epoch's weights."""
+    import keras
+
+    return keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1
+    )
+
+
+def backup_and_restore(backup: Path) -> Any:
+    """Keras's backup of the fit, gone once trained. A session stopped while the backup is
+    written must not lose the run: keep the previous epoch's backup too where Keras can (3.10+)."""
+    import keras
+
+    double = "double_checkpoint" in inspect.signature(keras.callbacks.BackupAndRestore).parameters
+    return keras.callbacks.BackupAndRestore(
+        str(backup), **({"double_checkpoint": True} if double else {})
+    )
 
 
 EPOCH_LOG = "epochs.jsonl"

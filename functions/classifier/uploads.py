@@ -82,6 +82,43 @@ _io_pool: ThreadPoolExecutor | None = None
 _cpu = threading.Lock()
 
 
+def _classify_body(
+    response: dict[str, Any], result: dict[str, Any], key: str, limit: int
+) -> tuple[Any, bytes]:
+    """Read and classify an object's body into ``result`` (its answer, or an error result for
+    what is not an image): the prediction (None for an error) and the bytes read."""
+    size = int(response.get("ContentLength") or 0)
+    model_version: str | None = None
+    data, prediction = b"", None
+    try:
+        if size > limit:
+            raise ImageTooLarge(f"the object is {size} bytes; at most {limit} are accepted")
+        data = response["Body"].read()
+        with _cpu:
+            classifier = service.classifier()  # a model that cannot load raises: retry
+            model_version = classifier.model_version
+            start = time.perf_counter()
+            prediction = classifier.predict(data)
+            latency = (time.perf_counter() - start) * 1000
+        result.update(prediction.as_dict())
+    except ImageError as exc:
+        result["error"] = str(exc)
+        telemetry.rejected(model_version)
+        logger.warning("not classified", extra={"key": key, "error": str(exc)})
+    else:
+        telemetry.classified(prediction, latency)
+        logger.info(
+            "classified",
+            extra={
+                "key": key,
+                "category": result["category"],
+                "confidence": result["confidence"],
+                "latency_ms": round(latency, 2),
+            },
+        )
+    return prediction, data
+
+
 def classify_object(obj: S3Object) -> dict[str, Any] | None:
     """Classify one object and write its result; returns the result, or None if ignored."""
     config = service.settings()
@@ -102,36 +139,7 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
         "sequencer": obj.sequencer,
         "classified_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
-    size = int(response.get("ContentLength") or 0)
-    model_version: str | None = None
-    try:
-        if size > config.max_object_bytes:
-            raise ImageTooLarge(
-                f"the object is {size} bytes; at most {config.max_object_bytes} are accepted"
-            )
-        data = response["Body"].read()
-        with _cpu:
-            classifier = service.classifier()  # a model that cannot load raises: retry
-            model_version = classifier.model_version
-            start = time.perf_counter()
-            prediction = classifier.predict(data)
-            latency = (time.perf_counter() - start) * 1000
-        result.update(prediction.as_dict())
-    except ImageError as exc:
-        result["error"] = str(exc)
-        telemetry.rejected(model_version)
-        logger.warning("not classified", extra={"key": obj.key, "error": str(exc)})
-    else:
-        telemetry.classified(prediction, latency)
-        logger.info(
-            "classified",
-            extra={
-                "key": obj.key,
-                "category": result["category"],
-                "confidence": result["confidence"],
-                "latency_ms": round(latency, 2),
-            },
-        )
+    prediction, data = _classify_body(response, result, obj.key, config.max_object_bytes)
     out_key = result_key(obj.key, config.uploads_prefix, config.results_prefix)
     result["result_key"] = out_key
     outcome = write_result(s3, obj.bucket, out_key, result, obj.sequencer)
