@@ -102,19 +102,19 @@ serve: $(VENV)/.synced-run ## the API on http://localhost:$(PORT) (docs at /docs
 	MODEL_URI=$(MODEL) $(VENV)/bin/uvicorn classifier.api:asgi --host 127.0.0.1 --port $(PORT)
 
 demo: $(VENV)/.synced-run ## API + client over imgs/ + S3 handler on a local S3, then stop everything
-	$(PY) scripts/demo.py --port $(PORT)
+	$(PY) -m scripts.demo --port $(PORT)
 
 invoke: $(VENV)/.synced-run ## run a Lambda handler on an event file: make invoke EVENT=events/<file>.json
-	$(PY) scripts/invoke.py $(EVENT)
+	$(PY) -m scripts.invoke $(EVENT)
 
 client: $(VENV)/.synced-run ## send every PNG in imgs/ to URL (default the local server), draw a contact sheet
-	$(PY) scripts/client.py $(if $(URL),--url $(URL))
+	$(PY) -m scripts.client $(if $(URL),--url $(URL))
 
 train: $(VENV)/.synced-train ## train on DATA (CIFAR-10, or your <label>/ folders) and publish into models/; ARGS="--epochs 8 ..."
 	$(PY) -m training.train --data $(DATA) --upload . $(ARGS)
 
 feedback-demo: $(VENV)/.synced-train ## the feedback loop offline: capture, review, fine-tune on the corrections, gate, before/after
-	$(PY) scripts/feedback_demo.py --data $(DATA) $(ARGS)
+	$(PY) -m scripts.feedback_demo --data $(DATA) $(ARGS)
 
 train-report: $(VENV)/.synced-train ## the original report's recipe, for comparison
 	$(PY) -m training.train --data $(DATA) --recipe report $(ARGS)
@@ -127,19 +127,19 @@ publish: $(VENV)/.synced-run ## verify a run as served, then publish it: make pu
 	$(PY) -m training.publish $(RUN) $(DEST) $(if $(CANDIDATE),--candidate)
 
 bench: $(VENV)/.synced-all ## latency of /predict through Mangum (warm) and of a cold start
-	$(PY) scripts/bench.py $(ARGS)
+	$(PY) -m scripts.bench $(ARGS)
 
 bench-worst: $(VENV)/.synced-run ## time and server peak RSS of the costliest requests (BEFORE=<checkout> to compare)
-	$(PY) scripts/bench_worst.py $(if $(BEFORE),--source $(BEFORE))
+	$(PY) -m scripts.bench_worst $(if $(BEFORE),--source $(BEFORE))
 
 synth: $(VENV)/.synced-infra ## synthesise into infra/cdk.out (cdk-nag at synth, then cfn-lint; no Docker)
-	cd infra && ../$(PY) app.py
+	cd infra && ../$(PY) -m infra.app
 	@# cfn-lint exits with bit 2 for errors, 4 for warnings: only errors fail the build.
 	rc=0; $(VENV)/bin/cfn-lint infra/cdk.out/*.template.json || rc=$$?; test $$((rc & 2)) -eq 0
 
 classify-bucket: $(VENV)/.synced-run ## classify every object under SRC=s3://<UploadsBucket>/<prefix> (Step Functions)
 	@test -n "$(SRC)" || { echo "usage: make classify-bucket SRC=s3://<UploadsBucket>/<prefix>"; exit 2; }
-	$(PY) scripts/classify_bucket.py $(SRC)
+	$(PY) -m scripts.classify_bucket $(SRC)
 
 bootstrap: $(VENV)/.synced-infra ## cdk bootstrap, once per account and region (needs AWS credentials)
 	cd infra && npx --yes $(CDK_CLI) bootstrap $(CDK_ARGS)

@@ -1,6 +1,6 @@
 """Each technique's worth at a short budget, on the validation split (never the test split).
 
-    python research/ablate.py --limit 15000 --epochs 3 --out runs/ablations.jsonl \
+    python -m research.ablate --limit 15000 --epochs 3 --out runs/ablations.jsonl \
         baseline lookahead_every=0 dirac_init=false ...
 
 Each argument is one run: "baseline" or recipe overrides joined by commas. Each run trains the

@@ -1,7 +1,7 @@
 """Does starting from the published model help small label sets? Measured on data no CIFAR model
 has seen: scikit-learn's 1,797 handwritten digits (8x8, bundled, no download).
 
-    python research/digits_transfer.py [--per-class 20 100] [--seeds 0 1] [--epochs 12]
+    python -m research.digits_transfer [--per-class 20 100] [--seeds 0 1] [--epochs 12]
                                       [--init-from models/latest] [--json docs/digits.json]
 
 Each digit becomes a 32x32 PNG (grey, upscaled as a photo would be); 70 images per class are

@@ -1,6 +1,6 @@
 """Draw docs/lifecycle.png: how a model goes from a training job to users, and back.
 
-python research/draw_lifecycle.py
+python -m research.draw_lifecycle
 """
 
 from __future__ import annotations

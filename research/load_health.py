@@ -1,6 +1,6 @@
 """Does /health stay fast while /predict is busy? A local load run against `make serve`'s server.
 
-    python research/load_health.py [--source DIR] [--clients 16] [--seconds 20]
+    python -m research.load_health [--source DIR] [--clients 16] [--seconds 20]
 
 Starts uvicorn on the published model (``--source`` serves another checkout's functions/, for a
 before/after in one run), then ``--clients`` threads post imgs/cat.png to /predict in a loop while
@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 
+from scripts import local_server
+from scripts.local_server import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import local_server  # noqa: E402
-from local_server import free_port  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

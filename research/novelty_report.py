@@ -1,6 +1,6 @@
 """How well ``none_of_these`` tells pictures of none of the categories from the test split.
 
-    python research/novelty_report.py models/latest/manifest.json --json docs/novelty.json \
+    python -m research.novelty_report models/latest/manifest.json --json docs/novelty.json \
         --plot docs/novelty.png
 
 For each kind of training/outliers.py (which kinds were chosen on, evaluated, or held out as an

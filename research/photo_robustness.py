@@ -1,7 +1,7 @@
 """Accuracy on photo-sized images: validation images upscaled and JPEG-encoded, through the
 serving code's preprocessing, against the same images at 32x32; one column per resize filter.
 
-    python research/photo_robustness.py [--model models/latest/manifest.json] [--data DIR]
+    python -m research.photo_robustness [--model models/latest/manifest.json] [--data DIR]
         [--images 2000] [--sizes 96 160 256 512] [--filters bicubic box ...] [--split validation]
 
 The images come from the model's own validation split (its recipe's seed and fraction), never the
@@ -16,23 +16,20 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from classifier import core
+from classifier.manifest import Manifest, resolve
+from classifier.runtime import load_classifier
+from classifier.settings import REPO_MODEL
 from PIL import Image
 
+from training import data as cifar
+from training import photos
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
-
-from classifier import core  # noqa: E402
-from classifier.manifest import Manifest, resolve  # noqa: E402
-from classifier.runtime import load_classifier  # noqa: E402
-from classifier.settings import REPO_MODEL  # noqa: E402
-
-from training import data as cifar  # noqa: E402
-from training import photos  # noqa: E402
 
 FILTERS = {
     "bicubic": Image.Resampling.BICUBIC,

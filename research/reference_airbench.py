@@ -1,7 +1,7 @@
 """The reference on our data: Keller Jordan's airbench94 (PyTorch), run unchanged in its recipe on
 this repository's CIFAR-10 copy and validation split, on the CPU.
 
-    python research/reference_airbench.py --airbench <cifar10-airbench>/legacy/airbench94.py \\
+    python -m research.reference_airbench --airbench <cifar10-airbench>/legacy/airbench94.py \\
         [--torch-python /path/to/python-with-torch] [--epochs 9.9] [--seed 0]
 
 Why: airbench94 reaches 94.01% on the lossless CIFAR-10; the question this answers is what the
@@ -29,11 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
+from training import data as cifar
+from training.train import RECIPES
 
-from training import data as cifar  # noqa: E402
-from training.train import RECIPES  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # (what airbench94.py says, what it says here): plumbing only.
 CHANGES = [

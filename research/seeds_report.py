@@ -1,6 +1,6 @@
 """The seeds table of docs/training.md, from the published manifests (their figures, written once).
 
-    python research/seeds_report.py models/<seed 0 version> models/<seed 1 version> [--photo F ...]
+    python -m research.seeds_report models/<seed 0 version> models/<seed 1 version> [--photo F ...]
 
 Prints Markdown: one column per run and the mean (spread = max - min) of each figure, then int8
 accuracy per class. ``--photo`` takes the JSON files of ``research/photo_robustness.py --kinds

@@ -1,6 +1,6 @@
 """This project's serving side by side with the report's way, in one run: `make bench`.
 
-    python scripts/bench.py [--event events/apigw-v2-multipart.json] [--runs 300] [--cold 7]
+    python -m scripts.bench [--event events/apigw-v2-multipart.json] [--runs 300] [--cold 7]
                             [--json FILE] [--skip-bundles] [--skip-s3]
 
 Rows (medians; this machine's CPU, not Lambda's: 1024 MB is about 0.6 vCPU there):
@@ -40,12 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from classifier.settings import REPO_MODEL
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT), str(ROOT / "scripts")]
-from classifier.settings import REPO_MODEL  # noqa: E402
-
-from training import machine  # noqa: E402
+from training import ROOT, machine
 
 MODEL = Path(os.environ.get("MODEL_URI") or REPO_MODEL)  # --candidate re-runs with another
 # From before the import of the handler to its first answer; argv: the code folder, the event.
@@ -84,6 +81,7 @@ print(time.perf_counter() - start)
 ONE_INVOKE = """
 import statistics, sys, time
 import numpy as np
+
 runtime, model = sys.argv[1:3]
 if runtime == "tensorflow":
     import tensorflow as tf
@@ -202,7 +200,8 @@ def warm(event: Path, runs: int) -> list[float]:
     import logging
 
     from classifier.api import handler, logger
-    from invoke import LocalContext
+
+    from scripts.invoke import LocalContext
 
     logger.setLevel(logging.WARNING)  # keep the log line per request out of the timing
     body = json.loads(event.read_text())
@@ -237,7 +236,7 @@ def views_cost(event: Path, runs: int) -> dict[str, float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench.py", description=__doc__.split("\n")[0])
     parser.add_argument("--event", type=Path, default=ROOT / "events" / "apigw-v2-multipart.json")
     parser.add_argument("--runs", type=int, default=300)
@@ -252,19 +251,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="another model's manifest: its warm, cold and cost rows beside the served model's, "
         "measured in this same run",
     )
-    args = parser.parse_args(argv)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
-    model_file = str((MODEL.parent / json.loads(MODEL.read_text())["model_path"]).resolve())
+    return parser.parse_args(argv)
+
+
+def cold_rows(args: argparse.Namespace, env: dict[str, str], model_file: str) -> dict[str, Any]:
+    """First answers in fresh processes: ours, the report's way, one int8 pass per runtime."""
     r: dict[str, Any] = {}
-
-    # First, before anything else is imported here: the peak RSS is the serving process's.
-    times = warm(args.event, args.runs)
-    r["warm_p50_ms"] = round(statistics.median(times), 2)
-    r["warm_p90_ms"] = round(times[int(0.9 * (len(times) - 1))], 2)
-    r["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    for tta, ms in views_cost(args.event, args.runs).items():
-        r[f"warm_p50_ms_views_{tta}"] = ms
-
     first_answer = [sys.executable, "-c", FIRST_ANSWER, str(ROOT / "functions"), str(args.event)]
     r["cold_in_process_ms"] = round(median_of(args.cold, first_answer, env=env), 1)
     reports_code = REPORTS_WAY.format(model=model_file, image=str(ROOT / "imgs" / "cat.png"))
@@ -278,18 +270,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     for runtime in ("ai-edge-litert", "tflite-runtime", "tensorflow"):
         r[f"one_pass_ms_{runtime}"] = one_pass_ms(runtime, model_file, env)
-    if not args.skip_bundles:
-        with tempfile.TemporaryDirectory() as tmp:
-            built = bundles(Path(tmp))
-            for name, folder in built.items():
-                r[f"bundle_mb_{name}"] = size_mb(folder)
-            from infra.components.bundling import DEFAULT_TARGET
+    return r
 
-            for bytecode in (True, False):
-                key = "lambda_cold_ms_" + ("bytecode" if bytecode else "sources_only")
-                r[key] = lambda_cold_ms(
-                    built[DEFAULT_TARGET], args.event, args.cold, bytecode=bytecode
-                )
+
+def bundle_rows(args: argparse.Namespace) -> dict[str, Any]:
+    """The Lambda bundles' sizes and their cold starts as Lambda runs them."""
+    r: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        built = bundles(Path(tmp))
+        for name, folder in built.items():
+            r[f"bundle_mb_{name}"] = size_mb(folder)
+        from infra.components.bundling import DEFAULT_TARGET
+
+        for bytecode in (True, False):
+            key = "lambda_cold_ms_" + ("bytecode" if bytecode else "sources_only")
+            r[key] = lambda_cold_ms(built[DEFAULT_TARGET], args.event, args.cold, bytecode=bytecode)
+    return r
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = options(argv)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
+    model_file = str((MODEL.parent / json.loads(MODEL.read_text())["model_path"]).resolve())
+    r: dict[str, Any] = {}
+
+    # First, before anything else is imported here: the peak RSS is the serving process's.
+    times = warm(args.event, args.runs)
+    r["warm_p50_ms"] = round(statistics.median(times), 2)
+    r["warm_p90_ms"] = round(times[int(0.9 * (len(times) - 1))], 2)
+    r["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    for tta, ms in views_cost(args.event, args.runs).items():
+        r[f"warm_p50_ms_views_{tta}"] = ms
+
+    r.update(cold_rows(args, env, model_file))
+    if not args.skip_bundles:
+        r.update(bundle_rows(args))
     if not args.skip_s3:
         for batch in (10, 50):
             r[f"drop_folder_images_per_s_batch_{batch}"] = drop_folder_rate(batch, env)
@@ -348,10 +363,15 @@ def compare(today: dict[str, Any], candidate: dict[str, Any]) -> str:
 
 
 def table(r: dict[str, Any], args: argparse.Namespace) -> str:
+    """The figures as docs/measurements.md's table."""
+
     def get(key: str, unit: str = "") -> str:
         value = r.get(key)
         return "-" if value is None else f"{value}{unit if isinstance(value, float) else ''}"
 
+    bundles = ", ".join(
+        f"{k.removeprefix('bundle_mb_')} {v} MB" for k, v in r.items() if k.startswith("bundle_mb_")
+    )
     rows = [
         (
             "`POST /predict` through Mangum, warm",
@@ -382,16 +402,7 @@ def table(r: dict[str, Any], args: argparse.Namespace) -> str:
             f"TensorFlow {get('one_pass_ms_tensorflow', ' ms')}; "
             f"tflite-runtime {get('one_pass_ms_tflite-runtime', ' ms')}",
         ),
-        (
-            "bundle, unzipped",
-            ", ".join(
-                f"{k.removeprefix('bundle_mb_')} {v} MB"
-                for k, v in r.items()
-                if k.startswith("bundle_mb_")
-            )
-            or "-",
-            "",
-        ),
+        ("bundle, unzipped", bundles or "-", ""),
         (
             "drop folder, 30 ms per S3 call, 10 I/O threads",
             f"{get('drop_folder_images_per_s_batch_50')} images/s (batches of 50, the default)",

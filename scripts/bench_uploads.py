@@ -1,6 +1,6 @@
 """Drop-folder throughput per container when every S3 call takes 30 ms (injected), side by side.
 
-    python scripts/bench_uploads.py [--images 200] [--latency-ms 30] [--threads 1 10]
+    python -m scripts.bench_uploads [--images 200] [--latency-ms 30] [--threads 1 10]
                                     [--batch-size 10] [--s3 memory moto]
 
 Batches of ``--batch-size`` SQS messages (infra's ``uploads_batch_size`` is the deployed
@@ -37,7 +37,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 for name, value in {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",
@@ -48,7 +47,7 @@ for name, value in {
 }.items():
     os.environ.setdefault(name, value)
 
-from scripts.local_server import free_port  # noqa: E402
+from scripts.local_server import free_port  # noqa: E402 - after the settings above
 
 BUCKET = "bench-uploads"
 
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, int], float]:
     import boto3
     from classifier import service, uploads
 
-    from tests.functional.s3_events import s3_event, s3_record, sqs_event, sqs_message
+    from scripts.events import s3_event, s3_record, sqs_event, sqs_message
 
     images = sorted((ROOT / "imgs").glob("*.png"))
     rates: dict[tuple[str, int], float] = {}

@@ -1,6 +1,6 @@
 """The API's worst cases: wall time and server peak memory for the costliest inputs we can build.
 
-    python scripts/bench_worst.py [--source DIR] [--only NAME ...] [--json out.json]
+    python -m scripts.bench_worst [--source DIR] [--only NAME ...] [--json out.json]
 
 Each input goes to a fresh local server (uvicorn, the published model, warmed with one small
 image), so the peak RSS (the kernel's VmHWM of the server process) belongs to that input alone.
@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import struct
-import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -27,9 +26,8 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import local_server
-from local_server import free_port
+from scripts import local_server
+from scripts.local_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 5000, 4999  # 24.995 MP: just under the 25 MP limit

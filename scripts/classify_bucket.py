@@ -1,6 +1,6 @@
 """Classify every object under a prefix of the uploads bucket with the bulk state machine.
 
-    python scripts/classify_bucket.py s3://<UploadsBucket>/<prefix> [--stack Cifar10Classifier]
+    python -m scripts.classify_bucket s3://<UploadsBucket>/<prefix> [--stack Cifar10Classifier]
                                       [--state-machine ARN] [--wait]
 
 Finds the state machine and the uploads bucket in the stack's outputs (BulkStateMachine,
@@ -15,10 +15,8 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from classifier import contract
 
 from training.cloud import stack_outputs

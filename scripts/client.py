@@ -1,6 +1,6 @@
 """The original report's client: send every PNG in a folder to the API and draw a contact sheet.
 
-    python scripts/client.py [--url http://127.0.0.1:8000] [--folder imgs] [--out contact_sheet.png]
+    python -m scripts.client [--url http://127.0.0.1:8000] [--folder imgs] [--out contact_sheet.png]
 
 Prints each file with its predicted category and confidence, then writes a PNG of the images
 labelled with their predictions (green when the file name, e.g. ``cat.png``, agrees).

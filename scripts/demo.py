@@ -15,14 +15,17 @@ import json
 import os
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 from classifier.settings import REPO_MODEL
 
+from scripts import client, events, local_server
+from scripts.invoke import LocalContext
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT), str(ROOT / "scripts")]
 OUT = ROOT / "demo-output"
 DATA = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
 BUCKET = "demo-uploads"
@@ -54,51 +57,12 @@ def model_manifest() -> Path:
     return stand_in
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with code {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} did not answer within {seconds:.0f}s")
-
-
 def api_and_client(manifest: Path, port: int) -> None:
-    import client
-
     banner(f"API on http://127.0.0.1:{port} (model {manifest.relative_to(ROOT)})")
-    path = os.pathsep.join([str(ROOT / "functions"), str(ROOT)])
     # The server's JSON request logs would interleave with the client's lines below.
-    env = {
-        **os.environ,
-        "MODEL_URI": str(manifest),
-        "PYTHONPATH": path,
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "classifier.api:asgi",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    server = local_server.start(port, manifest=manifest, log_level="WARNING")
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until_up(f"{url}/health", server)
         print(json.dumps(httpx.get(f"{url}/health").json()))
         page = httpx.get(f"{url}/")
         assert page.status_code == 200 and "CIFAR-10 classifier" in page.text
@@ -112,24 +76,23 @@ def api_and_client(manifest: Path, port: int) -> None:
             f"{sheet.relative_to(ROOT)}"
         )
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        local_server.stop(server)
 
 
-def s3_handler(manifest: Path) -> None:
+@contextmanager
+def local_s3(manifest: Path) -> Iterator[str]:
+    """A moto S3 server on a free port, with this process's AWS settings pointed at it (and
+    put back afterwards); yields its endpoint."""
     import logging
 
-    # One line per result below is the demo's output; the handler's JSON logs and metrics and
-    # the S3 server's access log would drown it.
+    from classifier import service
+    from moto.server import ThreadedMotoServer
+
+    # One line per result is the demo's output; the handler's JSON logs and metrics and the
+    # S3 server's access log would drown it.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from classifier import service
-    from classifier.uploads import handler
-    from invoke import LocalContext
-    from moto.server import ThreadedMotoServer
-
-    banner("S3-upload classifier against a local S3 (moto server)")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -143,6 +106,23 @@ def s3_handler(manifest: Path) -> None:
     )
     try:
         service.reset()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        service.reset()
+
+
+def s3_handler(manifest: Path) -> None:
+    from classifier import service
+    from classifier.uploads import handler
+
+    banner("S3-upload classifier against a local S3 (moto server)")
+    with local_s3(manifest):
         s3 = service.s3_client()
         s3.create_bucket(Bucket=BUCKET)
         keys = []
@@ -152,15 +132,7 @@ def s3_handler(manifest: Path) -> None:
             keys.append(key)
         print(f"uploaded {len(keys)} PNGs to s3://{BUCKET}/uploads/")
         for key in keys:
-            event = {
-                "Records": [
-                    {
-                        "eventSource": "aws:s3",
-                        "eventName": "ObjectCreated:Put",
-                        "s3": {"bucket": {"name": BUCKET}, "object": {"key": key}},
-                    }
-                ]
-            }
+            event = events.s3_event(events.s3_record(BUCKET, key))
             handler(event, LocalContext(function_name="cifar10-uploads"))
         listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="results/")["Contents"]
         banner(f"{len(listing)} results written under s3://{BUCKET}/results/")
@@ -170,14 +142,6 @@ def s3_handler(manifest: Path) -> None:
                 f"{item['Key']:<28} {result.get('category', 'error'):<11} "
                 f"{result.get('confidence', 0):.2f}  etag {result['etag'][:8]}"
             )
-    finally:
-        server.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        service.reset()
 
 
 def main(argv: list[str] | None = None) -> None:

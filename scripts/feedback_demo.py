@@ -1,6 +1,6 @@
 """The feedback loop end to end, offline: capture, review, learn, gate, promote.
 
-    make feedback-demo                       # python scripts/feedback_demo.py
+    make feedback-demo                       # python -m scripts.feedback_demo
 
 1. A local S3 (moto server) and the local API server with capture on (``CAPTURE=unsure``) and a
    reviewer token; the published model serves.

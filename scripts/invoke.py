@@ -1,8 +1,8 @@
 """Run a Lambda handler on an event file locally, like ``sam local invoke``, and print its answer.
 
-    python scripts/invoke.py events/apigw-v2-multipart.json
-    python scripts/invoke.py events/sqs-s3-put.json   # S3 is moto, seeded with imgs/cat.png
-    python scripts/invoke.py events/s3-put.json --aws          # use your real AWS account instead
+    python -m scripts.invoke events/apigw-v2-multipart.json
+    python -m scripts.invoke events/sqs-s3-put.json   # S3 is moto, seeded with imgs/cat.png
+    python -m scripts.invoke events/s3-put.json --aws          # use your real AWS account instead
 
 The handler is chosen by the event's shape: API Gateway events go to ``classifier.api.handler``,
 S3, SQS and EventBridge events to ``classifier.uploads.handler``.
@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
 
 @dataclass

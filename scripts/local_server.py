@@ -22,7 +22,12 @@ def free_port() -> int:
 
 
 def start(
-    port: int, *, source: Path = ROOT, manifest: Path = REPO_MODEL, quiet: bool = False
+    port: int,
+    *,
+    source: Path = ROOT,
+    manifest: Path = REPO_MODEL,
+    quiet: bool = False,
+    log_level: str = "ERROR",
 ) -> subprocess.Popen[bytes]:
     """Serve ``source``'s functions/ on ``port``; returns once /health answers 200.
 
@@ -32,7 +37,7 @@ def start(
         **os.environ,
         "PYTHONPATH": str(source / "functions"),
         "MODEL_URI": str(manifest),
-        "POWERTOOLS_LOG_LEVEL": "ERROR",
+        "POWERTOOLS_LOG_LEVEL": log_level,
     }
     command = [sys.executable, "-m", "uvicorn", "classifier.api:asgi", "--port", str(port)]
     output = subprocess.DEVNULL if quiet else None

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from urllib.parse import quote_plus
 
+from scripts import events
+
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 BOUNDARY = "----cifar10-sample-boundary"
@@ -17,6 +19,8 @@ BUCKET = "cifar10-uploads-example"
 KEY = "uploads/my cat+1.png"  # a space and a plus: S3 sends "uploads/my+cat%2B1.png"
 ACCOUNT = "123456789012"
 TIME = "2026-11-25T12:00:00.000Z"
+ETAG = "d41d8cd98f00b204e9800998ecf8427e"
+SEQUENCER = "0055AED6DCD90281E5"
 
 
 def multipart(filename: str, data: bytes, content_type: str = "image/png") -> bytes:
@@ -106,62 +110,21 @@ def rest_v1(method: str, path: str, body: bytes | None, content_type: str | None
 
 
 def s3_put(key: str) -> dict:
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "eu-west-1",
-                "eventTime": TIME,
-                "eventName": "ObjectCreated:Put",
-                "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
-                "requestParameters": {"sourceIPAddress": "203.0.113.7"},
-                "responseElements": {
-                    "x-amz-request-id": "C3D13FE58DE4C810",
-                    "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHv",
-                },
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "configurationId": "uploads-png",
-                    "bucket": {
-                        "name": BUCKET,
-                        "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
-                        "arn": f"arn:aws:s3:::{BUCKET}",
-                    },
-                    "object": {
-                        "key": quote_plus(key, safe="/"),
-                        "size": 2261,
-                        "eTag": "d41d8cd98f00b204e9800998ecf8427e",
-                        "sequencer": "0055AED6DCD90281E5",
-                    },
-                },
-            }
-        ]
-    }
+    return events.s3_event(
+        events.s3_record(BUCKET, key, sequencer=SEQUENCER, size=2261, etag=ETAG, region="eu-west-1")
+    )
 
 
 def sqs(bodies: list[dict]) -> dict:
-    return {
-        "Records": [
-            {
-                "messageId": f"059f36b4-87a3-44ab-83d2-66197574820{i}",
-                "receiptHandle": f"AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a{i}",
-                "body": json.dumps(body),
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": "1795694400000",
-                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
-                    "ApproximateFirstReceiveTimestamp": "1795694400001",
-                },
-                "messageAttributes": {},
-                "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:eu-west-1:{ACCOUNT}:cifar10-uploads",
-                "awsRegion": "eu-west-1",
-            }
+    queue = f"arn:aws:sqs:eu-west-1:{ACCOUNT}:cifar10-uploads"
+    return events.sqs_event(
+        *(
+            events.sqs_message(
+                body, message_id=f"059f36b4-87a3-44ab-83d2-66197574820{i}", queue_arn=queue
+            )
             for i, body in enumerate(bodies)
-        ]
-    }
+        )
+    )
 
 
 def eventbridge(key: str) -> dict:
@@ -180,8 +143,8 @@ def eventbridge(key: str) -> dict:
             "object": {
                 "key": quote_plus(key, safe="/"),
                 "size": 2261,
-                "etag": "d41d8cd98f00b204e9800998ecf8427e",
-                "sequencer": "0055AED6DCD90281E5",
+                "etag": ETAG,
+                "sequencer": SEQUENCER,
             },
             "request-id": "N4N7GDK58NMKJ12R",
             "requester": ACCOUNT,

@@ -2,7 +2,7 @@
 sizes, colours and places on noisy backgrounds, saved as the mix of files people have (PNG and
 JPEG of many sizes, grey, RGBA, 16-bit, EXIF-rotated, upper-case extensions, no extension).
 
-    python scripts/make_shapes.py OUT [--per-label 300] [--seed 0]
+    python -m scripts.make_shapes OUT [--per-label 300] [--seed 0]
 
 OUT/<label>/ folders, one level: `make train DATA=OUT` holds out their test split itself.
 """

@@ -1,6 +1,6 @@
 """The web page of a model, with some images dropped on it, as a PNG (for the docs).
 
-    python scripts/screenshot.py OUT.png --model models/latest/manifest.json IMAGE [IMAGE ...]
+    python -m scripts.screenshot OUT.png --model models/latest/manifest.json IMAGE [IMAGE ...]
 
 Serves the model locally (as `make serve` does), opens the page in headless Chromium (Debian's,
 driven by Selenium), chooses the images and saves the page once every answer is shown.
@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+from scripts import local_server
 
-from scripts import local_server  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

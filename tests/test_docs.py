@@ -75,7 +75,7 @@ def test_nothing_in_functions_or_infra_names_a_cifar_10_class() -> None:
 
 
 def documented_commands() -> set[tuple[str, ...]]:
-    """Every `python scripts/x.py` and `python -m training.x` the README and docs/ show."""
+    """Every `python -m scripts.x` and `python -m training.x` the README and docs/ show."""
     found = set()
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for match in re.finditer(
@@ -91,7 +91,7 @@ def test_every_documented_training_and_measuring_command_answers_help() -> None:
     from tests.conftest import subprocess_env
 
     commands = documented_commands()
-    assert ("-m", "training.train") in commands and ("research/ablate.py",) in commands
+    assert ("-m", "training.train") in commands and ("-m", "research.ablate") in commands
     for command in sorted(commands):
         done = subprocess.run(
             [sys.executable, *command, "--help"],
@@ -114,7 +114,7 @@ def test_the_documented_ablation_runs_for_real_on_a_tiny_set(
     from tests.conftest import run_cli
 
     out = tmp_path / "ablations.jsonl"
-    command = ["research/ablate.py", "--data", str(synthetic_data["batches"])]
+    command = ["-m", "research.ablate", "--data", str(synthetic_data["batches"])]
     command += ["--limit", "200", "--epochs", "1", "--out", str(out)]
     command += ["baseline", "widths=8,16,16,lookahead_every=0"]
     run_cli(command, tmp_path / "cache")

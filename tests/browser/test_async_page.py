@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from scripts.events import s3_event, s3_record
 from tests.browser.conftest import BROWSER_MISSING, choose, free_port, results, start_server
 from tests.conftest import ROOT
-from tests.functional.s3_events import s3_event, s3_record
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 if BROWSER_MISSING:

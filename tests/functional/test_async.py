@@ -15,9 +15,9 @@ from classifier import api, service, uploads
 from fastapi.testclient import TestClient
 from moto import mock_aws
 
+from scripts.events import s3_event, s3_record
 from scripts.invoke import LocalContext
 from tests.conftest import IMGS
-from tests.functional.s3_events import s3_event, s3_record
 
 BUCKET = "async-uploads"
 

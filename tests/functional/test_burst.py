@@ -24,9 +24,9 @@ from classifier import service, uploads
 from moto import mock_aws
 from PIL import Image
 
+from scripts.events import s3_event, s3_record, sqs_event, sqs_message
 from scripts.invoke import LocalContext
 from tests.conftest import synthetic_images
-from tests.functional.s3_events import s3_event, s3_record, sqs_event, sqs_message
 
 BUCKET = "burst-bucket"
 UPLOADS = 1000

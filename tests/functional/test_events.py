@@ -15,7 +15,7 @@ from tests.conftest import EVENTS, ROOT, subprocess_env
 @pytest.mark.parametrize("path", sorted(EVENTS.glob("*.json")), ids=lambda p: p.name)
 def test_invoke_runs_every_event_file(path: Path, served_manifest: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "scripts/invoke.py", str(path)],
+        [sys.executable, "-m", "scripts.invoke", str(path)],
         cwd=ROOT,
         env=subprocess_env(MODEL_URI=str(served_manifest), AWS_DEFAULT_REGION="us-east-1"),
         capture_output=True,

@@ -15,9 +15,9 @@ from classifier import service, uploads
 from moto import mock_aws
 from PIL import Image
 
+from scripts.events import s3_event, s3_record, sqs_event, sqs_message
 from scripts.invoke import LocalContext
 from tests.conftest import IMGS, load_event
-from tests.functional.s3_events import s3_event, s3_record, sqs_event, sqs_message
 
 BUCKET = "cifar10-uploads-example"
 KEY = "uploads/my cat+1.png"  # what the sample events name, URL-encoded

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from tests.conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "infra"))
 pytestmark = pytest.mark.infra
 CDK = "the CDK is the infra audience's (make synth or make test installs it)"
 pytest.importorskip("aws_cdk", reason=CDK)

@@ -17,7 +17,6 @@ from tests.conftest import ROOT, load_event
 from training.data import CIFAR10_CLASSES
 
 pytestmark = [pytest.mark.slow, pytest.mark.infra]
-sys.path.insert(0, str(ROOT / "infra"))
 
 S3_ACTIONS = ("s3:", "*")
 
@@ -688,8 +687,8 @@ def test_each_bundle_runs_both_handlers_from_a_clean_folder_as_the_dev_environme
     from classifier import service
 
     from infra.components.bundling import find_python
+    from scripts.events import s3_event, s3_record, sqs_event, sqs_message
     from tests.conftest import IMGS, PUBLISHED
-    from tests.functional.s3_events import s3_event, s3_record, sqs_event, sqs_message
 
     runtime, _, version, _ = EXPECTED[target]
     python = find_python(version)

@@ -438,7 +438,7 @@ def test_photos_people_send_lose_under_a_point_against_32x32(tmp_path: Path) -> 
     split (docs/training.md)."""
     out = tmp_path / "robustness.json"
     done = run_cli(
-        "research/photo_robustness.py", "--data", str(DATASET), "--images", "1000", "--kinds",
+        "-m", "research.photo_robustness", "--data", str(DATASET), "--images", "1000", "--kinds",
         "--json", str(out),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
