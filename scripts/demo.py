@@ -118,21 +118,21 @@ def local_s3(manifest: Path) -> Iterator[str]:
 
 
 def s3_handler(manifest: Path) -> None:
-    from classifier import service
-    from classifier.uploads import handler
-
     banner("S3-upload classifier against a local S3 (moto server)")
     with local_s3(manifest):
+        from classifier import service  # after local_s3 has quieted its logs
+        from classifier.uploads import handler
+
         s3 = service.s3_client()
         s3.create_bucket(Bucket=BUCKET)
-        keys = []
+        etags = {}
         for path in sorted((ROOT / "imgs").glob("*.png")):
-            key = f"uploads/{path.name}"
-            s3.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes(), ContentType="image/png")
-            keys.append(key)
-        print(f"uploaded {len(keys)} PNGs to s3://{BUCKET}/uploads/")
-        for key in keys:
-            event = events.s3_event(events.s3_record(BUCKET, key))
+            key, body = f"uploads/{path.name}", path.read_bytes()
+            put = s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="image/png")
+            etags[key] = put["ETag"].strip('"'), len(body)
+        print(f"uploaded {len(etags)} PNGs to s3://{BUCKET}/uploads/")
+        for key, (etag, size) in etags.items():
+            event = events.s3_event(events.s3_record(BUCKET, key, etag=etag, size=size))
             handler(event, LocalContext(function_name="cifar10-uploads"))
         listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="results/")["Contents"]
         banner(f"{len(listing)} results written under s3://{BUCKET}/results/")
