@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from classifier import api, service, uploads
 from fastapi.testclient import TestClient
-from moto import mock_aws
 
 from scripts.events import s3_event, s3_record
 from scripts.invoke import LocalContext
@@ -23,16 +22,11 @@ BUCKET = "async-uploads"
 
 
 @pytest.fixture
-def aws(aws_env: None, use_model: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def aws(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Any:
+    """The uploads bucket (conftest's s3), with the API told its name and the event bus."""
     monkeypatch.setenv("UPLOADS_BUCKET", BUCKET)
     monkeypatch.setenv("EVENT_BUS", "default")
-    with mock_aws():
-        service.reset()
-        s3 = service.s3_client()
-        s3.create_bucket(Bucket=BUCKET)
-        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        yield s3
-        service.reset()
+    return request.getfixturevalue("s3")
 
 
 @pytest.fixture

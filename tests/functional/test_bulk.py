@@ -4,12 +4,10 @@ and the launcher's request to Step Functions, with moto."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from classifier import service, uploads
+from classifier import uploads
 from moto import mock_aws
 
 from scripts import classify_bucket
@@ -17,16 +15,7 @@ from scripts.invoke import LocalContext
 from tests.conftest import IMGS
 
 BUCKET = "bulk-bucket"
-
-
-@pytest.fixture
-def s3(aws_env: None, use_model: Path) -> Iterator[Any]:
-    with mock_aws():
-        service.reset()
-        client = service.s3_client()
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-        service.reset()
+VERSIONED = False
 
 
 def batch_event(s3: Any, prefix: str) -> dict[str, Any]:

@@ -14,14 +14,11 @@ import io
 import json
 import random
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 from classifier import service, uploads
-from moto import mock_aws
 from PIL import Image
 
 from scripts.events import s3_event, s3_record, sqs_event, sqs_message
@@ -72,14 +69,8 @@ def jpeg(pixels: Any) -> bytes:
 
 
 @pytest.fixture
-def bucket(aws_env: None, use_model: Path) -> Iterator[Any]:
-    with mock_aws():
-        service.reset()
-        client = service.s3_client()
-        client.create_bucket(Bucket=BUCKET)
-        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        yield client
-        service.reset()
+def bucket(s3: Any) -> Any:
+    return s3
 
 
 @pytest.mark.slow  # a thousand uploads through moto: 15 s

@@ -6,14 +6,12 @@ import base64
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from classifier import api, capture, contract, service
 from fastapi.testclient import TestClient
-from moto import mock_aws
 
 from tests.conftest import IMGS
 
@@ -23,18 +21,11 @@ REVIEWER = {"authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def store(aws_env: None, use_model: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def store(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Any:
     monkeypatch.setenv("REVIEW_BUCKET", BUCKET)
     monkeypatch.setenv("REVIEWER_TOKEN", TOKEN)
     monkeypatch.setenv("CAPTURE", "all")
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
-        service.reset()
-        capture.resume()
-        yield s3
-    service.reset()
-    capture.resume()
+    return request.getfixturevalue("s3")
 
 
 @pytest.fixture

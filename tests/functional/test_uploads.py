@@ -6,13 +6,11 @@ import copy
 import io
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from classifier import service, uploads
-from moto import mock_aws
 from PIL import Image
 
 from scripts.events import s3_event, s3_record, sqs_event, sqs_message
@@ -22,17 +20,6 @@ from tests.conftest import IMGS, load_event
 BUCKET = "cifar10-uploads-example"
 KEY = "uploads/my cat+1.png"  # what the sample events name, URL-encoded
 RESULT = "results/my cat+1.png.json"
-
-
-@pytest.fixture
-def s3(aws_env: None, use_model: Path) -> Iterator[Any]:
-    with mock_aws():
-        service.reset()
-        client = service.s3_client()
-        client.create_bucket(Bucket=BUCKET)
-        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        yield client
-        service.reset()
 
 
 def put(s3: Any, key: str, body: bytes) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Which requirements each Lambda target gets (the install itself is tested in test_stack)."""
+"""Which requirements each Lambda target gets (the built bundles: test_bundling_assets)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.test_stack import our_functions, resources, synth
+from tests.infra.conftest import our_functions, resources, synth
 
 pytest.importorskip("aws_cdk", reason="the CDK is the infra audience's (make test installs it)")
 pytestmark = [pytest.mark.infra, pytest.mark.slow]

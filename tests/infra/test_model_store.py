@@ -1,0 +1,86 @@
+"""infra/components/model_store.py: one writer of models/latest."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.infra.conftest import resources
+
+pytestmark = [pytest.mark.slow, pytest.mark.infra]
+
+
+# --- one writer of models/latest -------------------------------------------------------------
+def seed_calls(raw: dict[str, Any], bucket_name: str) -> list[dict[str, Any]]:
+    """The SDK calls the deploy makes to seed latest (Create and Update), for ``bucket_name``."""
+    (seed,) = resources(raw, "Custom::AWS").values()
+    calls = []
+    for phase in ("Create", "Update"):
+        parts = seed["Properties"][phase]["Fn::Join"][1]
+        calls.append(json.loads("".join(bucket_name if isinstance(p, dict) else p for p in parts)))
+    return calls
+
+
+def run_like_the_custom_resource(s3: Any, call: dict[str, Any]) -> str:
+    """What CDK's AwsCustomResource handler does with a call: run it, ignore matching errors."""
+
+    from botocore.exceptions import ClientError
+
+    assert (call["service"], call["action"]) == ("S3", "putObject")
+    try:
+        s3.put_object(**call["parameters"])
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        assert re.search(call["ignoreErrorCodesMatching"], code), code
+        return f"ignored {code}"
+    return "written"
+
+
+def test_a_deploy_copies_versioned_models_but_never_latest(synthesised: dict[str, Any]) -> None:
+    (deployment,) = resources(synthesised["raw"], "Custom::CDKBucketDeployment").values()
+    assert deployment["Properties"]["Exclude"] == ["latest/*"]
+    assert deployment["Properties"]["Prune"] is False
+    (zip_key,) = deployment["Properties"]["SourceObjectKeys"]
+    staged = synthesised["outdir"] / f"asset.{zip_key.removesuffix('.zip')}"
+    assert staged.is_dir()
+    assert not (staged / "latest").exists(), "the asset must not carry latest/"
+    assert any(staged.glob("*/model.tflite"))
+
+
+def test_a_deploy_cannot_overwrite_a_published_model(
+    synthesised: dict[str, Any], aws_env: None
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    key = "models/latest/manifest.json"
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="models-bucket")
+        published = b'{"model_version": "published-by-training"}'
+        s3.put_object(Bucket="models-bucket", Key=key, Body=published)
+        for call in seed_calls(synthesised["raw"], "models-bucket"):
+            assert call["parameters"]["Key"] == key
+            assert run_like_the_custom_resource(s3, call) == "ignored PreconditionFailed"
+        assert s3.get_object(Bucket="models-bucket", Key=key)["Body"].read() == published
+
+
+def test_a_first_deploy_seeds_latest_with_the_repositorys_model(
+    synthesised: dict[str, Any], aws_env: None
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    key = "models/latest/manifest.json"
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="models-bucket")
+        create, _ = seed_calls(synthesised["raw"], "models-bucket")
+        assert run_like_the_custom_resource(s3, create) == "written"
+        seeded = json.loads(s3.get_object(Bucket="models-bucket", Key=key)["Body"].read())
+    repository = json.loads((ROOT / "models" / "latest" / "manifest.json").read_text())
+    assert seeded == repository
