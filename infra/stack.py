@@ -6,6 +6,7 @@ Settings come from CDK context (``cdk deploy -c key=value`` or cdk.json); see :c
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from aws_cdk import CfnOutput, CfnParameter, Duration, Fn, RemovalPolicy, Stack
@@ -24,6 +25,7 @@ from infra.components.inference_api import InferenceApi
 from infra.components.model_store import ModelStore
 from infra.components.monitoring import Monitoring
 from infra.components.rollout import RolloutSettings
+from infra.components.serving_function import FunctionSettings
 from infra.components.training_job import TrainingJobRole
 from infra.components.upload_classifier import UploadClassifier
 from infra.config import Config, retention_days
@@ -33,7 +35,6 @@ from infra.nag import acknowledge_nag_findings
 class ClassifierStack(Stack):
     def __init__(self, scope: Construct, id_: str, *, config: Config, **kwargs: Any) -> None:
         super().__init__(scope, id_, **kwargs)
-        target = TARGETS[config.runtime]
         retention = retention_days(config.log_retention_days)
 
         self.access_logs = s3.Bucket(
@@ -70,45 +71,29 @@ class ClassifierStack(Stack):
             min_mean_confidence=config.min_mean_confidence,
             max_rejected_percent=config.max_rejected_percent,
         )
-        self.api = InferenceApi(
-            self,
-            "InferenceApi",
-            target=target,
+        function = FunctionSettings(
+            target=TARGETS[config.runtime],
             model_uri=self.models.manifest_uri,
             rollout=rollout,
             memory_mb=config.api_memory_mb,
             timeout_s=config.api_timeout_s,
-            reserved_concurrency=config.api_reserved_concurrency,
             snap_start=config.snap_start,
-            provisioned_concurrency=config.provisioned_concurrency,
-            rate_limit=config.api_rate_limit,
-            burst_limit=config.api_burst_limit,
-            cors_origins=config.cors_origins,
-            auth=config.auth,
-            jwt_issuer=config.jwt_issuer,
-            jwt_audience=config.jwt_audience,
-            reviewer_claim=config.reviewer_claim,
             log_retention=retention,
             tracing=config.tracing,
+            reserved_concurrency=config.api_reserved_concurrency,
         )
+        self.api = InferenceApi(self, "InferenceApi", function=function, config=config)
         self.uploads = UploadClassifier(
             self,
             "UploadClassifier",
-            target=target,
-            model_uri=self.models.manifest_uri,
-            rollout=rollout,
+            function=replace(
+                function,
+                memory_mb=config.uploads_memory_mb,
+                timeout_s=config.uploads_timeout_s,
+                reserved_concurrency=None,  # its queue's max_concurrency bounds it instead
+            ),
+            config=config,
             access_logs=self.access_logs,
-            memory_mb=config.uploads_memory_mb,
-            timeout_s=config.uploads_timeout_s,
-            batch_size=config.uploads_batch_size,
-            max_concurrency=config.uploads_max_concurrency,
-            snap_start=config.snap_start,
-            max_receive_count=config.max_receive_count,
-            results_days=config.results_days,
-            async_uploads_days=config.async_uploads_days,
-            cors_origins=config.cors_origins,
-            log_retention=retention,
-            tracing=config.tracing,
         )
         if self.models.deployment is not None:
             # A version is published (and, with SnapStart, initialised) after the repository's
@@ -125,12 +110,7 @@ class ClassifierStack(Stack):
             bucket=self.uploads.bucket,
             api_function=self.api.function,
             uploads_function=self.uploads.function,
-            auth=config.auth,
-            capture=config.capture,
-            capture_sample=config.capture_sample,
-            capture_uploads=config.capture_uploads,
-            capture_days=config.capture_days,
-            reviewer_claim=config.reviewer_claim,
+            config=config,
         )
         self.feedback.grant_review_routes(self.api.http_api, config.auth)
         self.bulk = BulkClassifier(
@@ -138,9 +118,7 @@ class ClassifierStack(Stack):
             "BulkClassifier",
             bucket=self.uploads.bucket,
             function=self.uploads.alias,
-            items_per_batch=config.bulk_items_per_batch,
-            max_concurrency=config.bulk_max_concurrency,
-            tolerated_failure_percentage=config.bulk_tolerated_failure_percentage,
+            config=config,
             log_retention=retention,
         )
         self.uploads.bucket.grant_read(self.bulk.state_machine)  # to list the prefix

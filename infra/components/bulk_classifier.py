@@ -17,6 +17,8 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from classifier import contract
 from constructs import Construct
 
+from infra.config import Config
+
 REPORTS_PREFIX = "bulk-reports/"
 THROTTLING_ERRORS = (
     "Lambda.TooManyRequestsException",
@@ -37,9 +39,7 @@ class BulkClassifier(Construct):
         *,
         bucket: s3.IBucket,
         function: lambda_.IFunction,
-        items_per_batch: int,
-        max_concurrency: int,
-        tolerated_failure_percentage: int,
+        config: Config,
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, id_)
@@ -71,11 +71,11 @@ class BulkClassifier(Construct):
                 bucket=bucket, prefix=sfn.JsonPath.string_at("$.prefix")
             ),
             item_batcher=sfn.ItemBatcher(
-                max_items_per_batch=items_per_batch,
+                max_items_per_batch=config.bulk_items_per_batch,
                 batch_input={contract.BULK_BUCKET_FIELD: bucket.bucket_name},
             ),
-            max_concurrency=max_concurrency,
-            tolerated_failure_percentage=tolerated_failure_percentage,
+            max_concurrency=config.bulk_max_concurrency,
+            tolerated_failure_percentage=config.bulk_tolerated_failure_percentage,
             result_writer_v2=sfn.ResultWriterV2(bucket=bucket, prefix=REPORTS_PREFIX),
             result_path=sfn.JsonPath.DISCARD,
         )

@@ -21,6 +21,8 @@ from classifier import contract
 from classifier import settings as env
 from constructs import Construct
 
+from infra.config import Config
+
 
 class Feedback(Construct):
     """Capture settings for both functions, the review store's grants, the reviewer's key."""
@@ -33,26 +35,22 @@ class Feedback(Construct):
         bucket: s3.Bucket,
         api_function: lambda_.Function,
         uploads_function: lambda_.Function,
-        auth: str,
-        capture: str,
-        capture_sample: float,
-        capture_uploads: str,
-        capture_days: int,
-        reviewer_claim: str,
+        config: Config,
     ) -> None:
         super().__init__(scope, id_)
+        auth, capture, capture_uploads = config.auth, config.capture, config.capture_uploads
         self.bucket = bucket
         bucket.add_lifecycle_rule(
             id="ExpireCapturedAnswers",
             prefix=contract.REVIEW_PREFIX,
-            expiration=Duration.days(capture_days),
+            expiration=Duration.days(config.capture_days),
             noncurrent_version_expiration=Duration.days(1),
         )
         for function, mode in ((api_function, capture), (uploads_function, capture_uploads)):
             function.add_environment(env.REVIEW_BUCKET, bucket.bucket_name)
             function.add_environment(env.CAPTURE, mode)
-        api_function.add_environment(env.CAPTURE_SAMPLE, str(capture_sample))
-        api_function.add_environment(env.REVIEWER_CLAIM, reviewer_claim)
+        api_function.add_environment(env.CAPTURE_SAMPLE, str(config.capture_sample))
+        api_function.add_environment(env.REVIEWER_CLAIM, config.reviewer_claim)
         uploads_function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:PutObject"],

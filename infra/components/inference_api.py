@@ -13,14 +13,12 @@ from classifier import settings as env
 from classifier.api import http_routes
 from constructs import Construct
 
-from infra.components.bundling import Target
 from infra.components.rollout import (
     Rollout,
-    RolloutSettings,
     rollout_alarm,
-    version_description,
 )
-from infra.components.serving_function import serving_function
+from infra.components.serving_function import FunctionSettings, serving_function
+from infra.config import Config
 from infra.hooks.check_events import api_check_event
 
 AUTH_MODES = contract.AUTH_MODES
@@ -50,40 +48,19 @@ class InferenceApi(Construct):
         scope: Construct,
         id_: str,
         *,
-        target: Target,
-        model_uri: str,
-        rollout: RolloutSettings,
-        memory_mb: int,
-        timeout_s: int,
-        reserved_concurrency: int | None,
-        snap_start: bool,
-        provisioned_concurrency: int,
-        rate_limit: int,
-        burst_limit: int,
-        cors_origins: list[str],
-        auth: str = "none",
-        jwt_issuer: str | None = None,
-        jwt_audience: list[str] | None = None,
-        reviewer_claim: str = "scope=review",
-        log_retention: logs.RetentionDays,
-        tracing: bool,
+        function: FunctionSettings,
+        config: Config,
     ) -> None:
         super().__init__(scope, id_)
+        auth, log_retention = config.auth, function.log_retention
         self.function, self.log_group = serving_function(
             self,
             "Function",
-            target=target,
+            settings=function,
             handler="classifier.api.handler",
             description="CIFAR-10 classifier API (FastAPI through Mangum, int8 TFLite)",
             service=contract.API_SERVICE,
-            reserved_concurrency=reserved_concurrency,
-            snap_start=snap_start,
-            memory_mb=memory_mb,
-            timeout_s=timeout_s,
-            environment={env.MODEL_URI: model_uri, env.API_AUTH: auth},
-            log_retention=log_retention,
-            tracing=tracing,
-            version_description=version_description(rollout),
+            environment={env.API_AUTH: auth},
         )
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention)
         self.http_api = apigw.HttpApi(
@@ -92,7 +69,7 @@ class InferenceApi(Construct):
             description="CIFAR-10 image classifier",
             create_default_stage=False,
             cors_preflight=apigw.CorsPreflightOptions(
-                allow_origins=cors_origins,
+                allow_origins=config.cors_origins,
                 allow_methods=[apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST],
                 allow_headers=["content-type", "authorization"],
                 max_age=Duration.hours(1),
@@ -104,7 +81,9 @@ class InferenceApi(Construct):
             http_api=self.http_api,
             stage_name="$default",
             auto_deploy=True,
-            throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
+            throttle=apigw.ThrottleSettings(
+                rate_limit=config.api_rate_limit, burst_limit=config.api_burst_limit
+            ),
             access_log_settings=AccessLogs(apigw.LogGroupLogDestination(self.access_logs)),
         )
         # API Gateway calls the alias: its version pins the model, SnapStart restores it,
@@ -123,16 +102,16 @@ class InferenceApi(Construct):
             "Rollout",
             function=self.function,
             service=contract.API_SERVICE,
-            settings=rollout,
+            settings=function.rollout,
             check_event=api_check_event(),
             log_retention=log_retention,
-            provisioned_concurrency=provisioned_concurrency,
+            provisioned_concurrency=config.provisioned_concurrency,
             extra_alarms=[server_errors],
         )
         self.alias = self.rollout.alias
         integration = integrations.HttpLambdaIntegration("Lambda", self.alias)
-        authorizer = self._authorizer(auth, jwt_issuer, jwt_audience)
-        claim, _, wanted = reviewer_claim.partition("=")
+        authorizer = self._authorizer(auth, config.jwt_issuer, config.jwt_audience)
+        claim, _, wanted = config.reviewer_claim.partition("=")
         for path, method, protected in http_routes():
             # A JWT's scope is checked by API Gateway too on the routes that write labels.
             review = path.startswith(contract.REVIEW_PATH_PREFIX)

@@ -7,7 +7,6 @@ from dataclasses import replace
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
@@ -15,14 +14,12 @@ from classifier import contract
 from classifier import settings as env
 from constructs import Construct
 
-from infra.components.bundling import Target
 from infra.components.model_store import secure_bucket
 from infra.components.rollout import (
     Rollout,
-    RolloutSettings,
-    version_description,
 )
-from infra.components.serving_function import serving_function
+from infra.components.serving_function import FunctionSettings, serving_function
+from infra.config import Config
 from infra.hooks.check_events import uploads_check_event
 
 UPLOADS_PREFIX = contract.UPLOADS_PREFIX
@@ -42,23 +39,12 @@ class UploadClassifier(Construct):
         scope: Construct,
         id_: str,
         *,
-        target: Target,
-        model_uri: str,
-        rollout: RolloutSettings,
+        function: FunctionSettings,
+        config: Config,
         access_logs: s3.IBucket,
-        memory_mb: int,
-        timeout_s: int,
-        batch_size: int,
-        max_concurrency: int,
-        max_receive_count: int,
-        snap_start: bool,
-        results_days: int,
-        async_uploads_days: int,
-        cors_origins: list[str],
-        log_retention: logs.RetentionDays,
-        tracing: bool,
     ) -> None:
         super().__init__(scope, id_)
+        results_days, timeout_s = config.results_days, function.timeout_s
         self.bucket = secure_bucket(
             self,
             "Bucket",
@@ -68,7 +54,7 @@ class UploadClassifier(Construct):
             cors=[
                 s3.CorsRule(
                     allowed_methods=[s3.HttpMethods.POST],
-                    allowed_origins=cors_origins,
+                    allowed_origins=config.cors_origins,
                     allowed_headers=["*"],
                     max_age=3600,
                 )
@@ -84,7 +70,7 @@ class UploadClassifier(Construct):
                 s3.LifecycleRule(
                     id="ExpireAsyncUploads",
                     prefix=f"{UPLOADS_PREFIX}{contract.ASYNC_FOLDER}",
-                    expiration=Duration.days(async_uploads_days),
+                    expiration=Duration.days(config.async_uploads_days),
                 ),
                 s3.LifecycleRule(
                     id="ExpireOldVersions",
@@ -108,7 +94,7 @@ class UploadClassifier(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             dead_letter_queue=sqs.DeadLetterQueue(
-                queue=self.dead_letters, max_receive_count=max_receive_count
+                queue=self.dead_letters, max_receive_count=config.max_receive_count
             ),
         )
         self.bucket.add_event_notification(
@@ -119,22 +105,15 @@ class UploadClassifier(Construct):
         self.function, self.log_group = serving_function(
             self,
             "Function",
-            target=target,
+            settings=function,
             handler="classifier.uploads.handler",
             description="Classifies images dropped under uploads/ into results/",
             service=contract.UPLOADS_SERVICE,
-            snap_start=snap_start,
-            memory_mb=memory_mb,
-            timeout_s=timeout_s,
             environment={
-                env.MODEL_URI: model_uri,
                 env.UPLOADS_PREFIX: UPLOADS_PREFIX,
                 env.RESULTS_PREFIX: RESULTS_PREFIX,
                 env.EVENT_BUS: "default",
             },
-            log_retention=log_retention,
-            tracing=tracing,
-            version_description=version_description(rollout),
         )
         # The queue feeds the alias: its version pins the model and CodeDeploy moves it.
         self.rollout = Rollout(
@@ -143,20 +122,20 @@ class UploadClassifier(Construct):
             function=self.function,
             service=contract.UPLOADS_SERVICE,
             # A batch of large images legitimately takes seconds: half the timeout is the limit.
-            settings=replace(rollout, p99_ms=timeout_s * 500),
+            settings=replace(function.rollout, p99_ms=timeout_s * 500),
             check_event=uploads_check_event(),
-            log_retention=log_retention,
+            log_retention=function.log_retention,
         )
         self.alias = self.rollout.alias
         self.alias.add_event_source(
             sources.SqsEventSource(
                 self.queue,
-                batch_size=batch_size,
+                batch_size=config.uploads_batch_size,
                 max_batching_window=Duration.seconds(2),
                 report_batch_item_failures=True,
                 # A burst of uploads takes at most this many concurrent functions, leaving the
                 # account's concurrency (and the API's) alone.
-                max_concurrency=max_concurrency,
+                max_concurrency=config.uploads_max_concurrency,
             )
         )
         # Completion events ("Image Classified") on the account's default bus.
