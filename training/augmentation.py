@@ -35,6 +35,7 @@ class Augmenter:
             flip = rng.random(len(images)) < 0.5
         else:
             flip = np.zeros(len(images), bool)
+        self.flipped = flip  # which images this epoch shows mirrored (for their soft targets)
         images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
         return translate(images, recipe.translate_px, rng)
 
@@ -54,12 +55,22 @@ def translate(images: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndar
     return out
 
 
-def batches(recipe: Recipe, x: np.ndarray, y: np.ndarray, photos: np.ndarray | None) -> Any:
-    """The training batches: each epoch's augmented images in a fresh random order."""
+def batches(
+    recipe: Recipe,
+    x: np.ndarray,
+    y: np.ndarray,
+    photos: np.ndarray | None,
+    soft: np.ndarray | None = None,
+) -> Any:
+    """The training batches: each epoch's augmented images in a fresh random order. ``soft``
+    (images x 2 x classes: as they are, mirrored) are targets to blend with the labels at the
+    recipe's ``corrections_distill`` weight (the served model's own answers, when it learns
+    from corrections)."""
     import keras
 
     n_classes = int(y.max()) + 1
     one_hot = np.eye(n_classes, dtype=np.float32)[y]
+    weight = recipe.corrections_distill if soft is not None else 0.0
     augmenter = Augmenter(recipe, x, photos)
     outliers = None
     if recipe.outlier_fraction > 0:
@@ -88,6 +99,9 @@ def batches(recipe: Recipe, x: np.ndarray, y: np.ndarray, photos: np.ndarray | N
         def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
             chosen = self.order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
             images, targets = self.images[chosen], one_hot[chosen]
+            if soft is not None and weight > 0:
+                served = soft[chosen, augmenter.flipped[chosen].astype(int)]
+                targets = (1 - weight) * targets + weight * served
             if outliers is not None and per_batch:
                 extra = augmenter.rng.choice(
                     len(outliers), per_batch, replace=len(outliers) < per_batch

@@ -14,6 +14,7 @@ import numpy as np
 
 from training.augmentation import batches, report_batches
 from training.network import outputs_logits
+from training.progress import log
 
 if TYPE_CHECKING:
     from training.train import Data, Recipe
@@ -90,7 +91,8 @@ def fit_model(
         train_data = report_batches(recipe, data.x_train, data.y_train)
         steps = -(-len(data.x_train) // recipe.batch_size)
     else:
-        train_data = batches(recipe, data.x_train, data.y_train, photos)
+        soft = served_answers(model, recipe, data)
+        train_data = batches(recipe, data.x_train, data.y_train, photos, soft)
         steps = len(train_data)
         callbacks.append(freeze_whiten_bias(recipe))
         if recipe.lookahead_every:
@@ -115,6 +117,31 @@ def fit_model(
     rows = epoch_log.rows()
     earlier = sum(r["seconds"] for r in rows if r["epoch"] not in epoch_log.written)
     return {k: [r[k] for r in rows] for k in history.history}, earlier
+
+
+def served_answers(model: Any, recipe: Recipe, data: Data) -> np.ndarray | None:
+    """When refining the served model on corrections: its own answers (softmax of its logits)
+    on each base training image as it is and mirrored, as soft targets that keep it answering
+    clean images as it did while it learns the corrections (learning without forgetting; the
+    corrections' own rows keep their labels). None otherwise."""
+    if data.corrections is None or recipe.corrections_distill <= 0 or data.base_train is None:
+        return None
+    if not outputs_logits(model):
+        return None
+    n_classes = len(data.class_names)
+    soft = np.repeat(np.eye(n_classes, dtype=np.float32)[data.y_train][:, None], 2, axis=1)
+    base = data.x_train[: data.base_train].astype(np.float32)
+    for side, images in enumerate((base, base[:, :, ::-1])):
+        logits = model.predict(images, batch_size=1000, verbose=0).astype(np.float64)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        soft[: data.base_train, side] = exp / exp.sum(axis=1, keepdims=True)
+    agree = float((soft[: data.base_train, 0].argmax(1) == data.y_train[: data.base_train]).mean())
+    log(
+        "build",
+        f"soft targets: the served model's answers on {data.base_train} base images (right on "
+        f"{agree:.1%}), blended at {recipe.corrections_distill:g} with their labels",
+    )
+    return soft
 
 
 def early_stopping(patience: int) -> Any:

@@ -115,6 +115,9 @@ class Recipe:
     # adapting it to new labels: at fine_tune_lr_scale a 3-epoch run lost 8 points of validation
     # accuracy in its first epoch (docs/feedback.md).
     corrections_lr_scale: float = 0.05
+    # Refining on corrections, the base images' targets blend in the served model's own answers
+    # at this weight, so it keeps answering clean images as it did (docs/feedback.md).
+    corrections_distill: float = 0.5
     # Outlier exposure (Hendrycks et al., 2019): this many made-up outliers per training image
     # (training/outliers.py, never an evaluated kind) join the batches with a uniform target, so
     # pictures of none of the categories get weak outputs and a high novelty score.
@@ -188,6 +191,7 @@ class Data:
     split: str = "given"  # how the test split came about
     skipped: int = 0  # files that did not decode
     corrections: fixes.Corrections | None = None  # reviewers' labels (--corrections)
+    base_train: int | None = None  # with corrections: the first this many are the data set's
 
 
 @dataclass
@@ -265,6 +269,7 @@ def add_corrections(data: Data, source: str, recipe: Recipe) -> None:
     found = fixes.load(folder, data.class_names, recipe.image_size, source)
     train = ~found.held_out()
     repeat = max(1, recipe.corrections_repeat)
+    data.base_train = len(data.x_train)
     data.x_train = np.concatenate([data.x_train, *[found.x[train]] * repeat])
     data.y_train = np.concatenate([data.y_train, *[found.y[train]] * repeat])
     data.corrections = found

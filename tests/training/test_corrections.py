@@ -112,6 +112,16 @@ def test_a_run_with_corrections_fine_tunes_holds_out_and_records_them(
     assert recorded["held_out"] == sorted(i for i, h in zip(found.ids, found.held_out()) if h)
     assert 0 <= manifest["metrics"]["held_out_corrections_accuracy"] <= 1
     assert "its head kept" in done.stdout  # same labels: fine-tuned, not a new head
+    # The base images learn from the served model's own answers too (400 synthetic images less
+    # the validation split), at the recipe's weight.
+    assert "soft targets: the served model's answers on 360 base images" in done.stdout
+    assert manifest["recipe"]["corrections_distill"] == 0.5
+
+
+def test_without_corrections_nothing_is_distilled(
+    tiny_run: dict[str, Any],
+) -> None:
+    assert "soft targets" not in tiny_run["stdout"]
 
 
 def test_an_s3_source_is_copied_exactly_even_into_an_earlier_copy(

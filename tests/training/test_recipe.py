@@ -20,6 +20,7 @@ NEWER_THAN_THE_PUBLISHED_MODEL = {
     "max_int8_loss",
     "corrections_repeat",
     "corrections_lr_scale",
+    "corrections_distill",
     "outlier_fraction",
 }
 
