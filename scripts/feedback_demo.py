@@ -139,7 +139,7 @@ def run(command: list[str], env: dict[str, str], *, check: bool = True) -> int:
     return subprocess.run(command, check=check, env=env, cwd=ROOT).returncode
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/feedback_demo.py", description=__doc__.split("\n\n")[0]
     )
@@ -159,37 +159,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metavar="FIELD=VALUE",
         help="a recipe field for the fine-tuning run (repeatable), e.g. corrections_repeat=4",
     )
-    args = parser.parse_args(argv)
-    import logging
+    return parser.parse_args(argv)
 
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the local S3's access log
-
-    start = time.monotonic()
-    published = json.loads(args.model.read_text())
-    x_val, y_val, x_test, y_test = splits(published, args.data)
-    names = published["class_names"]
-    rng = np.random.default_rng(args.seed)
-    chosen = rng.permutation(len(y_val))[: args.send]
-    shifted_val = shifts.grey_and_dark(x_val[chosen])
-    images = shifts.as_png(shifted_val)
-    truth = {sha256_hex(b): names[int(label)] for b, label in zip(images, y_val[chosen])}
-
-    work = Path(tempfile.mkdtemp(prefix="feedback-demo-"))
-    s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    s3_server.start()
-    host, port = s3_server.get_host_and_port()
-    token = secrets.token_urlsafe(24)
-    env = {
+def aws_env(endpoint: str) -> dict[str, str]:
+    """This process's environment pointed at the local S3, for the servers and runs it starts."""
+    return {
         **os.environ,
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "demo",
         "AWS_SECRET_ACCESS_KEY": "demo",  # moto accepts any credentials
         "AWS_DEFAULT_REGION": "us-east-1",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
+
+
+def capture_and_review(
+    args: argparse.Namespace, env: dict[str, str], images: list[bytes], truth: dict[str, str]
+) -> tuple[int, dict[str, int]]:
+    """The local API with capture on gets the shifted images; a simulated reviewer labels the
+    captured ones through the review API. Returns how many were captured, and the counts."""
+    token = secrets.token_urlsafe(24)
     saved = dict(os.environ)
     os.environ.update(env)
     import boto3
@@ -210,7 +201,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         local_server.stop(server)
         os.environ.clear()
         os.environ.update(saved)
+    return unsure, counts
 
+
+def learn(
+    args: argparse.Namespace, env: dict[str, str], published: dict[str, Any], work: Path
+) -> tuple[str, Path, float]:
+    """Fine-tune on the corrections and publish the candidate into the demo's own model folder
+    (a copy of the served model's): the candidate, that folder, and the training minutes."""
     banner("learn: fine-tune on the base training split plus the corrections")
     models = work / "bucket"
     version = published["model_version"]
@@ -219,82 +217,91 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shutil.copy(args.model, models / "models" / mf.LATEST / mf.MANIFEST_NAME)
     runs = work / "runs"
     train_start = time.monotonic()
-    run(
-        [
-            sys.executable,
-            "-m",
-            "training.train",
-            "--data",
-            args.data,
-            "--out",
-            str(runs),
-            "--corrections",
-            f"s3://{BUCKET}/{contract.LABELS_PREFIX}",
-            "--epochs",
-            str(args.epochs),
-            "--init-from",
-            str(args.model.parent.parent / version),
-            "--seed",
-            str(published["recipe"]["seed"]),
-            *(["--limit", str(args.limit)] if args.limit else []),
-            *[a for item in args.set for a in ("--set", item)],
-        ],
-        env,
-    )
+    command = [sys.executable, "-m", "training.train", "--data", args.data, "--out", str(runs)]
+    command += ["--corrections", f"s3://{BUCKET}/{contract.LABELS_PREFIX}"]
+    command += [
+        "--epochs",
+        str(args.epochs),
+        "--init-from",
+        str(args.model.parent.parent / version),
+    ]
+    command += ["--seed", str(published["recipe"]["seed"])]
+    command += [*(["--limit", str(args.limit)] if args.limit else [])]
+    run([*command, *[a for item in args.set for a in ("--set", item)]], env)
     train_minutes = (time.monotonic() - train_start) / 60
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
     candidate = json.loads((run_dir / mf.MANIFEST_NAME).read_text())["model_version"]
     run([sys.executable, "-m", "training.publish", str(run_dir), str(models), "--candidate"], env)
-    banner("gate and promote (the demo's model folder; the repository's models/ is untouched)")
-    promoted = (
-        run(
-            [
-                sys.executable,
-                "-m",
-                "training.promote",
-                candidate,
-                "--bucket",
-                str(models),
-                "--data",
-                args.data,
-                "--no-rollout",
-            ],
-            env,
-            check=False,
-        )
-        == 0
-    )
+    return candidate, models, train_minutes
 
+
+def gate(args: argparse.Namespace, env: dict[str, str], candidate: str, models: Path) -> bool:
+    """``make promote`` on the demo's model folder: True if the candidate became latest."""
+    banner("gate and promote (the demo's model folder; the repository's models/ is untouched)")
+    command = [sys.executable, "-m", "training.promote", candidate, "--bucket", str(models)]
+    return run([*command, "--data", args.data, "--no-rollout"], env, check=False) == 0
+
+
+def before_and_after(
+    args: argparse.Namespace,
+    after_manifest: Path,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    work: Path,
+) -> dict[str, Any]:
+    """Accuracy of the served model and the candidate on grey-and-dark and clean test images."""
     banner("before and after, on images never trained or chosen on")
+    figures: dict[str, Any] = {}
+    for name, (x, y) in {
+        "grey_and_dark_test": (shifts.grey_and_dark(x_test), y_test),
+        "clean_test": (x_test, y_test),
+    }.items():
+        before = evaluate(args.model, x, y, work)
+        after = evaluate(after_manifest, x, y, work)
+        change = 100 * (after - before)
+        figures[name] = {"before": before, "after": after, "change_points": round(change, 2)}
+        print(f"{name:<20} before {before:.2%}  after {after:.2%}  ({change:+.2f} points)")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = options(argv)
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the local S3's access log
+    start = time.monotonic()
+    published = json.loads(args.model.read_text())
+    x_val, y_val, x_test, y_test = splits(published, args.data)
+    names = published["class_names"]
+    chosen = np.random.default_rng(args.seed).permutation(len(y_val))[: args.send]
+    images = shifts.as_png(shifts.grey_and_dark(x_val[chosen]))
+    truth = {sha256_hex(b): names[int(label)] for b, label in zip(images, y_val[chosen])}
+    work = Path(tempfile.mkdtemp(prefix="feedback-demo-"))
+    s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3_server.start()
+    host, port = s3_server.get_host_and_port()
+    env = aws_env(f"http://{host}:{port}")
+    unsure, counts = capture_and_review(args, env, images, truth)
+    candidate, models, train_minutes = learn(args, env, published, work)
+    promoted = gate(args, env, candidate, models)
     after_manifest = models / "models" / candidate / mf.MANIFEST_NAME
-    shifted_test = shifts.grey_and_dark(x_test)
     figures = {
         "machine": describe(),
         "seed": published["recipe"]["seed"],
         "sent": len(images),
         "captured": unsure,
         "labelled": counts["labelled"],
-        "before_model": version,
+        "before_model": published["model_version"],
         "after_model": candidate,
         "fine_tune_epochs": args.epochs,
         "recipe_overrides": args.set,
         "train_minutes": round(train_minutes, 1),
         "promoted": promoted,
+        **before_and_after(args, after_manifest, x_test, y_test, work),
+        "minutes": round((time.monotonic() - start) / 60, 1),
     }
-    for name, (x, y) in {
-        "grey_and_dark_test": (shifted_test, y_test),
-        "clean_test": (x_test, y_test),
-    }.items():
-        before = evaluate(args.model, x, y, work)
-        after = evaluate(after_manifest, x, y, work)
-        figures[name] = {
-            "before": before,
-            "after": after,
-            "change_points": round(100 * (after - before), 2),
-        }
-        change = 100 * (after - before)
-        print(f"{name:<20} before {before:.2%}  after {after:.2%}  ({change:+.2f} points)")
-    figures["minutes"] = round((time.monotonic() - start) / 60, 1)
     print(
         f"done in {figures['minutes']} min (training {train_minutes:.1f} min); {work} holds it all"
     )
