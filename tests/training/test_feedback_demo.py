@@ -1,4 +1,4 @@
-"""`make feedback-demo` end to end on a small synthetic set: capture, review, learn, gate, figures."""
+"""`make feedback-demo` end to end on a small synthetic set: capture, review, learn, gate."""
 
 from __future__ import annotations
 
