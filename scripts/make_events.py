@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote_plus
 
@@ -32,17 +33,24 @@ def multipart(filename: str, data: bytes, content_type: str = "image/png") -> by
     return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-def http_v2(method: str, path: str, body: bytes | None, content_type: str | None) -> dict:
+def curl_headers(content_type: str | None, case: Callable[[str], str]) -> dict[str, str]:
+    """curl's request headers as API Gateway passes them: HTTP APIs lower-case their names,
+    REST APIs keep the client's Title-Case."""
     headers = {
         "accept": "application/json",
         "host": "abc123.execute-api.eu-west-1.amazonaws.com",
         "user-agent": "curl/8.5.0",
         "x-forwarded-proto": "https",
     }
-    if body is not None:
-        headers["content-length"] = str(len(body))
     if content_type:
         headers["content-type"] = content_type
+    return {case(name): value for name, value in headers.items()}
+
+
+def http_v2(method: str, path: str, body: bytes | None, content_type: str | None) -> dict:
+    headers = curl_headers(content_type, str.lower)
+    if body is not None:
+        headers["content-length"] = str(len(body))
     event = {
         "version": "2.0",
         "routeKey": "$default",
@@ -75,14 +83,7 @@ def http_v2(method: str, path: str, body: bytes | None, content_type: str | None
 
 
 def rest_v1(method: str, path: str, body: bytes | None, content_type: str | None) -> dict:
-    headers = {
-        "Accept": "application/json",
-        "Host": "abc123.execute-api.eu-west-1.amazonaws.com",
-        "User-Agent": "curl/8.5.0",
-        "X-Forwarded-Proto": "https",
-    }
-    if content_type:
-        headers["Content-Type"] = content_type
+    headers = curl_headers(content_type, str.title)
     return {
         "resource": "/{proxy+}",
         "path": path,

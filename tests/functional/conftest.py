@@ -8,15 +8,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from classifier import capture, service
+from classifier import api, capture, service
+from fastapi.testclient import TestClient
 from moto import mock_aws
 
 
 @pytest.fixture
-def s3(aws_env: None, use_model: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A mocked S3 with the test module's ``BUCKET`` (versioned unless ``VERSIONED = False``);
-    environment a module needs (UPLOADS_BUCKET, ...) is set by its own fixtures first."""
+def s3(
+    aws_env: None,
+    use_model: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Any]:
+    """A mocked S3 with the test module's ``BUCKET`` (versioned unless ``VERSIONED = False``)
+    and the serving code's environment it names in ``ENV`` (UPLOADS_BUCKET, ...)."""
     bucket = request.module.BUCKET
+    for name, value in getattr(request.module, "ENV", {}).items():
+        monkeypatch.setenv(name, value)
     with mock_aws():
         service.reset()
         capture.resume()
@@ -28,3 +36,10 @@ def s3(aws_env: None, use_model: Path, request: pytest.FixtureRequest) -> Iterat
         yield client
         service.reset()
         capture.resume()
+
+
+@pytest.fixture
+def client(s3: Any) -> Iterator[TestClient]:
+    """The API in-process, against the module's mocked bucket."""
+    with TestClient(api.asgi) as c:
+        yield c

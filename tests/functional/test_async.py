@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,8 @@ from scripts.invoke import LocalContext
 from tests.conftest import IMGS
 
 BUCKET = "async-uploads"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Any:
-    """The uploads bucket (conftest's s3), with the API told its name and the event bus."""
-    monkeypatch.setenv("UPLOADS_BUCKET", BUCKET)
-    monkeypatch.setenv("EVENT_BUS", "default")
-    return request.getfixturevalue("s3")
-
-
-@pytest.fixture
-def client(aws: Any) -> Iterator[TestClient]:
-    with TestClient(api.asgi) as c:
-        yield c
+# The uploads bucket (conftest's s3), with the API told its name and the event bus.
+ENV = {"UPLOADS_BUCKET": BUCKET, "EVENT_BUS": "default"}
 
 
 def classify_upload(s3: Any, key: str) -> None:
@@ -42,7 +29,7 @@ def classify_upload(s3: Any, key: str) -> None:
     uploads.handler(event, LocalContext(function_name="cifar10-uploads"))
 
 
-def test_an_async_upload_goes_from_404_to_202_to_200(client: TestClient, aws: Any) -> None:
+def test_an_async_upload_goes_from_404_to_202_to_200(client: TestClient, s3: Any) -> None:
     started = client.post("/uploads", json={"content_type": "image/png"})
     assert started.status_code == 201, started.text
     ticket = started.json()
@@ -51,10 +38,10 @@ def test_an_async_upload_goes_from_404_to_202_to_200(client: TestClient, aws: An
     key = form["fields"]["key"]
     assert key == f"uploads/async/{upload_id}"
     assert client.get(f"/results/{upload_id}").status_code == 404  # nothing uploaded yet
-    aws.put_object(Bucket=BUCKET, Key=key, Body=(IMGS / "cat.png").read_bytes())
+    s3.put_object(Bucket=BUCKET, Key=key, Body=(IMGS / "cat.png").read_bytes())
     pending = client.get(f"/results/{upload_id}")
     assert pending.status_code == 202 and pending.json()["status"] == "pending"
-    classify_upload(aws, key)
+    classify_upload(s3, key)
     done = client.get(f"/results/{upload_id}")
     assert done.status_code == 200
     body = done.json()
@@ -119,7 +106,7 @@ def test_without_an_uploads_bucket_the_async_path_says_so(
     service.reset()
 
 
-def test_each_result_sends_a_completion_event(aws: Any) -> None:
+def test_each_result_sends_a_completion_event(s3: Any) -> None:
     import boto3
 
     sqs = boto3.client("sqs")
@@ -130,10 +117,10 @@ def test_each_result_sends_a_completion_event(aws: Any) -> None:
     events = boto3.client("events")
     events.put_rule(Name="classified", EventPattern=json.dumps({"source": ["cifar10.classifier"]}))
     events.put_targets(Rule="classified", Targets=[{"Id": "queue", "Arn": arn}])
-    aws.put_object(Bucket=BUCKET, Key="uploads/cat.png", Body=(IMGS / "cat.png").read_bytes())
-    aws.put_object(Bucket=BUCKET, Key="uploads/notes.txt", Body=b"not an image")
-    classify_upload(aws, "uploads/cat.png")
-    classify_upload(aws, "uploads/notes.txt")
+    s3.put_object(Bucket=BUCKET, Key="uploads/cat.png", Body=(IMGS / "cat.png").read_bytes())
+    s3.put_object(Bucket=BUCKET, Key="uploads/notes.txt", Body=b"not an image")
+    classify_upload(s3, "uploads/cat.png")
+    classify_upload(s3, "uploads/notes.txt")
     received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     by_type = {}
     for message in received:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -18,20 +17,7 @@ from tests.conftest import IMGS
 BUCKET = "feedback-bucket"
 TOKEN = "s3cret-reviewer-token"
 REVIEWER = {"authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Any:
-    monkeypatch.setenv("REVIEW_BUCKET", BUCKET)
-    monkeypatch.setenv("REVIEWER_TOKEN", TOKEN)
-    monkeypatch.setenv("CAPTURE", "all")
-    return request.getfixturevalue("s3")
-
-
-@pytest.fixture
-def client(store: Any) -> Iterator[TestClient]:
-    with TestClient(api.asgi) as c:
-        yield c
+ENV = {"REVIEW_BUCKET": BUCKET, "REVIEWER_TOKEN": TOKEN, "CAPTURE": "all"}
 
 
 def keys(s3: Any, prefix: str = "") -> list[str]:
@@ -46,42 +32,42 @@ def predict(client: TestClient, name: str = "cat.png") -> dict[str, Any]:
 
 
 def test_the_api_captures_the_bytes_it_classified_with_its_answer(
-    client: TestClient, store: Any
+    client: TestClient, s3: Any
 ) -> None:
     answer = predict(client)
-    (item_key,) = keys(store, contract.REVIEW_ITEMS_PREFIX)
-    item = json.loads(store.get_object(Bucket=BUCKET, Key=item_key)["Body"].read())
+    (item_key,) = keys(s3, contract.REVIEW_ITEMS_PREFIX)
+    item = json.loads(s3.get_object(Bucket=BUCKET, Key=item_key)["Body"].read())
     assert item["answer"]["category"] == answer["category"]
     assert item["answer"]["runner_up"] == answer["runner_up"]
     assert item["answer"]["probabilities"] == answer["probabilities"]
     assert item["model_version"] == answer["model_version"] and item["captured_at"]
-    stored = store.get_object(Bucket=item["image"]["bucket"], Key=item["image"]["key"])
+    stored = s3.get_object(Bucket=item["image"]["bucket"], Key=item["image"]["key"])
     assert stored["Body"].read() == (IMGS / "cat.png").read_bytes()
     assert item["image"]["key"].startswith(contract.REVIEW_IMAGES_PREFIX)
 
 
 def test_capture_none_keeps_nothing_and_unsure_keeps_only_doubtful_answers(
-    client: TestClient, store: Any, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CAPTURE", "none")
     service.settings.cache_clear()
     predict(client)
-    assert keys(store) == []
+    assert keys(s3) == []
     monkeypatch.setenv("CAPTURE", "unsure")
     service.settings.cache_clear()
     answer = predict(client)  # the sample cat is a confident answer
     assert not answer["unsure"] and not answer["none_of_these"]
-    assert keys(store) == []
+    assert keys(s3) == []
 
 
 def test_a_capture_failure_still_answers_and_is_counted(
-    client: TestClient, store: Any, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     counted: list[str] = []
     from classifier.web import common
 
     monkeypatch.setattr(common.telemetry, "count", counted.append)
-    store.delete_bucket(Bucket=BUCKET)  # every capture write now fails
+    s3.delete_bucket(Bucket=BUCKET)  # every capture write now fails
     answer = predict(client)
     assert answer["category"]
     assert counted == [contract.METRIC_CAPTURE_FAILED]
@@ -92,7 +78,7 @@ def test_a_capture_failure_still_answers_and_is_counted(
 
 
 def test_items_are_listed_newest_first_with_image_links_and_paged(
-    client: TestClient, store: Any
+    client: TestClient, s3: Any
 ) -> None:
     for name in ("cat.png", "dog.png", "ship.png"):
         predict(client, name)
@@ -105,7 +91,7 @@ def test_items_are_listed_newest_first_with_image_links_and_paged(
 
 
 def test_a_label_copies_the_image_under_its_label_with_who_and_what_the_model_said(
-    client: TestClient, store: Any
+    client: TestClient, s3: Any
 ) -> None:
     predict(client)
     (item,) = client.get("/review/items", headers=REVIEWER).json()["items"]
@@ -113,7 +99,7 @@ def test_a_label_copies_the_image_under_its_label_with_who_and_what_the_model_sa
     assert response.status_code == 200, response.text
     key = response.json()["label_key"]
     assert key == f"{contract.LABELS_PREFIX}dog/{item['id']}.png"
-    copied = store.get_object(Bucket=BUCKET, Key=key)
+    copied = s3.get_object(Bucket=BUCKET, Key=key)
     assert copied["Body"].read() == (IMGS / "cat.png").read_bytes()
     meta = copied["Metadata"]
     assert meta["reviewer"] == "reviewer-token" and meta["labelled-at"]
@@ -123,20 +109,20 @@ def test_a_label_copies_the_image_under_its_label_with_who_and_what_the_model_sa
 
 
 def test_none_of_these_is_a_label_and_others_are_refused_naming_the_categories(
-    client: TestClient, store: Any
+    client: TestClient, s3: Any
 ) -> None:
     predict(client)
     (item,) = client.get("/review/items", headers=REVIEWER).json()["items"]
     refused = client.post(f"/review/items/{item['id']}", json={"label": "dragon"}, headers=REVIEWER)
     assert refused.status_code == 422
     assert "'dragon'" in refused.json()["detail"] and "cat" in refused.json()["detail"]
-    assert keys(store, contract.LABELS_PREFIX) == []
+    assert keys(s3, contract.LABELS_PREFIX) == []
     ok = client.post(f"/review/items/{item['id']}", json={"label": "none"}, headers=REVIEWER)
     assert ok.status_code == 200 and ok.json()["label_key"].startswith("labels/none/")
 
 
 def test_an_unknown_item_is_404_and_a_second_label_409_with_nothing_written_twice(
-    client: TestClient, store: Any
+    client: TestClient, s3: Any
 ) -> None:
     assert (
         client.post(
@@ -150,10 +136,10 @@ def test_an_unknown_item_is_404_and_a_second_label_409_with_nothing_written_twic
     second = client.post(f"/review/items/{item['id']}", json={"label": "dog"}, headers=REVIEWER)
     assert (first.status_code, second.status_code) == (200, 409)
     assert "'cat'" in second.json()["detail"]
-    assert keys(store, contract.LABELS_PREFIX) == [first.json()["label_key"]]
+    assert keys(s3, contract.LABELS_PREFIX) == [first.json()["label_key"]]
 
 
-def test_two_reviewers_at_once_one_wins_one_is_told(client: TestClient, store: Any) -> None:
+def test_two_reviewers_at_once_one_wins_one_is_told(client: TestClient, s3: Any) -> None:
     predict(client)
     (item,) = client.get("/review/items", headers=REVIEWER).json()["items"]
     statuses: list[int] = []
@@ -172,9 +158,9 @@ def test_two_reviewers_at_once_one_wins_one_is_told(client: TestClient, store: A
     for t in threads:
         t.join()
     assert sorted(statuses) == [200, 409]
-    (written,) = keys(store, contract.LABELS_PREFIX)
+    (written,) = keys(s3, contract.LABELS_PREFIX)
     claim = json.loads(
-        store.get_object(Bucket=BUCKET, Key=f"{contract.REVIEW_LABELLED_PREFIX}{item['id']}.json")[
+        s3.get_object(Bucket=BUCKET, Key=f"{contract.REVIEW_LABELLED_PREFIX}{item['id']}.json")[
             "Body"
         ].read()
     )
@@ -185,17 +171,16 @@ def test_two_reviewers_at_once_one_wins_one_is_told(client: TestClient, store: A
     "headers", [{}, {"authorization": "Bearer wrong"}, {"authorization": TOKEN}]
 )
 def test_without_the_reviewer_token_review_is_refused_and_writes_nothing(
-    client: TestClient, store: Any, headers: dict[str, str]
+    client: TestClient, s3: Any, headers: dict[str, str]
 ) -> None:
     predict(client)
-    (item_key,) = keys(store, contract.REVIEW_ITEMS_PREFIX)
+    (item_key,) = keys(s3, contract.REVIEW_ITEMS_PREFIX)
     item_id = item_key.removeprefix(contract.REVIEW_ITEMS_PREFIX).removesuffix(".json")
     listed = client.get("/review/items", headers=headers)
     posted = client.post(f"/review/items/{item_id}", json={"label": "cat"}, headers=headers)
     assert listed.status_code in (401, 403) and posted.status_code in (401, 403)
     assert (
-        keys(store, contract.LABELS_PREFIX) == []
-        and keys(store, contract.REVIEW_LABELLED_PREFIX) == []
+        keys(s3, contract.LABELS_PREFIX) == [] and keys(s3, contract.REVIEW_LABELLED_PREFIX) == []
     )
 
 
@@ -236,7 +221,7 @@ def call(event: dict[str, Any]) -> int:
     ],
 )
 def test_each_auth_mode_refuses_a_request_without_a_reviewer_credential(
-    store: Any,
+    s3: Any,
     monkeypatch: pytest.MonkeyPatch,
     mode: str,
     authorizer: dict[str, Any] | None,
@@ -246,16 +231,16 @@ def test_each_auth_mode_refuses_a_request_without_a_reviewer_credential(
     service.settings.cache_clear()
     with TestClient(api.asgi) as c:
         predict(c)
-    (item_key,) = keys(store, contract.REVIEW_ITEMS_PREFIX)
+    (item_key,) = keys(s3, contract.REVIEW_ITEMS_PREFIX)
     item_id = item_key.removeprefix(contract.REVIEW_ITEMS_PREFIX).removesuffix(".json")
     status = call(lambda_event(f"/review/items/{item_id}", "POST", {"label": "cat"}, authorizer))
     assert status == expected
-    written = keys(store, contract.LABELS_PREFIX)
+    written = keys(s3, contract.LABELS_PREFIX)
     assert bool(written) is (expected == 200)
 
 
 def test_with_auth_none_the_token_comes_from_secrets_manager(
-    client: TestClient, store: Any, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secrets = boto3.client("secretsmanager", region_name="us-east-1")
     arn = secrets.create_secret(Name="reviewer", SecretString=json.dumps({"token": "from-sm"}))[
@@ -284,7 +269,7 @@ def test_the_review_routes_are_in_the_openapi_schema_with_their_statuses(
 
 
 def test_a_stranger_learns_nothing_from_a_malformed_body_only_401(
-    client: TestClient, store: Any
+    client: TestClient, s3: Any
 ) -> None:
     response = client.post(
         "/review/items/0000000000000abcdef01",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -51,36 +52,37 @@ def test_a_deploy_copies_versioned_models_but_never_latest(synthesised: dict[str
     assert any(staged.glob("*/model.tflite"))
 
 
-def test_a_deploy_cannot_overwrite_a_published_model(
-    synthesised: dict[str, Any], aws_env: None
-) -> None:
+BUCKET, LATEST = "models-bucket", "models/latest/manifest.json"
+
+
+@pytest.fixture
+def models_bucket(aws_env: None) -> Iterator[Any]:
+    """An empty mocked models bucket (moto), for the seeding custom resource's calls."""
     import boto3
     from moto import mock_aws
 
-    key = "models/latest/manifest.json"
     with mock_aws():
         s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="models-bucket")
-        published = b'{"model_version": "published-by-training"}'
-        s3.put_object(Bucket="models-bucket", Key=key, Body=published)
-        for call in seed_calls(synthesised["raw"], "models-bucket"):
-            assert call["parameters"]["Key"] == key
-            assert run_like_the_custom_resource(s3, call) == "ignored PreconditionFailed"
-        assert s3.get_object(Bucket="models-bucket", Key=key)["Body"].read() == published
+        s3.create_bucket(Bucket=BUCKET)
+        yield s3
+
+
+def test_a_deploy_cannot_overwrite_a_published_model(
+    synthesised: dict[str, Any], models_bucket: Any
+) -> None:
+    published = b'{"model_version": "published-by-training"}'
+    models_bucket.put_object(Bucket=BUCKET, Key=LATEST, Body=published)
+    for call in seed_calls(synthesised["raw"], BUCKET):
+        assert call["parameters"]["Key"] == LATEST
+        assert run_like_the_custom_resource(models_bucket, call) == "ignored PreconditionFailed"
+    assert models_bucket.get_object(Bucket=BUCKET, Key=LATEST)["Body"].read() == published
 
 
 def test_a_first_deploy_seeds_latest_with_the_repositorys_model(
-    synthesised: dict[str, Any], aws_env: None
+    synthesised: dict[str, Any], models_bucket: Any
 ) -> None:
-    import boto3
-    from moto import mock_aws
-
-    key = "models/latest/manifest.json"
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="models-bucket")
-        create, _ = seed_calls(synthesised["raw"], "models-bucket")
-        assert run_like_the_custom_resource(s3, create) == "written"
-        seeded = json.loads(s3.get_object(Bucket="models-bucket", Key=key)["Body"].read())
+    create, _ = seed_calls(synthesised["raw"], BUCKET)
+    assert run_like_the_custom_resource(models_bucket, create) == "written"
+    seeded = json.loads(models_bucket.get_object(Bucket=BUCKET, Key=LATEST)["Body"].read())
     repository = json.loads((ROOT / "models" / "latest" / "manifest.json").read_text())
     assert seeded == repository

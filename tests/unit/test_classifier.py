@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -250,30 +251,34 @@ def test_a_model_that_differs_from_its_manifest_is_refused(served_manifest: Path
         load_classifier(model + b"\0", manifest)
 
 
-def test_a_manifest_with_other_class_names_is_refused(served_manifest: Path) -> None:
-    raw = json.loads(served_manifest.read_text())
+def nine_classes(raw: dict[str, Any]) -> None:
     raw["class_names"] = raw["class_names"][:9]
-    manifest = Manifest.from_dict(raw)
-    model = Path(resolve(str(served_manifest), manifest.model_path)).read_bytes()
-    with pytest.raises(ModelError, match="10 outputs but the manifest names 9 classes"):
-        load_classifier(model, manifest)
 
 
-def test_a_manifest_with_another_input_shape_is_refused(served_manifest: Path) -> None:
-    raw = json.loads(served_manifest.read_text())
+def another_input_shape(raw: dict[str, Any]) -> None:
     raw["input"]["shape"] = [64, 64, 3]
-    manifest = Manifest.from_dict(raw)
-    model = Path(resolve(str(served_manifest), manifest.model_path)).read_bytes()
-    with pytest.raises(ModelError, match="input shape"):
-        load_classifier(model, manifest)
 
 
-def test_a_manifest_with_other_quantisation_is_refused(served_manifest: Path) -> None:
-    raw = json.loads(served_manifest.read_text())
+def other_quantisation(raw: dict[str, Any]) -> None:
     raw["input"]["quantization"]["zero_point"] = 0
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        (nine_classes, "10 outputs but the manifest names 9 classes"),
+        (another_input_shape, "input shape"),
+        (other_quantisation, "quantisation"),
+    ],
+)
+def test_a_manifest_that_disagrees_with_its_model_is_refused_naming_what(
+    served_manifest: Path, change: Callable[[dict[str, Any]], None], refusal: str
+) -> None:
+    raw = json.loads(served_manifest.read_text())
+    change(raw)
     manifest = Manifest.from_dict(raw)
     model = Path(resolve(str(served_manifest), manifest.model_path)).read_bytes()
-    with pytest.raises(ModelError, match="quantisation"):
+    with pytest.raises(ModelError, match=refusal):
         load_classifier(model, manifest)
 
 

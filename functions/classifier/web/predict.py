@@ -68,55 +68,35 @@ class BatchOut(BaseModel):
     results: list[BatchItemOut]
 
 
-UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                    "required": ["file"],
-                }
-            },
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "image": {
-                            "type": "string",
-                            "format": "byte",
-                            "description": "the PNG or JPEG, base64 (a data: URL also works)",
-                        }
-                    },
-                    "required": ["image"],
-                }
-            },
-        },
-    }
+BINARY = {"type": "string", "format": "binary"}
+
+
+def multipart_body(file: dict[str, Any], **other: Any) -> dict[str, Any]:
+    """An OpenAPI request body of a multipart ``file`` field (and other media types)."""
+    form = {"type": "object", "properties": {"file": file}, "required": ["file"]}
+    content = {"multipart/form-data": {"schema": form}, **other}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+BASE64_IMAGE = {
+    "type": "string",
+    "format": "byte",
+    "description": "the PNG or JPEG, base64 (a data: URL also works)",
 }
-BATCH_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "maxItems": MAX_BATCH_FILES,
-                        }
-                    },
-                    "required": ["file"],
-                }
+UPLOAD_BODY = multipart_body(
+    BINARY,
+    **{"image/png": {"schema": BINARY}, "image/jpeg": {"schema": BINARY}},
+    **{
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"image": BASE64_IMAGE},
+                "required": ["image"],
             }
-        },
-    }
-}
+        }
+    },
+)
+BATCH_BODY = multipart_body({"type": "array", "items": BINARY, "maxItems": MAX_BATCH_FILES})
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
     for code, text in (
