@@ -48,8 +48,8 @@ class Config:
     snap_start: bool = False
     provisioned_concurrency: int = 0
     uploads_memory_mb: int = 1024
-    # Batches of 50 hide S3's round trips behind inference (docs/measurements.md: 111 images/s
-    # per container against 76 with batches of 10); 120 s covers 50 of the costliest images.
+    # Batches of 50 hide S3's round trips behind inference (more images/s per container than
+    # batches of 10: docs/measurements.md); 120 s covers 50 of the costliest images.
     uploads_timeout_s: int = 120
     uploads_batch_size: int = 50
     uploads_max_concurrency: int = 5  # concurrent drop-folder functions (SQS: 2 to 1000)
