@@ -8,12 +8,15 @@ the reason (never 500), and the drop folder retries (then parks in the dead-lett
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from classifier import contract
 from classifier.core import MAX_PIXELS, ModelError
+
+T = TypeVar("T", int, float)
 
 # The manifest to serve: s3://bucket/models/<version>/manifest.json (deployed functions are
 # pinned to a version, never `latest`), or a local path.
@@ -60,14 +63,21 @@ class SettingsError(ModelError):
     """An environment variable holds a value the service cannot use."""
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+def _parsed(env: Mapping[str, str], name: str, parse: Callable[[str], T], kind: str) -> T | None:
+    """The variable parsed, or None when it is unset or empty (the default applies unchecked)."""
     raw = env.get(name)
     if raw is None or raw == "":
-        return default
+        return None
     try:
-        value = int(raw)
+        return parse(raw)
     except ValueError:
-        raise SettingsError(f"setting {name}={raw!r} is not a whole number") from None
+        raise SettingsError(f"setting {name}={raw!r} is not {kind}") from None
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    value = _parsed(env, name, int, "a whole number")
+    if value is None:
+        return default
     if value < minimum:
         raise SettingsError(f"setting {name}={value} is below its minimum, {minimum}")
     return value
@@ -88,13 +98,9 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
 
 
 def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
+    value = _parsed(env, name, float, "a number")
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"setting {name}={raw!r} is not a number") from None
     if not 0 <= value <= 1:
         raise SettingsError(f"setting {name}={value} is not between 0 and 1")
     return value

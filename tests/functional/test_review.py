@@ -31,6 +31,13 @@ def predict(client: TestClient, name: str = "cat.png") -> dict[str, Any]:
     return dict(response.json())
 
 
+def captured(client: TestClient) -> dict[str, Any]:
+    """One image classified, and the review item it left (the only one pending)."""
+    predict(client)
+    (item,) = client.get("/review/items", headers=REVIEWER).json()["items"]
+    return dict(item)
+
+
 def test_the_api_captures_the_bytes_it_classified_with_its_answer(
     client: TestClient, s3: Any
 ) -> None:
@@ -93,8 +100,7 @@ def test_items_are_listed_newest_first_with_image_links_and_paged(
 def test_a_label_copies_the_image_under_its_label_with_who_and_what_the_model_said(
     client: TestClient, s3: Any
 ) -> None:
-    predict(client)
-    (item,) = client.get("/review/items", headers=REVIEWER).json()["items"]
+    item = captured(client)
     response = client.post(f"/review/items/{item['id']}", json={"label": "dog"}, headers=REVIEWER)
     assert response.status_code == 200, response.text
     key = response.json()["label_key"]
@@ -111,8 +117,7 @@ def test_a_label_copies_the_image_under_its_label_with_who_and_what_the_model_sa
 def test_none_of_these_is_a_label_and_others_are_refused_naming_the_categories(
     client: TestClient, s3: Any
 ) -> None:
-    predict(client)
-    (item,) = client.get("/review/items", headers=REVIEWER).json()["items"]
+    item = captured(client)
     refused = client.post(f"/review/items/{item['id']}", json={"label": "dragon"}, headers=REVIEWER)
     assert refused.status_code == 422
     assert "'dragon'" in refused.json()["detail"] and "cat" in refused.json()["detail"]
@@ -130,8 +135,7 @@ def test_an_unknown_item_is_404_and_a_second_label_409_with_nothing_written_twic
         ).status_code
         == 404
     )
-    predict(client)
-    (item,) = client.get("/review/items", headers=REVIEWER).json()["items"]
+    item = captured(client)
     first = client.post(f"/review/items/{item['id']}", json={"label": "cat"}, headers=REVIEWER)
     second = client.post(f"/review/items/{item['id']}", json={"label": "dog"}, headers=REVIEWER)
     assert (first.status_code, second.status_code) == (200, 409)
@@ -140,8 +144,7 @@ def test_an_unknown_item_is_404_and_a_second_label_409_with_nothing_written_twic
 
 
 def test_two_reviewers_at_once_one_wins_one_is_told(client: TestClient, s3: Any) -> None:
-    predict(client)
-    (item,) = client.get("/review/items", headers=REVIEWER).json()["items"]
+    item = captured(client)
     statuses: list[int] = []
     barrier = threading.Barrier(2)
 
