@@ -57,23 +57,15 @@ def answer_of(prediction: Prediction) -> dict[str, Any]:
 
 
 def record(
-    item_id: str,
-    *,
-    source: str,
-    image: dict[str, Any],
-    prediction: Prediction,
-    media_type: str,
-    sha256: str,
-    filename: str | None = None,
+    item_id: str, *, source: str, image: dict[str, Any], data: bytes, prediction: Prediction
 ) -> dict[str, Any]:
     """What a reviewer needs of one answer: the image's location, the answer, version and time."""
     return {
         "id": item_id,
         "source": source,
         "image": image,
-        "media_type": media_type,
-        "sha256": sha256,
-        "filename": filename,
+        "media_type": media_type_of(data),
+        "sha256": sha256_hex(data),
         "answer": answer_of(prediction),
         "model_version": prediction.model_version,
         "captured_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -100,38 +92,19 @@ def capture_bytes(
     media = media_type_of(data)
     key = f"{contract.REVIEW_IMAGES_PREFIX}{item_id}{EXTENSIONS.get(media, '')}"
     s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=media)
-    item = record(
-        item_id,
-        source="api",
-        image={"bucket": bucket, "key": key},
-        prediction=prediction,
-        media_type=media,
-        sha256=sha256_hex(data),
-        filename=filename,
-    )
-    _put_json(s3, bucket, item_key(item_id), item)
+    image = {"bucket": bucket, "key": key}
+    item = record(item_id, source="api", image=image, data=data, prediction=prediction)
+    _put_json(s3, bucket, item_key(item_id), {**item, "filename": filename})
     return item_id
 
 
 def capture_object(
-    s3: Any,
-    bucket: str,
-    image: dict[str, Any],
-    data: bytes,
-    prediction: Prediction,
+    s3: Any, bucket: str, image: dict[str, Any], data: bytes, prediction: Prediction
 ) -> str:
     """Keep an answer the drop folder gave: a record pointing at the upload (by version)."""
     item_id = new_id()
-    item = record(
-        item_id,
-        source="uploads",
-        image=image,
-        prediction=prediction,
-        media_type=media_type_of(data),
-        sha256=sha256_hex(data),
-        filename=image["key"].rsplit("/", 1)[-1],
-    )
-    _put_json(s3, bucket, item_key(item_id), item)
+    item = record(item_id, source="uploads", image=image, data=data, prediction=prediction)
+    _put_json(s3, bucket, item_key(item_id), {**item, "filename": image["key"].rsplit("/", 1)[-1]})
     return item_id
 
 
