@@ -59,6 +59,13 @@ def run_cli(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def run_on_synthetic(
+    module: str, data: dict[str, Any], tmp_path: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> --data <the synthetic CIFAR-10 batches> <args>``, as run_cli runs it."""
+    return run_cli(["-m", module, "--data", str(data["batches"]), *args], tmp_path / "cache")
+
+
 def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Learnable fake CIFAR-10: each class has its own colour and stripe direction, plus noise."""
     palette = np.random.default_rng(0).integers(30, 226, size=(10, 3))  # same for every split

@@ -111,13 +111,12 @@ def test_the_documented_ablation_runs_for_real_on_a_tiny_set(
 ) -> None:
     import json
 
-    from tests.conftest import run_cli
+    from tests.conftest import run_on_synthetic
 
     out = tmp_path / "ablations.jsonl"
-    command = ["-m", "research.ablate", "--data", str(synthetic_data["batches"])]
-    command += ["--limit", "200", "--epochs", "1", "--out", str(out)]
-    command += ["baseline", "widths=8,16,16,lookahead_every=0"]
-    run_cli(command, tmp_path / "cache")
+    runs = ("baseline", "widths=8,16,16,lookahead_every=0")
+    options = ("--limit", "200", "--epochs", "1", "--out", str(out))
+    run_on_synthetic("research.ablate", synthetic_data, tmp_path, *options, *runs)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["run"] for r in rows] == ["baseline", "widths=8,16,16,lookahead_every=0"]
     assert all(0 <= r["val_mirror-translate"] <= 1 for r in rows)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_on_synthetic
 
 
 @pytest.mark.slow
@@ -16,9 +16,8 @@ def test_the_feedback_demo_runs_the_loop_and_reports_before_and_after(
     synthetic_data: dict[str, Any], tmp_path: Path
 ) -> None:
     out = tmp_path / "figures.json"
-    command = ["-m", "scripts.feedback_demo", "--data", str(synthetic_data["batches"])]
-    command += ["--send", "40", "--corrections", "20", "--epochs", "1", "--json", str(out)]
-    done = run_cli(command, tmp_path / "cache")
+    options = ("--send", "40", "--corrections", "20", "--epochs", "1", "--json", str(out))
+    done = run_on_synthetic("scripts.feedback_demo", synthetic_data, tmp_path, *options)
     figures = json.loads(out.read_text())
     assert figures["sent"] == 40 and 0 < figures["labelled"] <= min(20, figures["captured"])
     for kind in ("grey_and_dark_test", "clean_test"):

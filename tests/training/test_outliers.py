@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from classifier.core import image_to_array
 
-from tests.conftest import run_cli
+from tests.conftest import run_on_synthetic
 from training import outliers
 
 
@@ -40,13 +40,12 @@ def test_a_run_with_outlier_exposure_trains_and_publishes_a_novelty_threshold(
 ) -> None:
     import json
 
-    command = ["-m", "training.train", "--data", str(synthetic_data["batches"])]
-    command += ["--epochs", "2", "--widths", "8,16,16", "--batch-size", "16", "--tta", "mirror"]
-    command += ["--out", str(tmp_path / "runs"), "--set", "outlier_fraction=0.25"]
+    tiny = ("--epochs", "2", "--widths", "8,16,16", "--batch-size", "16", "--tta", "mirror")
     # Two epochs of a tiny net: int8 may fall further behind float than the publishing guard
     # allows on 100 images; the guard is tested elsewhere, outlier exposure here.
-    command += ["--set", "max_int8_loss=1"]
-    done = run_cli(command, tmp_path / "cache")
+    options = ("--set", "outlier_fraction=0.25", "--set", "max_int8_loss=1")
+    out = ("--out", str(tmp_path / "runs"))
+    done = run_on_synthetic("training.train", synthetic_data, tmp_path, *tiny, *options, *out)
     assert "outlier exposure: 90 made-up outliers" in done.stdout  # a quarter of 360
     (run_dir,) = (tmp_path / "runs").iterdir()
     inference = json.loads((run_dir / "manifest.json").read_text())["inference"]
