@@ -31,6 +31,12 @@ def synthesised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     yield {"template": template, "raw": raw, "outdir": outdir}
 
 
+@pytest.fixture
+def raw(synthesised: dict[str, Any]) -> dict[str, Any]:
+    """The default stack's template as JSON (synthesised once per session)."""
+    return dict(synthesised["raw"])
+
+
 @pytest.fixture(scope="session")
 def arm(tmp_path_factory: pytest.TempPathFactory) -> Any:
     # No bundling for this variant: only its template is inspected.

@@ -102,19 +102,3 @@ def test_auth_jwt_has_api_gateway_check_the_reviewer_scope(tmp_path: Path) -> No
     assert "AuthorizationScopes" not in routes["POST /predict"]
     api = our_functions(raw)["classifier.api.handler"]["Environment"]["Variables"]
     assert api["REVIEWER_CLAIM"] == "scope=labeller"
-
-
-@pytest.mark.parametrize(
-    ("context", "message"),
-    [
-        ({"capture": "some"}, "capture='some'; expected one of"),
-        ({"captureSample": "0"}, "captureSample=0"),
-        ({"captureDays": "0"}, "captureDays=0"),
-        ({"reviewerClaim": "review"}, "reviewerClaim='review'"),
-    ],
-)
-def test_bad_capture_settings_are_refused_by_name(
-    context: dict[str, str], message: str, tmp_path: Path
-) -> None:
-    with pytest.raises(ValueError, match=message):
-        synthesised(tmp_path, "none", **context)

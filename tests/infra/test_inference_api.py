@@ -121,20 +121,6 @@ def test_auth_jwt_checks_issuer_and_audience(tmp_path: Path) -> None:
     assert "authorization" in preflight["Properties"]["CorsConfiguration"]["AllowHeaders"]
 
 
-@pytest.mark.parametrize(
-    ("context", "message"),
-    [
-        ({"auth": "password"}, "auth='password'; expected one of"),
-        ({"auth": "jwt"}, "needs jwtIssuer"),
-    ],
-)
-def test_bad_auth_settings_are_refused_by_name(
-    context: dict[str, str], message: str, tmp_path: Path
-) -> None:
-    with pytest.raises(ValueError, match=message):
-        synth(tmp_path, **context, **{"aws:cdk:bundling-stacks": []})
-
-
 @pytest.mark.parametrize("auth", ["iam", "jwt"])
 def test_cdk_nag_passes_under_each_auth_mode(auth: str, tmp_path: Path) -> None:
     context = {"auth": auth, "aws:cdk:bundling-stacks": []}

@@ -29,21 +29,3 @@ def test_provisioned_concurrency_is_set_on_the_apis_alias(tmp_path: Path) -> Non
         [{"ProvisionedConcurrentExecutions": 2}, None], key=str
     )
     assert all("SnapStart" not in p for p in our_functions(raw).values())
-
-
-@pytest.mark.parametrize(
-    ("context", "message"),
-    [
-        ({"snapStart": "true", "runtime": "python3.11-x86_64"}, "needs a python3.12"),
-        ({"snapStart": "true", "provisionedConcurrency": "1"}, "cannot be combined"),
-        (
-            {"provisionedConcurrency": "11", "apiReservedConcurrency": "10"},
-            "exceeds apiReservedConcurrency=10",
-        ),
-    ],
-)
-def test_impossible_cold_start_settings_are_refused_by_name(
-    context: dict[str, str], message: str, tmp_path: Path
-) -> None:
-    with pytest.raises(ValueError, match=message):
-        synth(tmp_path, **context, **{"aws:cdk:bundling-stacks": []})

@@ -27,8 +27,7 @@ def test_both_functions_run_python_313_on_x86_64_by_default(synthesised: dict[st
         assert props["MemorySize"] == 1024
 
 
-def test_environment_pins_the_model_version_parameter(synthesised: dict[str, Any]) -> None:
-    raw = synthesised["raw"]
+def test_environment_pins_the_model_version_parameter(raw: dict[str, Any]) -> None:
     parameter = raw["Parameters"]["ModelVersion"]
     repository = json.loads((ROOT / "models" / "latest" / "manifest.json").read_text())
     assert parameter["Default"] == repository["model_version"]  # never "latest"
@@ -94,8 +93,7 @@ def test_concurrency_settings_come_from_context(tmp_path: Path) -> None:
         synth(tmp_path / "bad", uploadsMaxConcurrency="1", **{"aws:cdk:bundling-stacks": []})
 
 
-def test_every_bucket_is_encrypted_private_and_tls_only(synthesised: dict[str, Any]) -> None:
-    raw = synthesised["raw"]
+def test_every_bucket_is_encrypted_private_and_tls_only(raw: dict[str, Any]) -> None:
     buckets = resources(raw, "AWS::S3::Bucket")
     assert len(buckets) == 3  # models, uploads, access logs
     for name, bucket in buckets.items():

@@ -13,8 +13,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.infra]
 
 
 # --- the cloud training job's role ----------------------------------------------------------
-def test_the_training_role_writes_candidates_but_never_latest(synthesised: dict[str, Any]) -> None:
-    raw = synthesised["raw"]
+def test_the_training_role_writes_candidates_but_never_latest(raw: dict[str, Any]) -> None:
     roles = {
         k: r
         for k, r in resources(raw, "AWS::IAM::Role").items()
