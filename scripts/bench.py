@@ -40,12 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from classifier import settings
-from classifier.settings import REPO_MODEL
+from classifier.settings import MODEL_URI, REPO_MODEL
 
 from training import ROOT, machine
 
-MODEL = Path(os.environ.get(settings.MODEL_URI) or REPO_MODEL)  # --candidate re-runs with another
+MODEL = Path(os.environ.get(MODEL_URI) or REPO_MODEL)  # --candidate re-runs with another
 # From before the import of the handler to its first answer; argv: the code folder, the event.
 FIRST_ANSWER = """
 import json, sys, time
@@ -171,7 +170,7 @@ def lambda_cold_ms(bundle: Path, event: Path, samples: int, *, bytecode: bool) -
         if not bytecode:
             for cache in list(task_root.rglob("__pycache__")):
                 shutil.rmtree(cache)
-        env = {settings.MODEL_URI: str(MODEL), "PATH": "/usr/bin:/bin", "HOME": tmp}
+        env = {MODEL_URI: str(MODEL), "PATH": "/usr/bin:/bin", "HOME": tmp}
         command = [python, "-B", "-S", "-E", "-c", FIRST_ANSWER, str(task_root), str(event)]
         return round(median_of(samples, command, env=env, cwd=tmp), 1)
 
@@ -342,7 +341,7 @@ def candidate_rows(args: argparse.Namespace, env: dict[str, str]) -> dict[str, A
         subprocess.run(
             command,
             check=True,
-            env={**env, settings.MODEL_URI: str(args.candidate.resolve())},
+            env={**env, MODEL_URI: str(args.candidate.resolve())},
             stdout=subprocess.DEVNULL,
         )
         return dict(json.loads(out.read_text()))

@@ -20,8 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from classifier import settings
-from classifier.settings import REPO_MODEL
+from classifier.settings import MODEL_URI, REPO_MODEL
 
 from scripts import client, events, local_server
 from scripts.invoke import LocalContext
@@ -97,7 +96,7 @@ def local_s3(manifest: Path) -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", settings.MODEL_URI)}
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", MODEL_URI)}
     os.environ.update(
         AWS_ENDPOINT_URL=f"http://{host}:{port}",
         AWS_ACCESS_KEY_ID="demo",

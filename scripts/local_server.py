@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
-from classifier import settings
-from classifier.settings import REPO_MODEL
+from classifier.settings import MODEL_URI, REPO_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +36,7 @@ def start(
     env = {
         **os.environ,
         "PYTHONPATH": str(source / "functions"),
-        settings.MODEL_URI: str(manifest),
+        MODEL_URI: str(manifest),
         "POWERTOOLS_LOG_LEVEL": log_level,
     }
     command = [sys.executable, "-m", "uvicorn", "classifier.api:asgi", "--port", str(port)]

@@ -34,7 +34,7 @@ def synthesised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 @pytest.fixture
 def raw(synthesised: dict[str, Any]) -> dict[str, Any]:
     """The default stack's template as JSON (synthesised once per session)."""
-    return dict(synthesised["raw"])
+    return synthesised["raw"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")

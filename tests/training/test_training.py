@@ -396,8 +396,9 @@ def test_the_published_model_reproduces_its_figures_on_the_jpeg_test_split(
     tmp_path: Path,
 ) -> None:
     """The published figures reproduce exactly through the serving code, and they clear the
-    bars of issue 25's recipe: past airbench94's own code on this data (90.96%), calibrated,
-    int8 as good as float, within airbench95's budget (15 epochs of 128/384/384) and 6 MB."""
+    bars of issue 25's recipe: past airbench94's own code on this data (docs/training.md),
+    calibrated, int8 as good as float, within airbench95's budget (15 epochs of 128/384/384)
+    and 6 MB."""
     manifest = json.loads(PUBLISHED.read_text())
     recorded_runtime = manifest["metrics"]["int8_runtime"].split()[0]
     results = {}

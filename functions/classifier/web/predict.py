@@ -85,15 +85,16 @@ BASE64_IMAGE = {
 }
 UPLOAD_BODY = multipart_body(
     BINARY,
-    **{"image/png": {"schema": BINARY}, "image/jpeg": {"schema": BINARY}},
     **{
+        "image/png": {"schema": BINARY},
+        "image/jpeg": {"schema": BINARY},
         "application/json": {
             "schema": {
                 "type": "object",
                 "properties": {"image": BASE64_IMAGE},
                 "required": ["image"],
             }
-        }
+        },
     },
 )
 BATCH_BODY = multipart_body({"type": "array", "items": BINARY, "maxItems": MAX_BATCH_FILES})
