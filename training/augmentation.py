@@ -64,13 +64,14 @@ def batches(
 ) -> Any:
     """The training batches: each epoch's augmented images in a fresh random order. ``soft``
     (images x 2 x classes: as they are, mirrored) are targets to blend with the labels at the
-    recipe's ``corrections_distill`` weight (the served model's own answers, when it learns
-    from corrections)."""
+    recipe's ``teacher_weight`` (teachers' answers: distillation) or ``corrections_distill``
+    weight (the served model's own answers, when it learns from corrections)."""
     import keras
 
     n_classes = int(y.max()) + 1
     one_hot = np.eye(n_classes, dtype=np.float32)[y]
-    weight = recipe.corrections_distill if soft is not None else 0.0
+    weight = recipe.teacher_weight if recipe.teachers else recipe.corrections_distill
+    weight = weight if soft is not None else 0.0
     augmenter = Augmenter(recipe, x, photos)
     outliers = None
     if recipe.outlier_fraction > 0:

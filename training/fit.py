@@ -91,7 +91,13 @@ def fit_model(
         train_data = report_batches(recipe, data.x_train, data.y_train)
         steps = -(-len(data.x_train) // recipe.batch_size)
     else:
-        soft = served_answers(model, recipe, data)
+        soft: np.ndarray | None = None
+        if recipe.teachers:
+            from training.teachers import teacher_answers
+
+            soft = teacher_answers(recipe.teachers, data.x_train, data.y_train)
+        else:
+            soft = served_answers(model, recipe, data)
         train_data = batches(recipe, data.x_train, data.y_train, photos, soft)
         steps = len(train_data)
         callbacks.append(freeze_whiten_bias(recipe))

@@ -116,6 +116,10 @@ class Recipe:
     # (training/outliers.py, never an evaluated kind) join the batches with a uniform target, so
     # pictures of none of the categories get weak outputs and a high novelty score.
     outlier_fraction: float = 0.0
+    # Distillation (training/teachers.py): published models, comma-separated versions, whose
+    # served answers blend into the labels at teacher_weight. Their training is not this run's.
+    teachers: str = ""
+    teacher_weight: float = 0.5
     seed: int = 0
 
 

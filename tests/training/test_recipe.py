@@ -22,6 +22,8 @@ NEWER_THAN_THE_PUBLISHED_MODEL = {
     "corrections_lr_scale",
     "corrections_distill",
     "outlier_fraction",
+    "teachers",
+    "teacher_weight",
 }
 
 

@@ -62,3 +62,25 @@ def test_too_few_validation_errors_leave_the_temperature_alone() -> None:
     logits, _ = sampled(1.0, n=200)
     right = logits.argmax(axis=1)  # every answer right: the likelihood only grows as T -> 0
     assert cal.fit_temperature(logits, right) == 1.0
+
+
+def test_the_novelty_threshold_keeps_its_promise_on_images_it_was_not_fitted_on() -> None:
+    """At most 5% of in-distribution images flagged, for new images as well as the validation
+    ones: fitted on 5,000 draws, a fresh 100,000 exceed 5% in few of 40 trials (exactly 5% of
+    the validation draws would exceed it in about half)."""
+    rng = np.random.default_rng(0)
+    over = 0
+    for _ in range(40):
+        threshold = cal.novelty_threshold(rng.normal(size=5000))
+        fresh = float((rng.normal(size=100_000) > threshold).mean())
+        assert 0.035 < fresh < 0.06
+        over += fresh > cal.NOVELTY_FLAGGED
+    assert over <= 6
+
+
+def test_fewer_validation_images_flag_a_smaller_share() -> None:
+    shares = [cal.flagged_share(n) for n in (100, 1000, 5000, 100_000)]
+    assert shares == sorted(shares) and shares[0] <= 0.02 and 0.044 < shares[2] < 0.05
+    assert cal.flagged_share(10) == 0.0  # too few to promise anything: nothing is flagged
+    scores = np.arange(1000, dtype=float)
+    assert (scores > cal.novelty_threshold(scores, flagged=0.05)).mean() == 0.05

@@ -1,0 +1,58 @@
+"""Distillation: teachers answer as the serving code does, and a run learns from them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from classifier.core import softmax
+from classifier.manifest import Manifest
+from classifier.runtime import load_classifier
+
+from tests.conftest import run_on_synthetic
+from training.teachers import teacher_answers
+
+
+def served_logits(run_dir: Path, x: np.ndarray) -> np.ndarray:
+    """One view's logits through the serving classifier (no test-time views)."""
+    manifest = Manifest.from_bytes((run_dir / "manifest.json").read_bytes())
+    classifier = load_classifier((run_dir / "model.tflite").read_bytes(), manifest)
+    classifier.inference = replace(classifier.inference, tta="none")
+    return classifier.predict_outputs(x)
+
+
+@pytest.mark.slow
+def test_the_teachers_targets_are_their_served_answers_on_both_sides_averaged(
+    tiny_run: dict[str, Any], synthetic_data: dict[str, Any]
+) -> None:
+    x, y = synthetic_data["arrays"][0][:64], synthetic_data["arrays"][1][:64]
+    run_dir = tiny_run["run_dir"]
+    soft = teacher_answers(f"{run_dir},{run_dir}", x, y)  # two teachers: the same one twice
+    expected = softmax((served_logits(run_dir, x) + served_logits(run_dir, x[:, :, ::-1])) / 2)
+    assert soft.shape == (64, 2, 10)
+    np.testing.assert_allclose(soft[:, 0], expected, atol=1e-5)
+    np.testing.assert_array_equal(soft[:, 0], soft[:, 1])
+
+
+@pytest.mark.slow
+def test_a_run_with_a_teacher_blends_its_answers_and_records_it(
+    tiny_run: dict[str, Any], synthetic_data: dict[str, Any], tmp_path: Path
+) -> None:
+    tiny = ("--epochs", "2", "--widths", "8,16,16", "--batch-size", "16", "--tta", "mirror")
+    teacher = ("--set", f"teachers={tiny_run['run_dir']}", "--set", "max_int8_loss=1")
+    out = ("--out", str(tmp_path / "runs"))
+    done = run_on_synthetic("training.train", synthetic_data, tmp_path, *tiny, *teacher, *out)
+    assert f"soft targets: 1 teacher(s) ({tiny_run['run_dir'].name})" in done.stdout
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    recipe = json.loads((run_dir / "manifest.json").read_text())["recipe"]
+    assert recipe["teachers"] == str(tiny_run["run_dir"]) and recipe["teacher_weight"] == 0.5
+
+
+def test_a_teacher_that_is_not_a_model_folder_is_refused(tmp_path: Path) -> None:
+    x = np.zeros((2, 32, 32, 3), np.uint8)
+    with pytest.raises(SystemExit, match=r"teacher 'no-such-model': no manifest\.json"):
+        teacher_answers("no-such-model", x, np.zeros(2, int))

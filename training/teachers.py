@@ -1,0 +1,97 @@
+"""Distillation: published models' answers on the training images, as soft targets.
+
+A recipe with ``teachers`` (model versions under models/, or folders with a manifest) blends
+their answers into each training image's label at ``teacher_weight``. The teachers answer as
+they are served: the serving code runs their int8 model under LiteRT in a process that never
+imports TensorFlow (``python -m training.teachers``), on the image as it is and mirrored; their
+logits are averaged over the teachers (an ensemble), then softmax at temperature 1. Only the
+student's own training images are asked, so its validation and test images never reach it
+through a teacher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from classifier import manifest as mf
+
+from training import ROOT
+from training.progress import log
+
+TEACHER_VIEWS = "mirror"  # as they are and mirrored: two of the six served views, a third the cost
+
+
+def teacher_folder(name: str) -> Path:
+    """A teacher named by version (models/<version>) or by its folder."""
+    folder = Path(name) if Path(name).is_dir() else ROOT / "models" / name
+    if not (folder / mf.MANIFEST_NAME).is_file():
+        raise SystemExit(f"error: teacher {name!r}: no {mf.MANIFEST_NAME} in {folder}")
+    return folder
+
+
+def ensemble_logits(folders: list[Path], images: np.ndarray) -> np.ndarray:
+    """The teachers' logits as the serving code computes them over TEACHER_VIEWS, averaged over
+    the teachers (run this in the serving process: LiteRT, no TensorFlow)."""
+    from dataclasses import replace
+
+    from classifier.manifest import Manifest, resolve
+    from classifier.runtime import load_classifier
+
+    total = np.zeros((len(images), 0), np.float32)
+    for folder in folders:
+        manifest = Manifest.from_bytes((folder / mf.MANIFEST_NAME).read_bytes())
+        if manifest.inference.outputs != "logits":
+            raise SystemExit(f"error: teacher {folder.name} outputs probabilities, not logits")
+        model = Path(resolve(str(folder / mf.MANIFEST_NAME), manifest.model_path)).read_bytes()
+        classifier = load_classifier(model, manifest, num_threads=os.cpu_count())
+        classifier.inference = replace(classifier.inference, tta=TEACHER_VIEWS)
+        logits = classifier.predict_outputs(images, batch_size=500)
+        total = logits if not total.size else total + logits
+    return np.asarray(total / len(folders), np.float32)
+
+
+def teacher_answers(names: str, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Soft targets (images x 2 x classes, the layout of the training batches: as they are,
+    mirrored) from the teachers' ensemble; both sides get its two-view answer."""
+    from training.serving_process import ServingProcessError, failure_reason, run
+
+    folders = [teacher_folder(n.strip()) for n in names.split(",") if n.strip()]
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "images.npy", images)
+        done = run(
+            "training.teachers",
+            *(str(f) for f in folders),
+            "--images",
+            str(Path(tmp) / "images.npy"),
+            "--out",
+            str(Path(tmp) / "logits.npy"),
+        )
+        if done.returncode != 0:
+            raise ServingProcessError(failure_reason(done))
+        logits = np.load(Path(tmp) / "logits.npy").astype(np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    agree = float((probs.argmax(1) == labels).mean())
+    log(
+        "build",
+        f"soft targets: {len(folders)} teacher(s) ({', '.join(f.name for f in folders)}) on "
+        f"{len(images)} training images, two views each (right on {agree:.1%})",
+    )
+    return np.repeat(probs[:, None], 2, axis=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The teachers' ensemble logits (LiteRT).")
+    parser.add_argument("teachers", nargs="+", type=Path, help="model folders")
+    parser.add_argument("--images", type=Path, required=True, help="uint8 images, .npy")
+    parser.add_argument("--out", type=Path, required=True, help="logits, .npy")
+    args = parser.parse_args()
+    np.save(args.out, ensemble_logits(args.teachers, np.load(args.images)))
+
+
+if __name__ == "__main__":
+    main()
