@@ -115,11 +115,22 @@ MEMORY_GB = 1.0  # the functions' 1024 MB
 
 def median_of(samples: int, command: list[str], **kwargs: Any) -> float:
     """The median of the last line each run of ``command`` prints (seconds -> milliseconds)."""
-    values = []
+    return alternating_medians(samples, command, [kwargs.pop("env", None)], **kwargs)[0]
+
+
+def alternating_medians(
+    samples: int, command: list[str], envs: list[dict[str, str] | None], **kwargs: Any
+) -> list[float]:
+    """``median_of`` for each environment, their runs taking turns: a slower spell of the
+    machine falls on each alike, so their ratio is the difference between them."""
+    values: list[list[float]] = [[] for _ in envs]
     for _ in range(samples):
-        out = subprocess.run(command, capture_output=True, text=True, check=True, **kwargs)
-        values.append(float(out.stdout.strip().splitlines()[-1]))
-    return statistics.median(values) * 1000
+        for env, found in zip(envs, values):
+            done = subprocess.run(
+                command, capture_output=True, text=True, check=True, env=env, **kwargs
+            )
+            found.append(float(done.stdout.strip().splitlines()[-1]))
+    return [statistics.median(v) * 1000 for v in values]
 
 
 def one_pass_ms(runtime: str, model_file: str, env: dict[str, str]) -> float | str:
@@ -157,8 +168,11 @@ def size_mb(folder: Path) -> float:
     return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 1)
 
 
-def lambda_cold_ms(bundle: Path, event: Path, samples: int, *, bytecode: bool) -> float | str:
-    """First answer from a clean copy of ``bundle``, run as Lambda runs it (read-only, no site)."""
+def lambda_cold_ms(
+    bundle: Path, event: Path, samples: int, *, bytecode: bool, models: list[Path]
+) -> list[float] | str:
+    """First answer from a clean copy of ``bundle``, run as Lambda runs it (read-only, no
+    site), serving each of ``models`` in turn: their medians."""
     from infra.components.bundling import DEFAULT_TARGET, TARGETS, find_python
 
     python = find_python(TARGETS[DEFAULT_TARGET].python)
@@ -170,9 +184,11 @@ def lambda_cold_ms(bundle: Path, event: Path, samples: int, *, bytecode: bool) -
         if not bytecode:
             for cache in list(task_root.rglob("__pycache__")):
                 shutil.rmtree(cache)
-        env = {MODEL_URI: str(MODEL), "PATH": "/usr/bin:/bin", "HOME": tmp}
+        envs: list[dict[str, str] | None] = [
+            {MODEL_URI: str(model), "PATH": "/usr/bin:/bin", "HOME": tmp} for model in models
+        ]
         command = [python, "-B", "-S", "-E", "-c", FIRST_ANSWER, str(task_root), str(event)]
-        return round(median_of(samples, command, env=env, cwd=tmp), 1)
+        return [round(v, 1) for v in alternating_medians(samples, command, envs, cwd=tmp)]
 
 
 def drop_folder_rate(batch_size: int, env: dict[str, str]) -> int:
@@ -255,10 +271,17 @@ def options(argv: list[str] | None) -> argparse.Namespace:
 
 
 def cold_rows(args: argparse.Namespace, env: dict[str, str], model_file: str) -> dict[str, Any]:
-    """First answers in fresh processes: ours, the report's way, one int8 pass per runtime."""
+    """First answers in fresh processes: ours (a candidate's taking turns with it), the
+    report's way, one int8 pass per runtime."""
     r: dict[str, Any] = {}
     first_answer = [sys.executable, "-c", FIRST_ANSWER, str(ROOT / "functions"), str(args.event)]
-    r["cold_in_process_ms"] = round(median_of(args.cold, first_answer, env=env), 1)
+    envs: list[dict[str, str] | None] = [env]
+    if args.candidate:
+        envs.append({**env, MODEL_URI: str(args.candidate.resolve())})
+    found = alternating_medians(args.cold, first_answer, envs)
+    r["cold_in_process_ms"] = round(found[0], 1)
+    if args.candidate:
+        r["candidate"] = {"cold_in_process_ms": round(found[1], 1)}
     reports_code = REPORTS_WAY.format(model=model_file, image=str(ROOT / "imgs" / "cat.png"))
     r["reports_way_cold_ms"] = round(
         median_of(
@@ -274,8 +297,10 @@ def cold_rows(args: argparse.Namespace, env: dict[str, str], model_file: str) ->
 
 
 def bundle_rows(args: argparse.Namespace) -> dict[str, Any]:
-    """The Lambda bundles' sizes and their cold starts as Lambda runs them."""
+    """The Lambda bundles' sizes and their cold starts as Lambda runs them; with a candidate,
+    its cold starts too, taking turns with today's model's (under ``candidate``)."""
     r: dict[str, Any] = {}
+    models = [MODEL.resolve()] + ([args.candidate.resolve()] if args.candidate else [])
     with tempfile.TemporaryDirectory() as tmp:
         built = bundles(Path(tmp))
         for name, folder in built.items():
@@ -284,7 +309,12 @@ def bundle_rows(args: argparse.Namespace) -> dict[str, Any]:
 
         for bytecode in (True, False):
             key = "lambda_cold_ms_" + ("bytecode" if bytecode else "sources_only")
-            r[key] = lambda_cold_ms(built[DEFAULT_TARGET], args.event, args.cold, bytecode=bytecode)
+            found = lambda_cold_ms(
+                built[DEFAULT_TARGET], args.event, args.cold, bytecode=bytecode, models=models
+            )
+            r[key] = found if isinstance(found, str) else found[0]
+            if args.candidate and not isinstance(found, str):
+                r.setdefault("candidate", {})[key] = found[1]
     return r
 
 
@@ -302,9 +332,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for tta, ms in views_cost(args.event, args.runs).items():
         r[f"warm_p50_ms_views_{tta}"] = ms
 
-    r.update(cold_rows(args, env, model_file))
-    if not args.skip_bundles:
-        r.update(bundle_rows(args))
+    # A candidate's cold starts are measured here, taking turns with today's (the rest of its
+    # rows come from a process serving it, below).
+    paired: dict[str, Any] = {}
+    for rows in (cold_rows(args, env, model_file), {} if args.skip_bundles else bundle_rows(args)):
+        paired.update(rows.pop("candidate", {}))
+        r.update(rows)
     if not args.skip_s3:
         for batch in (10, 50):
             r[f"drop_folder_images_per_s_batch_{batch}"] = drop_folder_rate(batch, env)
@@ -324,7 +357,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     print(table(r, args))
     if args.candidate:
-        r["candidate"] = candidate_rows(args, env)
+        r["candidate"] = {**candidate_rows(args, env), **paired}
         print("\n" + compare(r, r["candidate"]))
     if args.json:
         args.json.write_text(json.dumps(r, indent=2) + "\n")
@@ -332,12 +365,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def candidate_rows(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    """The same measurements for ``--candidate``, in a fresh process serving it (bundle rows
-    included: the Lambda cold start loads its model)."""
+    """The warm measurements for ``--candidate``, in a fresh process serving it (its cold
+    starts are the parent's, taking turns with today's model)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "candidate.json"
-        command = [sys.executable, __file__, "--skip-s3", "--json", str(out)]
-        command += ["--runs", str(args.runs), "--cold", str(args.cold), "--report-cold", "1"]
+        command = [sys.executable, __file__, "--skip-s3", "--skip-bundles", "--json", str(out)]
+        command += ["--runs", str(args.runs), "--cold", "1", "--report-cold", "1"]
         subprocess.run(
             command,
             check=True,
