@@ -12,6 +12,7 @@ through a teacher.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -25,12 +26,32 @@ from training.progress import log
 TEACHER_VIEWS = "mirror"  # as they are and mirrored: two of the six served views, a third the cost
 
 
-def teacher_folder(name: str) -> Path:
+def folder_of(name: str) -> Path:
     """A teacher named by version (models/<version>) or by its folder."""
-    folder = Path(name) if Path(name).is_dir() else ROOT / "models" / name
+    return Path(name) if Path(name).is_dir() else ROOT / "models" / name
+
+
+def teacher_folder(name: str) -> Path:
+    """The folder of a teacher, which must hold a manifest."""
+    folder = folder_of(name)
     if not (folder / mf.MANIFEST_NAME).is_file():
         raise SystemExit(f"error: teacher {name!r}: no {mf.MANIFEST_NAME} in {folder}")
     return folder
+
+
+def applicable(names: str, class_names: tuple[str, ...], image_size: int) -> str | None:
+    """Why these teachers cannot teach this data set (None: they can): each must be here and
+    answer with its labels in its order at its input size."""
+    for name in (n.strip() for n in names.split(",") if n.strip()):
+        folder = folder_of(name)
+        if not (folder / mf.MANIFEST_NAME).is_file():
+            return f"teacher {name} is not in {folder.parent}"
+        manifest = json.loads((folder / mf.MANIFEST_NAME).read_text())
+        if tuple(manifest["class_names"]) != tuple(class_names):
+            return f"teacher {name} answers with other labels"
+        if manifest["input"]["shape"][0] != image_size:
+            return f"teacher {name} takes {manifest['input']['shape'][0]}px images"
+    return None
 
 
 def ensemble_logits(folders: list[Path], images: np.ndarray) -> np.ndarray:

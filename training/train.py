@@ -123,6 +123,9 @@ class Recipe:
     seed: int = 0
 
 
+# airbench's label smoothing, for runs without teachers (their answers soften the labels).
+LABEL_SMOOTHING_WITHOUT_TEACHERS = 0.2
+
 RECIPES = {
     "default": Recipe(
         name="default",
@@ -301,6 +304,8 @@ def adapt(recipe: Recipe, data: Data) -> Recipe:
         # Corrections refine the served model: start from it (a new model would forget it).
         small = smallest < recipe.init_auto_below or data.corrections is not None
         changes["init_from"] = source if small else None
+    if recipe.teachers:
+        changes.update(without_teachers(recipe, data, changes.get("init_from", recipe.init_from)))
     if changes.get("init_from", recipe.init_from):
         scale = (
             recipe.fine_tune_lr_scale if data.corrections is None else recipe.corrections_lr_scale
@@ -308,6 +313,21 @@ def adapt(recipe: Recipe, data: Data) -> Recipe:
         changes["learning_rate"] = recipe.learning_rate * scale
         changes["whiten_bias_epochs"] = 0  # the published whitening bias is kept as trained
     return replace(recipe, **changes)
+
+
+def without_teachers(recipe: Recipe, data: Data, init_from: str | None) -> dict[str, Any]:
+    """Distillation's changes undone where the teachers cannot teach: other labels or input
+    size, teachers not here, or a run that starts from a published model (corrections use the
+    served model's own answers instead). Labels are smoothed as without a teacher then."""
+    from training.teachers import applicable
+
+    why = applicable(recipe.teachers, data.class_names, recipe.image_size)
+    if init_from:
+        why = "the run starts from a published model"
+    if why is None:
+        return {}
+    log("build", f"no teachers: {why}; labels smoothed by {LABEL_SMOOTHING_WITHOUT_TEACHERS}")
+    return {"teachers": "", "label_smoothing": LABEL_SMOOTHING_WITHOUT_TEACHERS}
 
 
 # --------------------------------------------------------------------------------------------

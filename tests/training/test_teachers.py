@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,8 @@ from classifier.core import softmax
 from classifier.manifest import Manifest
 from classifier.runtime import load_classifier
 
-from tests.conftest import run_on_synthetic
+from tests.conftest import CLASSES, PUBLISHED, run_on_synthetic
+from training import train as t
 from training.teachers import teacher_answers
 
 
@@ -56,3 +58,28 @@ def test_a_teacher_that_is_not_a_model_folder_is_refused(tmp_path: Path) -> None
     x = np.zeros((2, 32, 32, 3), np.uint8)
     with pytest.raises(SystemExit, match=r"teacher 'no-such-model': no manifest\.json"):
         teacher_answers("no-such-model", x, np.zeros(2, int))
+
+
+def adapted(teachers: str, class_names: tuple[str, ...], corrections: Any = None) -> t.Recipe:
+    """The default recipe with these teachers, as a run on these labels resolves it."""
+    data: Any = SimpleNamespace(
+        x_train=np.zeros((45000, 1), np.uint8),
+        y_train=np.arange(45000) % len(class_names),
+        class_names=class_names,
+        corrections=corrections,
+    )
+    recipe = replace(t.options([])[1], teachers=teachers, label_smoothing=0.0)
+    return t.adapt(recipe, data)
+
+
+def test_teachers_that_know_the_labels_teach_and_others_are_dropped_with_smoothing_back() -> None:
+    teacher = PUBLISHED.parent.name
+    kept = adapted(teacher, tuple(CLASSES))
+    assert kept.teachers == teacher and kept.label_smoothing == 0.0
+    for dropped in (
+        adapted(teacher, ("cats", "dogs")),  # someone's own labels
+        adapted("no-such-model", tuple(CLASSES)),  # not here
+        adapted(teacher, tuple(CLASSES), corrections=object()),  # refining the served model
+    ):
+        assert dropped.teachers == ""
+        assert dropped.label_smoothing == t.LABEL_SMOOTHING_WITHOUT_TEACHERS
