@@ -59,14 +59,24 @@ def image_uri(region: str, instance_type: str) -> str:
     )
 
 
-def source_archive() -> bytes:
-    """training/ and functions/classifier/ (layout kept) + requirements.txt, as a .tar.gz."""
+def source_archive(recipe: str = "default") -> bytes:
+    """training/ and functions/classifier/ (layout kept) + requirements.txt, and the recipe's
+    teachers (their manifest and int8 model: distillation runs them), as a .tar.gz."""
+    from classifier import manifest as mf
+
+    from training.teachers import folder_of
+    from training.train import RECIPES
+
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for folder in (ROOT / "training", ROOT / "functions" / "classifier"):
             for path in sorted(folder.rglob("*.py")):
                 tar.add(path, arcname=path.relative_to(ROOT).as_posix())
         tar.add(ROOT / "training" / "requirements-sagemaker.txt", arcname="requirements.txt")
+        for name in filter(None, RECIPES[recipe].teachers.split(",")):
+            folder = folder_of(name)
+            for file in (mf.MANIFEST_NAME, mf.MODEL_NAME):
+                tar.add(folder / file, arcname=f"models/{folder.name}/{file}")
     return buffer.getvalue()
 
 
@@ -168,7 +178,8 @@ def launch(bucket: str, role_arn: str, *, dry_run: bool = False, **options: Any)
 
     region = boto3.session.Session().region_name or "us-east-1"
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    name = f"cifar10-{options.get('hyperparameters', {}).get('recipe', 'default')}-{stamp}"
+    recipe = options.get("hyperparameters", {}).get("recipe", "default")
+    name = f"cifar10-{recipe}-{stamp}"
     source_key = f"{SOURCE_PREFIX}{name}/sourcedir.tar.gz"
     request = job_request(
         name=name,
@@ -180,7 +191,7 @@ def launch(bucket: str, role_arn: str, *, dry_run: bool = False, **options: Any)
     )
     if dry_run:
         return request
-    boto3.client("s3").put_object(Bucket=bucket, Key=source_key, Body=source_archive())
+    boto3.client("s3").put_object(Bucket=bucket, Key=source_key, Body=source_archive(recipe))
     boto3.client("sagemaker").create_training_job(**request)
     return request
 

@@ -177,3 +177,23 @@ def test_upload_data_puts_one_archive_in_the_bucket_once(
         tops = {name.split("/")[0] for name in tar.getnames()}
     assert tops == {"train", "test"}
     assert "is there already" in capsys.readouterr().out
+
+
+def test_the_source_archive_carries_the_recipes_teachers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from training import train
+
+    teacher = json.loads((ROOT / "models" / "latest" / "manifest.json").read_text())
+    version = teacher["model_version"]
+    default = replace(train.RECIPES["default"], teachers=version)
+    monkeypatch.setitem(train.RECIPES, "with-teacher", default)
+    monkeypatch.setitem(train.RECIPES, "no-teacher", replace(default, teachers=""))
+
+    def names(recipe: str) -> set[str]:
+        with tarfile.open(fileobj=io.BytesIO(cloud.source_archive(recipe)), mode="r:gz") as tar:
+            return set(tar.getnames())
+
+    expected = {f"models/{version}/manifest.json", f"models/{version}/model.tflite"}
+    assert expected <= names("with-teacher")
+    assert not any(n.startswith("models/") for n in names("no-teacher"))
