@@ -39,14 +39,19 @@ def teacher_folder(name: str) -> Path:
     return folder
 
 
-def applicable(names: str, class_names: tuple[str, ...], image_size: int) -> str | None:
-    """Why these teachers cannot teach this data set (None: they can): each must be here and
-    answer with its labels in its order at its input size."""
+def applicable(
+    names: str, class_names: tuple[str, ...], image_size: int, fingerprint: str
+) -> str | None:
+    """Why these teachers cannot teach this data set (None: they can): each must be here, have
+    been trained on this data set (their answers on other images, even of the same labels, are
+    no better than guesses), and answer with its labels in its order at its input size."""
     for name in (n.strip() for n in names.split(",") if n.strip()):
         folder = folder_of(name)
         if not (folder / mf.MANIFEST_NAME).is_file():
             return f"teacher {name} is not in {folder.parent}"
         manifest = json.loads((folder / mf.MANIFEST_NAME).read_text())
+        if manifest["data"]["fingerprint_sha256"] != fingerprint:
+            return f"teacher {name} was trained on another data set"
         if tuple(manifest["class_names"]) != tuple(class_names):
             return f"teacher {name} answers with other labels"
         if manifest["input"]["shape"][0] != image_size:

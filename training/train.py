@@ -316,12 +316,13 @@ def adapt(recipe: Recipe, data: Data) -> Recipe:
 
 
 def without_teachers(recipe: Recipe, data: Data, init_from: str | None) -> dict[str, Any]:
-    """Distillation's changes undone where the teachers cannot teach: other labels or input
-    size, teachers not here, or a run that starts from a published model (corrections use the
-    served model's own answers instead). Labels are smoothed as without a teacher then."""
+    """Distillation's changes undone where the teachers cannot teach: another data set, other
+    labels or input size, teachers not here, or a run that starts from a published model
+    (corrections use the served model's own answers instead). Labels are smoothed as without a
+    teacher then."""
     from training.teachers import applicable
 
-    why = applicable(recipe.teachers, data.class_names, recipe.image_size)
+    why = applicable(recipe.teachers, data.class_names, recipe.image_size, data.fingerprint)
     if init_from:
         why = "the run starts from a published model"
     if why is None:

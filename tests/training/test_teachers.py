@@ -60,23 +60,31 @@ def test_a_teacher_that_is_not_a_model_folder_is_refused(tmp_path: Path) -> None
         teacher_answers("no-such-model", x, np.zeros(2, int))
 
 
-def adapted(teachers: str, class_names: tuple[str, ...], corrections: Any = None) -> t.Recipe:
-    """The default recipe with these teachers, as a run on these labels resolves it."""
+TEACHER = json.loads(PUBLISHED.read_text())
+CIFAR = TEACHER["data"]["fingerprint_sha256"]  # the data set the published model learnt
+
+
+def adapted(
+    teachers: str, class_names: tuple[str, ...], corrections: Any = None, fingerprint: str = CIFAR
+) -> t.Recipe:
+    """The default recipe with these teachers, as a run on this data resolves it."""
     data: Any = SimpleNamespace(
         x_train=np.zeros((45000, 1), np.uint8),
         y_train=np.arange(45000) % len(class_names),
         class_names=class_names,
         corrections=corrections,
+        fingerprint=fingerprint,
     )
     recipe = replace(t.options([])[1], teachers=teachers, label_smoothing=0.0)
     return t.adapt(recipe, data)
 
 
 def test_teachers_that_know_the_labels_teach_and_others_are_dropped_with_smoothing_back() -> None:
-    teacher = PUBLISHED.parent.name
+    teacher = TEACHER["model_version"]
     kept = adapted(teacher, tuple(CLASSES))
     assert kept.teachers == teacher and kept.label_smoothing == 0.0
     for dropped in (
+        adapted(teacher, tuple(CLASSES), fingerprint="0" * 64),  # other images, same labels
         adapted(teacher, ("cats", "dogs")),  # someone's own labels
         adapted("no-such-model", tuple(CLASSES)),  # not here
         adapted(teacher, tuple(CLASSES), corrections=object()),  # refining the served model
