@@ -8,7 +8,7 @@ outside check is printed beside each): AUROC of each novelty score against the t
 share flagged ``none_of_these`` at the manifest's threshold, and the share flagged
 ``none_of_these`` or ``unsure``; and the test split's own share flagged. Runs the int8 model as
 served (TensorFlow-free). Without a threshold in the manifest, one is fitted on the validation
-split (``--fit``: at most 5% of validation images flagged), as training does.
+split as training does (at most 5% of in-category images flagged, with 95% confidence).
 """
 
 from __future__ import annotations

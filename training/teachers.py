@@ -5,8 +5,8 @@ their answers into each training image's label at ``teacher_weight``. The teache
 they are served: the serving code runs their int8 model under LiteRT in a process that never
 imports TensorFlow (``python -m training.teachers``), on the image as it is and mirrored; their
 logits are averaged over the teachers (an ensemble), then softmax at temperature 1. Only the
-student's own training images are asked, so its validation and test images never reach it
-through a teacher.
+student's own training images are asked, and a teacher must have held out the same validation
+split, so no validation or test image reaches the student through a teacher.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ TEACHER_VIEWS = "mirror"  # as they are and mirrored: two of the six served view
 
 
 def folder_of(name: str) -> Path:
-    """A teacher named by version (models/<version>) or by its folder."""
-    return Path(name) if Path(name).is_dir() else ROOT / "models" / name
+    """A teacher named by version (models/<version>) or by its folder (made absolute: the
+    teachers run in a process started from the repository)."""
+    return Path(name).resolve() if Path(name).is_dir() else ROOT / "models" / name
 
 
 def teacher_folder(name: str) -> Path:
@@ -39,13 +40,26 @@ def teacher_folder(name: str) -> Path:
     return folder
 
 
+def names_of(teachers: str) -> list[str]:
+    return [n.strip() for n in teachers.split(",") if n.strip()]
+
+
 def applicable(
-    names: str, class_names: tuple[str, ...], image_size: int, fingerprint: str
+    names: str,
+    class_names: tuple[str, ...],
+    image_size: int,
+    fingerprint: str,
+    split: tuple[int, float, int, int],
 ) -> str | None:
-    """Why these teachers cannot teach this data set (None: they can): each must be here, have
-    been trained on this data set (their answers on other images, even of the same labels, are
-    no better than guesses), and answer with its labels in its order at its input size."""
-    for name in (n.strip() for n in names.split(",") if n.strip()):
+    """Why these teachers cannot teach this run (None: they can). Each must be here, have been
+    trained on this data set (their answers on other images, even of the same labels, are no
+    better than guesses), answer with its labels in its order at its input size, and have held
+    out the same validation split (``split``: seed, fraction, training and validation images):
+    a teacher that trained on the student's validation images would carry them into it, and
+    the temperature and thresholds fitted there would promise more than they keep."""
+    if not names_of(names):
+        return "no teacher named"
+    for name in names_of(names):
         folder = folder_of(name)
         if not (folder / mf.MANIFEST_NAME).is_file():
             return f"teacher {name} is not in {folder.parent}"
@@ -56,6 +70,10 @@ def applicable(
             return f"teacher {name} answers with other labels"
         if manifest["input"]["shape"][0] != image_size:
             return f"teacher {name} takes {manifest['input']['shape'][0]}px images"
+        recipe, data = manifest["recipe"], manifest["data"]
+        held_out = (recipe["seed"], recipe["validation_fraction"])
+        if (*held_out, data["train_images"], data["validation_images"]) != split:
+            return f"teacher {name} held out another validation split (it trained on this one's)"
     return None
 
 
@@ -85,7 +103,7 @@ def teacher_answers(names: str, images: np.ndarray, labels: np.ndarray) -> np.nd
     mirrored) from the teachers' ensemble; both sides get its two-view answer."""
     from training.serving_process import ServingProcessError, failure_reason, run
 
-    folders = [teacher_folder(n.strip()) for n in names.split(",") if n.strip()]
+    folders = [teacher_folder(n) for n in names_of(names)]
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "images.npy", images)
         done = run(

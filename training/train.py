@@ -316,15 +316,16 @@ def adapt(recipe: Recipe, data: Data) -> Recipe:
 
 
 def without_teachers(recipe: Recipe, data: Data, init_from: str | None) -> dict[str, Any]:
-    """Distillation's changes undone where the teachers cannot teach: another data set, other
-    labels or input size, teachers not here, or a run that starts from a published model
-    (corrections use the served model's own answers instead). Labels are smoothed as without a
-    teacher then."""
+    """Distillation's changes undone where the teachers cannot teach: another data set or
+    validation split, other labels or input size, teachers not here, or a run that starts from a
+    published model or learns corrections (they use the served model's own answers instead).
+    Labels are smoothed as without a teacher then."""
     from training.teachers import applicable
 
-    why = applicable(recipe.teachers, data.class_names, recipe.image_size, data.fingerprint)
-    if init_from:
-        why = "the run starts from a published model"
+    split = (recipe.seed, recipe.validation_fraction, len(data.x_train), len(data.x_val))
+    why = applicable(recipe.teachers, data.class_names, recipe.image_size, data.fingerprint, split)
+    if init_from or data.corrections is not None:
+        why = "the run refines a published model or learns corrections"
     if why is None:
         return {}
     log("build", f"no teachers: {why}; labels smoothed by {LABEL_SMOOTHING_WITHOUT_TEACHERS}")

@@ -33,11 +33,11 @@ def test_the_teachers_targets_are_their_served_answers_on_both_sides_averaged(
 ) -> None:
     x, y = synthetic_data["arrays"][0][:64], synthetic_data["arrays"][1][:64]
     run_dir = tiny_run["run_dir"]
-    soft = teacher_answers(f"{run_dir},{run_dir}", x, y)  # two teachers: the same one twice
+    soft = teacher_answers(f"{run_dir},{run_dir}", x, y)  # two teachers (the same one twice)
     expected = softmax((served_logits(run_dir, x) + served_logits(run_dir, x[:, :, ::-1])) / 2)
     assert soft.shape == (64, 2, 10)
     np.testing.assert_allclose(soft[:, 0], expected, atol=1e-5)
-    np.testing.assert_array_equal(soft[:, 0], soft[:, 1])
+    np.testing.assert_array_equal(soft[:, 0], soft[:, 1])  # either side gets the 2-view answer
 
 
 @pytest.mark.slow
@@ -65,26 +65,33 @@ CIFAR = TEACHER["data"]["fingerprint_sha256"]  # the data set the published mode
 
 
 def adapted(
-    teachers: str, class_names: tuple[str, ...], corrections: Any = None, fingerprint: str = CIFAR
+    teachers: str,
+    class_names: tuple[str, ...],
+    corrections: Any = None,
+    fingerprint: str = CIFAR,
+    seed: int = TEACHER["recipe"]["seed"],
 ) -> t.Recipe:
     """The default recipe with these teachers, as a run on this data resolves it."""
     data: Any = SimpleNamespace(
         x_train=np.zeros((45000, 1), np.uint8),
         y_train=np.arange(45000) % len(class_names),
+        x_val=np.zeros((5000, 1), np.uint8),
         class_names=class_names,
         corrections=corrections,
         fingerprint=fingerprint,
     )
-    recipe = replace(t.options([])[1], teachers=teachers, label_smoothing=0.0)
+    recipe = replace(t.options([])[1], teachers=teachers, label_smoothing=0.0, seed=seed)
     return t.adapt(recipe, data)
 
 
-def test_teachers_that_know_the_labels_teach_and_others_are_dropped_with_smoothing_back() -> None:
+def test_teachers_with_the_students_data_and_split_teach_and_others_are_dropped() -> None:
     teacher = TEACHER["model_version"]
     kept = adapted(teacher, tuple(CLASSES))
     assert kept.teachers == teacher and kept.label_smoothing == 0.0
     for dropped in (
         adapted(teacher, tuple(CLASSES), fingerprint="0" * 64),  # other images, same labels
+        adapted(teacher, tuple(CLASSES), seed=TEACHER["recipe"]["seed"] + 1),  # it saw validation
+        adapted(" , ", tuple(CLASSES)),  # none named
         adapted(teacher, ("cats", "dogs")),  # someone's own labels
         adapted("no-such-model", tuple(CLASSES)),  # not here
         adapted(teacher, tuple(CLASSES), corrections=object()),  # refining the served model
