@@ -64,7 +64,7 @@ def source_archive(recipe: str = "default") -> bytes:
     teachers (their manifest and int8 model: distillation runs them), as a .tar.gz."""
     from classifier import manifest as mf
 
-    from training.teachers import folder_of
+    from training.teachers import folder_of, names_of
     from training.train import RECIPES
 
     buffer = io.BytesIO()
@@ -73,7 +73,7 @@ def source_archive(recipe: str = "default") -> bytes:
             for path in sorted(folder.rglob("*.py")):
                 tar.add(path, arcname=path.relative_to(ROOT).as_posix())
         tar.add(ROOT / "training" / "requirements-sagemaker.txt", arcname="requirements.txt")
-        for name in filter(None, RECIPES[recipe].teachers.split(",")):
+        for name in names_of(RECIPES[recipe].teachers):
             folder = folder_of(name)
             for file in (mf.MANIFEST_NAME, mf.MODEL_NAME):
                 tar.add(folder / file, arcname=f"models/{folder.name}/{file}")

@@ -91,7 +91,7 @@ def fit_model(
         train_data = report_batches(recipe, data.x_train, data.y_train)
         steps = -(-len(data.x_train) // recipe.batch_size)
     else:
-        soft: np.ndarray | None = None
+        soft: np.ndarray | None
         if recipe.teachers:
             from training.teachers import teacher_answers
 

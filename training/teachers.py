@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from classifier import manifest as mf
+from classifier.core import softmax
 
 from training import ROOT
 from training.progress import log
@@ -85,7 +86,7 @@ def ensemble_logits(folders: list[Path], images: np.ndarray) -> np.ndarray:
     from classifier.manifest import Manifest, resolve
     from classifier.runtime import load_classifier
 
-    total = np.zeros((len(images), 0), np.float32)
+    answers = []
     for folder in folders:
         manifest = Manifest.from_bytes((folder / mf.MANIFEST_NAME).read_bytes())
         if manifest.inference.outputs != "logits":
@@ -93,9 +94,8 @@ def ensemble_logits(folders: list[Path], images: np.ndarray) -> np.ndarray:
         model = Path(resolve(str(folder / mf.MANIFEST_NAME), manifest.model_path)).read_bytes()
         classifier = load_classifier(model, manifest, num_threads=os.cpu_count())
         classifier.inference = replace(classifier.inference, tta=TEACHER_VIEWS)
-        logits = classifier.predict_outputs(images, batch_size=500)
-        total = logits if not total.size else total + logits
-    return np.asarray(total / len(folders), np.float32)
+        answers.append(classifier.predict_outputs(images, batch_size=500))
+    return np.mean(answers, axis=0, dtype=np.float32)
 
 
 def teacher_answers(names: str, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -116,9 +116,7 @@ def teacher_answers(names: str, images: np.ndarray, labels: np.ndarray) -> np.nd
         )
         if done.returncode != 0:
             raise ServingProcessError(failure_reason(done))
-        logits = np.load(Path(tmp) / "logits.npy").astype(np.float64)
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        probs = softmax(np.load(Path(tmp) / "logits.npy")).astype(np.float32)
     agree = float((probs.argmax(1) == labels).mean())
     log(
         "build",

@@ -123,8 +123,9 @@ class Recipe:
     seed: int = 0
 
 
-# airbench's label smoothing, for runs without teachers (their answers soften the labels).
-LABEL_SMOOTHING_WITHOUT_TEACHERS = 0.2
+# Runs without teachers smooth their labels as the field's default does (airbench's); a
+# teacher's answers soften them instead.
+LABEL_SMOOTHING_WITHOUT_TEACHERS = Recipe.label_smoothing
 
 RECIPES = {
     "default": Recipe(

@@ -41,7 +41,7 @@ def test_the_teachers_targets_are_their_served_answers_on_both_sides_averaged(
 
 
 @pytest.mark.slow
-def test_a_run_with_a_teacher_blends_its_answers_and_records_it(
+def test_a_run_with_a_teacher_asks_it_and_records_it(
     tiny_run: dict[str, Any], synthetic_data: dict[str, Any], tmp_path: Path
 ) -> None:
     tiny = ("--epochs", "2", "--widths", "8,16,16", "--batch-size", "16", "--tta", "mirror")
