@@ -1,6 +1,7 @@
 """Distillation: published models' answers on the training images, as soft targets.
 
-A recipe with ``teachers`` (model versions under models/, or folders with a manifest) blends
+A recipe with ``teachers`` (model versions under models/, or folders with a manifest, each
+for every seed or, as ``<seed>:<version>``, for one seed's run) blends
 their answers into each training image's label at ``teacher_weight``. The teachers answer as
 they are served: the serving code runs their int8 model under LiteRT in a process that never
 imports TensorFlow (``python -m training.teachers``), on the image as it is and mirrored; their
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from classifier.core import softmax
 from training import ROOT
 from training.progress import log
 
+SEED_PREFIX = re.compile(r"^\d+:")  # "0:<version>": a teacher for seed 0's run
 TEACHER_VIEWS = "mirror"  # as they are and mirrored: two of the six served views, a third the cost
 
 
@@ -41,8 +44,21 @@ def teacher_folder(name: str) -> Path:
     return folder
 
 
-def names_of(teachers: str) -> list[str]:
-    return [n.strip() for n in teachers.split(",") if n.strip()]
+def names_of(teachers: str, seed: int | None = None) -> list[str]:
+    """The teachers a recipe names, comma-separated. ``<seed>:<version>`` names a teacher for
+    that seed's run only (a teacher must have held out its student's split, and a split follows
+    its seed); with ``seed`` None, every teacher named."""
+    names = []
+    for entry in (e.strip() for e in teachers.split(",")):
+        for_seed, _, name = entry.rpartition(":") if SEED_PREFIX.match(entry) else ("", "", entry)
+        if name and (seed is None or not for_seed or int(for_seed) == seed):
+            names.append(name)
+    return names
+
+
+def for_seed(teachers: str, seed: int) -> str:
+    """The recipe's teachers for this seed's run, as the run records them."""
+    return ",".join(names_of(teachers, seed))
 
 
 def applicable(

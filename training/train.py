@@ -41,6 +41,7 @@ from training.photos import photo_versions
 from training.progress import Stopwatch, log
 from training.publish import publish
 from training.quantisation import choose_inference, equalised, float_accuracy, to_int8
+from training.teachers import for_seed
 from training.tensorflow_quiet import import_tensorflow
 
 
@@ -116,8 +117,9 @@ class Recipe:
     # (training/outliers.py, never an evaluated kind) join the batches with a uniform target, so
     # pictures of none of the categories get weak outputs and a high novelty score.
     outlier_fraction: float = 0.0
-    # Distillation (training/teachers.py): published models, comma-separated versions, whose
-    # served answers blend into the labels at teacher_weight. Their training is not this run's.
+    # Distillation (training/teachers.py): published models, comma-separated versions (or
+    # "<seed>:<version>", for that seed's run only), whose served answers blend into the labels
+    # at teacher_weight. Their training is not this run's.
     teachers: str = ""
     teacher_weight: float = 0.5
     seed: int = 0
@@ -306,7 +308,9 @@ def adapt(recipe: Recipe, data: Data) -> Recipe:
         small = smallest < recipe.init_auto_below or data.corrections is not None
         changes["init_from"] = source if small else None
     if recipe.teachers:
-        changes.update(without_teachers(recipe, data, changes.get("init_from", recipe.init_from)))
+        changes["teachers"] = for_seed(recipe.teachers, recipe.seed)
+        taught = replace(recipe, teachers=changes["teachers"])
+        changes.update(without_teachers(taught, data, changes.get("init_from", recipe.init_from)))
     if changes.get("init_from", recipe.init_from):
         scale = (
             recipe.fine_tune_lr_scale if data.corrections is None else recipe.corrections_lr_scale

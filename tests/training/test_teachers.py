@@ -98,3 +98,16 @@ def test_teachers_with_the_students_data_and_split_teach_and_others_are_dropped(
     ):
         assert dropped.teachers == ""
         assert dropped.label_smoothing == t.LABEL_SMOOTHING_WITHOUT_TEACHERS
+
+
+@pytest.mark.slow
+def test_a_teacher_named_for_a_seed_teaches_that_seeds_run_only() -> None:
+    """Each seed's student learns from the teacher that held out its own split."""
+    teacher, seed = TEACHER["model_version"], TEACHER["recipe"]["seed"]
+    teachers = f"{seed}:{teacher},{seed + 1}:no-such-model"
+    kept = adapted(teachers, tuple(CLASSES), seed=seed)
+    assert kept.teachers == teacher and kept.label_smoothing == 0.0
+    for other in (seed + 1, seed + 2):  # its teacher is not here; no teacher for it
+        dropped = adapted(teachers, tuple(CLASSES), seed=other)
+        assert dropped.teachers == ""
+        assert dropped.label_smoothing == t.LABEL_SMOOTHING_WITHOUT_TEACHERS
