@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from classifier.core import NOVELTY_SCORES, novelty
+from classifier.core import FEATURE_NORM_SCORE, NOVELTY_SCORES, Outputs, novelty
 from classifier.manifest import Manifest, resolve
 from classifier.runtime import load_classifier
 
@@ -68,17 +68,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     inference = classifier.inference
     x_val, _, x_test, y_test = splits(manifest, args.data)
 
-    def scores(outputs: np.ndarray) -> dict[str, np.ndarray]:
+    # The feature score needs the model's features output and their moments (the manifest's).
+    names = [s for s in NOVELTY_SCORES if s != FEATURE_NORM_SCORE or inference.novelty_moments]
+
+    def scores(outputs: Outputs) -> dict[str, np.ndarray]:
         return {
             s: novelty(
-                outputs, outputs_kind=inference.outputs, score=s, temperature=inference.temperature
+                outputs.answers,
+                outputs_kind=inference.outputs,
+                score=s,
+                temperature=inference.temperature,
+                feature_norms=outputs.feature_norms,
+                moments=inference.novelty_moments,
             )
-            for s in NOVELTY_SCORES
+            for s in names
         }
 
-    val = scores(classifier.predict_outputs(x_val))
-    test_outputs = classifier.predict_outputs(x_test)
-    test = scores(test_outputs)
+    val = scores(classifier.predict_views(x_val))
+    test_views = classifier.predict_views(x_test)
+    test_outputs = test_views.answers
+    test = scores(test_views)
     threshold = inference.novel_above
     if threshold is None:
         threshold = cal.novelty_threshold(val[inference.novelty])
@@ -105,15 +114,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     kind_scores = {}
     for index, (name, make) in enumerate(outliers.KINDS.items()):
         pixels = np.stack([classifier.to_array(b) for b in make(args.images, 1000 + index)])
-        outputs = classifier.predict_outputs(pixels)
-        kind = scores(outputs)
+        views = classifier.predict_views(pixels)
+        outputs = views.answers
+        kind = scores(views)
         kind_scores[name] = kind[chosen]
         flagged = kind[chosen] > threshold
         unsure = classifier.to_probabilities(outputs).max(axis=1) < inference.unsure_below
         result["kinds"][name] = {
             "use": outliers.USE[name],
             "images": len(pixels),
-            "auroc": {s: round(auroc(test[s], kind[s]), 4) for s in NOVELTY_SCORES},
+            "auroc": {s: round(auroc(test[s], kind[s]), 4) for s in names},
             "flagged": round(float(flagged.mean()), 4),
             "flagged_or_unsure": round(float((flagged | unsure).mean()), 4),
         }
@@ -122,10 +132,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"  test split: {result['test']['flagged']:.1%} flagged none_of_these "
         f"(validation {result['validation_flagged']:.1%})"
     )
-    header = " ".join(f"{s:>15}" for s in NOVELTY_SCORES)
+    header = " ".join(f"{s:>15}" for s in names)
     print(f"  {'kind':<20} {'use':<14} {header} {'flagged':>8} {'or unsure':>9}")
     for name, row in result["kinds"].items():
-        aurocs = " ".join(f"{row['auroc'][s]:>15.4f}" for s in NOVELTY_SCORES)
+        aurocs = " ".join(f"{row['auroc'][s]:>15.4f}" for s in names)
         print(
             f"  {name:<20} {row['use']:<14} {aurocs} {row['flagged']:>8.1%} "
             f"{row['flagged_or_unsure']:>9.1%}"

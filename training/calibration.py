@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from classifier.core import softmax
+from numpy.typing import ArrayLike
 
 ECE_BINS = 15  # equal-width confidence bins, as the issue and the literature report ECE
 
@@ -73,9 +74,7 @@ def reliability(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> dict[
 CONFIDENCE_Z = 1.645
 
 
-def wilson(
-    hits: np.ndarray, n: np.ndarray, z: float = CONFIDENCE_Z
-) -> tuple[np.ndarray, np.ndarray]:
+def wilson(hits: ArrayLike, n: ArrayLike, z: float = CONFIDENCE_Z) -> tuple[np.ndarray, np.ndarray]:
     """The Wilson score interval (lower, upper) of hits/n, elementwise."""
     hits, n = np.asarray(hits, np.float64), np.asarray(n, np.float64)
     p = hits / n

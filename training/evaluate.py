@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from classifier.core import novelty, softmax
+from classifier.core import FEATURE_NORM_SCORE, Outputs, energy, moments_of, novelty, softmax
 from classifier.manifest import Manifest, resolve
 from classifier.runtime import load_classifier
 
@@ -46,7 +46,8 @@ def evaluate(
     model = Path(resolve(str(manifest_path), manifest.model_path)).read_bytes()
     classifier = load_classifier(model, manifest, runtime=runtime)
     start = time.perf_counter()
-    outputs = classifier.predict_outputs(x)  # once: accuracy and calibration both read them
+    views = classifier.predict_views(x)  # once: accuracy and calibration both read them
+    outputs = views.answers
     probabilities = classifier.to_probabilities(outputs)
     seconds = time.perf_counter() - start
     predictions = probabilities.argmax(axis=1)
@@ -67,7 +68,7 @@ def evaluate(
     }
     if validation is not None:
         result["calibration"] = calibrate(
-            classifier, outputs, y, validation, confident_accuracy, none_of_these
+            classifier, views, y, validation, confident_accuracy, none_of_these
         )
     else:
         result["ece"] = cal.reliability(probabilities, y)["ece"]
@@ -86,7 +87,7 @@ def evaluate(
 
 def calibrate(
     classifier: Any,
-    outputs: np.ndarray,
+    outputs: Outputs,
     y: np.ndarray,
     validation: tuple[np.ndarray, np.ndarray],
     target: float,
@@ -98,7 +99,8 @@ def calibrate(
     doubt threshold's images as answers that are always wrong."""
     kind = classifier.inference.outputs
     x_val, y_val = validation
-    val_outputs = classifier.predict_outputs(x_val)
+    val_views = classifier.predict_views(x_val)
+    val_outputs = val_views.answers
     val_logits = cal.as_logits(val_outputs, kind)
     temperature = cal.fit_temperature(val_logits, y_val)
     doubt_logits, doubt_y = val_logits, y_val
@@ -108,18 +110,36 @@ def calibrate(
         doubt_y = np.concatenate([y_val, np.full(len(none_logits), -1)])
     threshold = cal.doubt_threshold(softmax(doubt_logits, temperature), doubt_y, target)
     # Energy needs logits; of a probability model's outputs only the top probability is left.
+    # With a features output, the feature norm joins the energy, both as validation spreads them.
     score = "energy" if kind == "logits" else "max-probability"
-    novel_above = cal.novelty_threshold(
-        novelty(val_outputs, outputs_kind=kind, score=score, temperature=temperature)
-    )
-    test_novelty = novelty(outputs, outputs_kind=kind, score=score, temperature=temperature)
-    test_logits = cal.as_logits(outputs, kind)
+    moments = None
+    if kind == "logits" and val_views.feature_norms is not None:
+        score = FEATURE_NORM_SCORE
+        moments = (
+            moments_of(energy(val_logits, temperature)),
+            moments_of(val_views.feature_norms),
+        )
+
+    def score_of(views: Outputs) -> np.ndarray:
+        return novelty(
+            views.answers,
+            outputs_kind=kind,
+            score=score,
+            temperature=temperature,
+            feature_norms=views.feature_norms,
+            moments=moments,
+        )
+
+    novel_above = cal.novelty_threshold(score_of(val_views))
+    test_novelty = score_of(outputs)
+    test_logits = cal.as_logits(outputs.answers, kind)
     before, after = softmax(test_logits), softmax(test_logits, temperature)
     return {
         "temperature": temperature,
         "unsure_below": threshold,
         "novelty": score,
         "novel_above": novel_above,
+        "novelty_moments": moments,
         "none_of_these_images": 0 if none_of_these is None else len(none_of_these),
         "test_flagged_none_of_these": round(float((test_novelty > novel_above).mean()), 4),
         "target_confident_accuracy": target,

@@ -87,8 +87,20 @@ def equalised(model: Any) -> Any:
     return copy
 
 
+def with_features(model: Any) -> Any:
+    """The model with its pooled features as a second output, for the novelty score
+    (classifier.core FEATURE_NORM_SCORE); as it is when it has no global pooling, or when the
+    features are as wide as the answers (serving tells the two outputs apart by width)."""
+    import keras
+
+    pooled = [layer for layer in model.layers if "GlobalMaxPooling" in type(layer).__name__]
+    if not pooled or pooled[-1].output.shape[-1] == model.output.shape[-1]:
+        return model
+    return keras.Model(model.input, [model.output, pooled[-1].output], name=model.name)
+
+
 def to_int8(model: Any, calibration: np.ndarray) -> bytes:
-    """Full-integer int8 TFLite: builtin int8 ops only, int8 input and output."""
+    """Full-integer int8 TFLite: builtin int8 ops only, int8 input and outputs."""
     import tensorflow as tf
 
     def representative() -> Any:

@@ -40,7 +40,13 @@ from training.fit import compile_model, fit_model
 from training.photos import photo_versions
 from training.progress import Stopwatch, log
 from training.publish import publish
-from training.quantisation import choose_inference, equalised, float_accuracy, to_int8
+from training.quantisation import (
+    choose_inference,
+    equalised,
+    float_accuracy,
+    to_int8,
+    with_features,
+)
 from training.teachers import for_seed
 from training.tensorflow_quiet import import_tensorflow
 
@@ -443,7 +449,7 @@ def quantise(
     (run_dir / "history.json").write_text(json.dumps(trained.history, indent=1) + "\n")
     inference = choose_inference(trained.model, recipe, data.x_val, data.y_val)
     calibration = cifar.subsample(data.x_train, data.y_train, recipe.calibration_images)[0]
-    tflite = to_int8(equalised(trained.model), calibration)
+    tflite = to_int8(with_features(equalised(trained.model)), calibration)
     (run_dir / mf.MODEL_NAME).write_bytes(tflite)
     sizes: dict[str, float] = {
         "keras_bytes": (run_dir / "model.keras").stat().st_size,
@@ -496,6 +502,8 @@ def evaluate(
         "novelty": calibration["novelty"],
         "novel_above": calibration["novel_above"],
     }
+    if calibration.get("novelty_moments"):
+        fields["inference"]["novelty_moments"] = calibration["novelty_moments"]
     if data.corrections is not None:
         fields["corrections"] = data.corrections.summary()
     metrics = provenance.metrics(trained, exported, data, (float_acc, float_per_class), int8)

@@ -33,7 +33,7 @@ import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -299,24 +299,54 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 # How far an image is from everything the model was trained on, from its outputs over the views
 # (higher: more novel). "energy" is -T*logsumexp(logits/T) (Liu et al., 2020): unlike the top
 # probability it keeps how strongly the network answers at all, which a picture of none of its
-# categories rarely makes it do. Chosen on the "chosen on" kinds (training/outliers.py).
-NOVELTY_SCORES = ("energy", "max-logit", "max-probability")
+# categories rarely makes it do. "energy+feature-norm" adds how weakly the penultimate features
+# fire (the L2 norm of the pooled features, a second output of the int8 model, averaged over the
+# views), each term standardised by its validation mean and spread: strokes on a plain ground
+# (digits, text, line drawings) leave the features weak even where the logits pick a class.
+# Both were chosen on the "chosen on" kinds (training/outliers.py, docs/novelty.md).
+FEATURE_NORM_SCORE = "energy+feature-norm"
+NOVELTY_SCORES = ("energy", "max-logit", "max-probability", FEATURE_NORM_SCORE)
+
+
+def energy(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = logits / temperature
+    top = z.max(axis=1)
+    return np.asarray(-temperature * (top + np.log(np.exp(z - top[:, None]).sum(axis=1))))
 
 
 def novelty(
-    outputs: np.ndarray, *, outputs_kind: str, score: str, temperature: float
+    outputs: np.ndarray,
+    *,
+    outputs_kind: str,
+    score: str,
+    temperature: float,
+    feature_norms: np.ndarray | None = None,
+    moments: tuple[tuple[float, float], tuple[float, float]] | None = None,
 ) -> np.ndarray:
-    """One novelty score per row of averaged outputs (logits or probabilities)."""
+    """One novelty score per row of averaged outputs (logits or probabilities); the feature
+    score also takes each row's feature norm and the validation (mean, spread) of the energy
+    and of the norm."""
     logits = outputs if outputs_kind == "logits" else np.log(np.clip(outputs, 1e-7, None))
     if score == "max-logit":
         return np.asarray(-logits.max(axis=1), np.float64)
     if score == "max-probability":
         return np.asarray(-softmax(logits, temperature).max(axis=1), np.float64)
-    if score != "energy":
+    if score == "energy":
+        return energy(logits, temperature)
+    if score != FEATURE_NORM_SCORE:
         raise ValueError(f"unknown novelty score {score!r}; expected one of {NOVELTY_SCORES}")
-    z = logits / temperature
-    top = z.max(axis=1)
-    return np.asarray(-temperature * (top + np.log(np.exp(z - top[:, None]).sum(axis=1))))
+    if feature_norms is None or moments is None:
+        raise ValueError(f"{score} needs the model's features output and their moments")
+    (energy_mean, energy_spread), (norm_mean, norm_spread) = moments
+    return np.asarray(
+        (energy(logits, temperature) - energy_mean) / energy_spread
+        - (np.asarray(feature_norms, np.float64) - norm_mean) / norm_spread
+    )
+
+
+def moments_of(values: np.ndarray) -> tuple[float, float]:
+    """(mean, standard deviation) as a manifest stores them, the spread never 0."""
+    return round(float(np.mean(values)), 6), max(round(float(np.std(values)), 6), 1e-6)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -381,6 +411,15 @@ class Inference:
     # validation so that at most 5% of in-distribution images are flagged).
     novel_above: float | None = None
     novelty: str = "energy"  # a key of NOVELTY_SCORES
+    # FEATURE_NORM_SCORE's validation (mean, spread) of the energy and of the feature norm.
+    novelty_moments: tuple[tuple[float, float], tuple[float, float]] | None = None
+
+
+class Outputs(NamedTuple):
+    """What the model computes for a batch of images, averaged over the test-time views."""
+
+    answers: np.ndarray  # logits or probabilities, as ``Inference.outputs`` says
+    feature_norms: np.ndarray | None  # per image (models with a features output; else None)
 
 
 class Classifier:
@@ -405,11 +444,29 @@ class Classifier:
         self.runtime = runtime
         self.max_pixels = max_pixels
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
+        if len(inputs) != 1 or len(outputs) not in (1, 2):
             raise ModelError(
-                f"the model has {len(inputs)} inputs and {len(outputs)} outputs; expected 1 and 1"
+                f"the model has {len(inputs)} inputs and {len(outputs)} outputs; expected 1 "
+                "and 1 (its answers) or 2 (its answers and its pooled features)"
             )
-        self._input, self._output = inputs[0], outputs[0]
+        self._input = inputs[0]
+        # The answers are the output with one value per class; a second is the pooled features.
+        answers = [o for o in outputs if int(o["shape"][-1]) == len(class_names)] or outputs[:1]
+        if len(answers) > 1:
+            raise ModelError(
+                f"the model has {len(outputs)} outputs of {len(class_names)} values: which are "
+                "the answers cannot be told"
+            )
+        self._output = answers[0]
+        features = [o for o in outputs if o is not self._output]
+        self._features = features[0] if features else None
+        if inference.novelty == FEATURE_NORM_SCORE and (
+            self._features is None or inference.novelty_moments is None
+        ):
+            raise ModelError(
+                f"the manifest's novelty score {FEATURE_NORM_SCORE!r} needs a features output "
+                "and inference.novelty_moments"
+            )
         shape = tuple(int(v) for v in self._input["shape"][1:])
         if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 3:
             raise ModelError(f"the model's input shape is {shape}; expected (N, N, 3)")
@@ -422,6 +479,7 @@ class Classifier:
             )
         self.input_quantization = Quantization.of(self._input)
         self.output_quantization = Quantization.of(self._output)
+        self.has_features = self._features is not None
         self._batch = int(self._input["shape"][0])
         # A TFLite interpreter is not thread-safe: one invoke at a time (decoding runs in
         # parallel outside it, e.g. in the API's thread pool).
@@ -432,7 +490,8 @@ class Classifier:
     def image_size(self) -> int:
         return self.input_shape[0]
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The answers for a batch, and its pooled features when the model has them."""
         if batch.shape[0] != self._batch:
             self._interpreter.resize_tensor_input(self._input["index"], batch.shape)
             self._interpreter.allocate_tensors()
@@ -443,12 +502,13 @@ class Classifier:
             quantize(batch, scale=q.scale, zero_point=q.zero_point, dtype=q.dtype),
         )
         self._interpreter.invoke()
-        o = self.output_quantization
-        return dequantize(
-            self._interpreter.get_tensor(self._output["index"]),
-            scale=o.scale,
-            zero_point=o.zero_point,
-        )
+        found = []
+        for details in (self._output, self._features):
+            if details is not None:
+                o = Quantization.of(details)
+                raw = self._interpreter.get_tensor(details["index"])
+                found.append(dequantize(raw, scale=o.scale, zero_point=o.zero_point))
+        return found[0], found[1] if len(found) > 1 else None
 
     def to_probabilities(self, outputs: np.ndarray) -> np.ndarray:
         """Probabilities from ``predict_outputs``: the manifest's temperature applied."""
@@ -474,25 +534,39 @@ class Classifier:
     def predict_outputs(self, pixels: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
         """The network's outputs averaged over the test-time views, before any temperature
         (logits or probabilities, as ``inference.outputs`` says): what calibration fits on."""
+        return self.predict_views(pixels, batch_size=batch_size).answers
+
+    def predict_views(self, pixels: np.ndarray, *, batch_size: int = 256) -> Outputs:
+        """The outputs averaged over the test-time views, and the norm of the features so
+        averaged (models with a features output)."""
         if pixels.ndim != 4 or tuple(pixels.shape[1:]) != self.input_shape:
             expected = ", ".join(map(str, self.input_shape))
             raise ValueError(f"pixels have shape {pixels.shape}; expected (N, {expected})")
-        chunks = [np.zeros((0, len(self.class_names)), np.float32)]
+        answers = [np.zeros((0, len(self.class_names)), np.float32)]
+        norms = [np.zeros(0, np.float32)]
         with self._invoking:
             for i in range(0, len(pixels), batch_size):
                 chunk = pixels[i : i + batch_size]
                 # All views of a chunk in one batch: one invoke, however many views.
                 views, weights = tta_views(chunk, self.inference.tta)
-                chunks.append(combine_views(self._run(views), weights))
-        return np.concatenate(chunks)
+                outputs, features = self._run(views)
+                answers.append(combine_views(outputs, weights))
+                if features is not None:
+                    pooled = combine_views(features.reshape(len(views), -1), weights)
+                    norms.append(np.linalg.norm(pooled, axis=1).astype(np.float32))
+        return Outputs(
+            np.concatenate(answers), np.concatenate(norms) if self.has_features else None
+        )
 
-    def novelty_scores(self, outputs: np.ndarray) -> np.ndarray:
-        """The manifest's novelty score of each row of ``predict_outputs``."""
+    def novelty_scores(self, outputs: Outputs) -> np.ndarray:
+        """The manifest's novelty score of each image of ``predict_views``."""
         return novelty(
-            outputs,
+            outputs.answers,
             outputs_kind=self.inference.outputs,
             score=self.inference.novelty,
             temperature=self.inference.temperature,
+            feature_norms=outputs.feature_norms,
+            moments=self.inference.novelty_moments,
         )
 
     def _prediction(self, row: np.ndarray, novelty_score: float) -> Prediction:
@@ -525,9 +599,9 @@ class Classifier:
         if not images:
             return []
         pixels = np.stack([self.to_array(data) for data in images])
-        outputs = self.predict_outputs(pixels)
+        outputs = self.predict_views(pixels)
         scores = self.novelty_scores(outputs)
         return [
             self._prediction(row, float(score))
-            for row, score in zip(self.to_probabilities(outputs), scores)
+            for row, score in zip(self.to_probabilities(outputs.answers), scores)
         ]

@@ -58,6 +58,10 @@ class _Input(BaseModel):
     quantization: _Quantization | None = None
 
 
+_Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+_Moments = tuple[_Finite, Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]]
+
+
 class _Inference(BaseModel):
     flip_average: StrictBool = False  # older manifests: the same as tta "mirror"
     tta: Literal[tuple(TTA_VIEWS)] | None = None  # type: ignore[valid-type]
@@ -67,11 +71,19 @@ class _Inference(BaseModel):
     # Older manifests have no threshold: none_of_these is then always false.
     novel_above: Annotated[float, Field(allow_inf_nan=False, strict=True)] | None = None
     novelty: Literal[NOVELTY_SCORES] = "energy"  # type: ignore[valid-type]
+    # The feature score's validation (mean, spread) of the energy and of the feature norm.
+    novelty_moments: tuple[_Moments, _Moments] | None = None
 
     def resolved(self) -> Inference:
         tta = self.tta or ("mirror" if self.flip_average else "none")
         return Inference(
-            tta, self.outputs, self.temperature, self.unsure_below, self.novel_above, self.novelty
+            tta,
+            self.outputs,
+            self.temperature,
+            self.unsure_below,
+            self.novel_above,
+            self.novelty,
+            self.novelty_moments,
         )
 
 

@@ -49,4 +49,5 @@ def test_a_run_with_outlier_exposure_trains_and_publishes_a_novelty_threshold(
     assert "outlier exposure: 90 made-up outliers" in done.stdout  # a quarter of 360
     (run_dir,) = (tmp_path / "runs").iterdir()
     inference = json.loads((run_dir / "manifest.json").read_text())["inference"]
-    assert inference["novelty"] == "energy" and isinstance(inference["novel_above"], float)
+    assert inference["novelty"] == "energy+feature-norm"
+    assert isinstance(inference["novel_above"], float)

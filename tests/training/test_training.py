@@ -195,12 +195,35 @@ def test_the_quantised_model_is_int8_in_and_out_and_loads_in_tflite_runtime(
     model = (Path(tiny_run["run_dir"]) / "model.tflite").read_bytes()
     interpreter = Interpreter(model_content=model)
     interpreter.allocate_tensors()
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
-    assert list(inp["shape"]) == [1, 32, 32, 3] and list(out["shape"]) == [1, 10]
+    (inp,), outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    assert inp["dtype"] == np.int8 and all(out["dtype"] == np.int8 for out in outputs)
+    # The answers, and the pooled features of the last block (8,16,16) for the novelty score.
+    assert list(inp["shape"]) == [1, 32, 32, 3]
+    assert sorted(list(out["shape"]) for out in outputs) == [[1, 10], [1, 16]]
     # Every tensor that carries weights is integer: no float kernels were left behind.
     floats = [t["name"] for t in interpreter.get_tensor_details() if t["dtype"] == np.float32]
     assert floats == []
+
+
+def test_the_served_model_scores_novelty_with_its_features_as_its_manifest_says(
+    tiny_run: dict[str, Any], synthetic_data: dict[str, Any]
+) -> None:
+    from classifier.core import FEATURE_NORM_SCORE
+
+    run_dir = Path(tiny_run["run_dir"])
+    manifest = Manifest.from_bytes((run_dir / "manifest.json").read_bytes())
+    inference = manifest.inference
+    assert inference.novelty == FEATURE_NORM_SCORE and inference.novel_above is not None
+    assert inference.novelty_moments is not None
+    assert all(spread > 0 for _, spread in inference.novelty_moments)
+    classifier = load_classifier((run_dir / "model.tflite").read_bytes(), manifest)
+    test_images = synthetic_data["arrays"][2]
+    views = classifier.predict_views(test_images)
+    assert views.feature_norms is not None and views.feature_norms.shape == (len(test_images),)
+    assert np.isfinite(views.feature_norms).all() and (views.feature_norms > 0).all()
+    # Standardised on validation: the test images' feature norms sit near the stored mean.
+    (_, _), (norm_mean, norm_spread) = inference.novelty_moments
+    assert abs(float(np.mean(views.feature_norms)) - norm_mean) < 3 * norm_spread
 
 
 TF_REFERENCE = """

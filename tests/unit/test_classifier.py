@@ -76,7 +76,7 @@ def test_all_views_in_one_invoke_equal_one_invoke_per_view(served_manifest: Path
     together = classifier.predict_outputs(pixels)
     assert len(spy.fed) == 1 and spy.fed[0].shape[0] == 5 * len(TTA_VIEWS[tta])
     views, weights = tta_views(pixels, tta)
-    one_by_one = [classifier._run(view) for view in np.split(views, len(weights))]
+    one_by_one = [classifier._run(view)[0] for view in np.split(views, len(weights))]
     assert np.allclose(together, sum(w * o for w, o in zip(weights, one_by_one)), atol=1e-6)
 
 
@@ -146,7 +146,7 @@ def test_images_scoring_above_the_novelty_threshold_are_none_of_these(
 ) -> None:
     classifier = load(served_manifest)
     cat, flat = (IMGS / "cat.png").read_bytes(), png(np.full((32, 32, 3), 128, np.uint8))
-    outputs = classifier.predict_outputs(np.stack([image_to_array(cat), image_to_array(flat)]))
+    outputs = classifier.predict_views(np.stack([image_to_array(cat), image_to_array(flat)]))
     cat_score, flat_score = classifier.novelty_scores(outputs)
     assert flat_score > cat_score  # a grey square is further from every category than a cat
     between = (cat_score + flat_score) / 2
@@ -164,6 +164,61 @@ def test_every_novelty_score_grows_as_the_logits_weaken(score: str) -> None:
     weak = strong / 9
     scores = novelty(np.vstack([strong, weak]), outputs_kind="logits", score=score, temperature=1)
     assert scores[1] > scores[0]
+
+
+def test_the_feature_score_grows_as_the_features_weaken_and_as_the_logits_do() -> None:
+    from classifier.core import FEATURE_NORM_SCORE, novelty
+
+    strong = np.array([[9.0, 0.0, 0.0]] * 2)
+    moments = ((-5.0, 2.0), (10.0, 4.0))
+    weak_features = novelty(
+        strong,
+        outputs_kind="logits",
+        score=FEATURE_NORM_SCORE,
+        temperature=1,
+        feature_norms=np.array([12.0, 3.0]),
+        moments=moments,
+    )
+    assert weak_features[1] > weak_features[0]  # same logits, weaker features
+    weak_logits = novelty(
+        np.vstack([strong[:1], strong[:1] / 9]),
+        outputs_kind="logits",
+        score=FEATURE_NORM_SCORE,
+        temperature=1,
+        feature_norms=np.array([12.0, 12.0]),
+        moments=moments,
+    )
+    assert weak_logits[1] > weak_logits[0]  # same features, weaker logits
+    with pytest.raises(ValueError, match="needs the model's features output"):
+        novelty(strong, outputs_kind="logits", score=FEATURE_NORM_SCORE, temperature=1)
+
+
+class AnswersOnly(Spy):
+    """An interpreter showing only its answers output (a model published without features)."""
+
+    def get_output_details(self) -> list[dict[str, Any]]:
+        return [d for d in self.inner.get_output_details() if int(d["shape"][-1]) == 10]
+
+
+def test_a_manifest_asking_for_the_feature_score_of_a_model_without_features_is_refused(
+    served_manifest: Path,
+) -> None:
+    from classifier.core import FEATURE_NORM_SCORE, Classifier
+
+    served = load(served_manifest)
+    inference = replace(
+        served.inference, novelty=FEATURE_NORM_SCORE, novelty_moments=((0.0, 1.0), (5.0, 1.0))
+    )
+    kwargs: dict[str, Any] = {
+        "class_names": served.class_names,
+        "model_version": "v",
+        "runtime": served.runtime,
+    }
+    with pytest.raises(ModelError, match="needs a features output"):
+        Classifier(AnswersOnly(served._interpreter), inference=inference, **kwargs)
+    without_moments = replace(inference, novelty_moments=None)
+    with pytest.raises(ModelError, match="needs a features output"):
+        Classifier(served._interpreter, inference=without_moments, **kwargs)
 
 
 def test_an_unknown_novelty_score_is_refused_by_name() -> None:
