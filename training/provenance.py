@@ -52,11 +52,13 @@ def manifest_fields(
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(model_content=exported.tflite)
-    in_detail, out_detail = (
-        interpreter.get_input_details()[0],
-        interpreter.get_output_details()[0],
-    )
-    return {
+    in_detail = interpreter.get_input_details()[0]
+    # The answers have a value per class; a second output is the pooled features (the
+    # converter may list it first), told apart by width as the serving core does.
+    outputs = interpreter.get_output_details()
+    out_detail = next(o for o in outputs if int(o["shape"][-1]) == len(data.class_names))
+    features = [o for o in outputs if o is not out_detail]
+    fields = {
         "model_version": exported.version,
         "model_path": mf.MODEL_NAME,
         "class_names": list(data.class_names),
@@ -91,6 +93,13 @@ def manifest_fields(
         "python_version": platform.python_version(),
         "machine": machine.describe(),
     }
+    if features:
+        fields["features"] = {
+            **tensor_spec(features[0]),
+            "width": int(features[0]["shape"][-1]),
+            "meaning": "the last block's pooled features (their norm: the novelty score)",
+        }
+    return fields
 
 
 def code_version() -> str:

@@ -143,7 +143,9 @@ RECIPES = {
             "frozen 2x2 PCA-whitening first layer, three blocks of two GELU convolutions "
             "(128/384/384) with dirac init and fast "
             "BatchNorm without scale, logits scaled by 1/9; Nesterov SGD in decoupled per-1024 "
-            "units with 64x learning rate on BatchNorm biases, lookahead; label smoothing 0.2, "
+            "units with 64x learning rate on BatchNorm biases, lookahead; soft targets from the "
+            "published wide model of the same seed (distillation; label smoothing 0.2 where no "
+            "teacher applies), "
             "alternating flip and 2 px translation, a quarter of the images as photos arrive; "
             "six test-time views; 10% held out for validation, temperature and doubt threshold "
             "fitted on it."
@@ -154,6 +156,12 @@ RECIPES = {
         learning_rate=10.0,
         epochs=15,
         photo_fraction=0.25,  # chosen on validation (docs/training.md); every seed trained so
+        # Distillation, chosen on validation (docs/training.md): each seed learns from the
+        # published wide model of its own seed (the one that held out its split), in place of
+        # label smoothing. Other seeds, data or labels: no teacher, labels smoothed by 0.2.
+        teachers=("0:20261204-210408-default-b32d4c78,1:20261204-220138-default-874e1624"),
+        teacher_weight=1.0,
+        label_smoothing=0.0,
     ),
     "report": Recipe(
         name="report",

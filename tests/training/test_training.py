@@ -224,6 +224,11 @@ def test_the_served_model_scores_novelty_with_its_features_as_its_manifest_says(
     # Standardised on validation: the test images' feature norms sit near the stored mean.
     (_, _), (norm_mean, norm_spread) = inference.novelty_moments
     assert abs(float(np.mean(views.feature_norms)) - norm_mean) < 3 * norm_spread
+    # The manifest tells the two outputs apart as serving does: answers, then the features.
+    answers_q = classifier.output_quantization
+    recorded = manifest.raw["output"]["quantization"]
+    assert (recorded["scale"], recorded["zero_point"]) == (answers_q.scale, answers_q.zero_point)
+    assert manifest.raw["features"]["width"] == 16
 
 
 TF_REFERENCE = """
