@@ -51,7 +51,9 @@ def test_a_run_with_a_teacher_asks_it_and_records_it(
     assert f"soft targets: 1 teacher(s) ({tiny_run['run_dir'].name})" in done.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()
     recipe = json.loads((run_dir / "manifest.json").read_text())["recipe"]
-    assert recipe["teachers"] == str(tiny_run["run_dir"]) and recipe["teacher_weight"] == 0.5
+    assert recipe["teachers"] == str(tiny_run["run_dir"])
+    assert recipe["teacher_weight"] == t.RECIPES["default"].teacher_weight
+    assert recipe["label_smoothing"] == 0.0  # the teacher's answers soften the labels instead
 
 
 def test_a_teacher_that_is_not_a_model_folder_is_refused(tmp_path: Path) -> None:
