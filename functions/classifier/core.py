@@ -451,7 +451,10 @@ class Classifier:
             )
         self._input = inputs[0]
         # The answers are the output with one value per class; a second is the pooled features.
-        answers = [o for o in outputs if int(o["shape"][-1]) == len(class_names)] or outputs[:1]
+        # (None of that width: the manifest is wrong; the narrower output is named in the error.)
+        answers = [o for o in outputs if int(o["shape"][-1]) == len(class_names)] or [
+            min(outputs, key=lambda o: int(o["shape"][-1]))
+        ]
         if len(answers) > 1:
             raise ModelError(
                 f"the model has {len(outputs)} outputs of {len(class_names)} values: which are "
