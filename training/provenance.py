@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from classifier import manifest as mf
+from classifier.core import answers_and_features
 
 from training import ROOT, machine
 from training.progress import log
@@ -53,11 +54,9 @@ def manifest_fields(
 
     interpreter = tf.lite.Interpreter(model_content=exported.tflite)
     in_detail = interpreter.get_input_details()[0]
-    # The answers have a value per class; a second output is the pooled features (the
-    # converter may list it first), told apart by width as the serving core does.
-    outputs = interpreter.get_output_details()
-    out_detail = next(o for o in outputs if int(o["shape"][-1]) == len(data.class_names))
-    features = [o for o in outputs if o is not out_detail]
+    out_detail, features = answers_and_features(
+        interpreter.get_output_details(), len(data.class_names)
+    )
     fields = {
         "model_version": exported.version,
         "model_path": mf.MODEL_NAME,
@@ -93,10 +92,10 @@ def manifest_fields(
         "python_version": platform.python_version(),
         "machine": machine.describe(),
     }
-    if features:
+    if features is not None:
         fields["features"] = {
-            **tensor_spec(features[0]),
-            "width": int(features[0]["shape"][-1]),
+            **tensor_spec(features),
+            "width": int(features["shape"][-1]),
             "meaning": "the last block's pooled features (their norm: the novelty score)",
         }
     return fields

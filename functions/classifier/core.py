@@ -422,6 +422,24 @@ class Outputs(NamedTuple):
     feature_norms: np.ndarray | None  # per image (models with a features output; else None)
 
 
+def answers_and_features(
+    outputs: list[dict[str, Any]], classes: int
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A model's answers output (one value per class) and its pooled features output, if any,
+    told apart by width (the converter may list the features first). With none of that width
+    the manifest is wrong: the narrower output is taken, so the error names its width."""
+    answers = [o for o in outputs if int(o["shape"][-1]) == classes] or [
+        min(outputs, key=lambda o: int(o["shape"][-1]))
+    ]
+    if len(answers) > 1:
+        raise ModelError(
+            f"the model has {len(outputs)} outputs of {classes} values: which are the answers "
+            "cannot be told"
+        )
+    features = [o for o in outputs if o is not answers[0]]
+    return answers[0], features[0] if features else None
+
+
 class Classifier:
     """An int8 TFLite image classifier: image bytes or pixel arrays in, probabilities out."""
 
@@ -450,19 +468,7 @@ class Classifier:
                 "and 1 (its answers) or 2 (its answers and its pooled features)"
             )
         self._input = inputs[0]
-        # The answers are the output with one value per class; a second is the pooled features.
-        # (None of that width: the manifest is wrong; the narrower output is named in the error.)
-        answers = [o for o in outputs if int(o["shape"][-1]) == len(class_names)] or [
-            min(outputs, key=lambda o: int(o["shape"][-1]))
-        ]
-        if len(answers) > 1:
-            raise ModelError(
-                f"the model has {len(outputs)} outputs of {len(class_names)} values: which are "
-                "the answers cannot be told"
-            )
-        self._output = answers[0]
-        features = [o for o in outputs if o is not self._output]
-        self._features = features[0] if features else None
+        self._output, self._features = answers_and_features(outputs, len(class_names))
         if inference.novelty == FEATURE_NORM_SCORE and (
             self._features is None or inference.novelty_moments is None
         ):
@@ -482,7 +488,9 @@ class Classifier:
             )
         self.input_quantization = Quantization.of(self._input)
         self.output_quantization = Quantization.of(self._output)
-        self.has_features = self._features is not None
+        self._features_quantization = (
+            Quantization.of(self._features) if self._features is not None else None
+        )
         self._batch = int(self._input["shape"][0])
         # A TFLite interpreter is not thread-safe: one invoke at a time (decoding runs in
         # parallel outside it, e.g. in the API's thread pool).
@@ -492,6 +500,10 @@ class Classifier:
     @property
     def image_size(self) -> int:
         return self.input_shape[0]
+
+    @property
+    def has_features(self) -> bool:
+        return self._features is not None
 
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The answers for a batch, and its pooled features when the model has them."""
@@ -505,13 +517,14 @@ class Classifier:
             quantize(batch, scale=q.scale, zero_point=q.zero_point, dtype=q.dtype),
         )
         self._interpreter.invoke()
-        found = []
-        for details in (self._output, self._features):
-            if details is not None:
-                o = Quantization.of(details)
-                raw = self._interpreter.get_tensor(details["index"])
-                found.append(dequantize(raw, scale=o.scale, zero_point=o.zero_point))
-        return found[0], found[1] if len(found) > 1 else None
+        answers = self._dequantized(self._output, self.output_quantization)
+        if self._features is None or self._features_quantization is None:
+            return answers, None
+        return answers, self._dequantized(self._features, self._features_quantization)
+
+    def _dequantized(self, details: dict[str, Any], q: Quantization) -> np.ndarray:
+        raw = self._interpreter.get_tensor(details["index"])
+        return dequantize(raw, scale=q.scale, zero_point=q.zero_point)
 
     def to_probabilities(self, outputs: np.ndarray) -> np.ndarray:
         """Probabilities from ``predict_outputs``: the manifest's temperature applied."""

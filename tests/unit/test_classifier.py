@@ -169,25 +169,20 @@ def test_every_novelty_score_grows_as_the_logits_weaken(score: str) -> None:
 def test_the_feature_score_grows_as_the_features_weaken_and_as_the_logits_do() -> None:
     from classifier.core import FEATURE_NORM_SCORE, novelty
 
+    def score(logits: np.ndarray, norms: list[float]) -> np.ndarray:
+        return novelty(
+            logits,
+            outputs_kind="logits",
+            score=FEATURE_NORM_SCORE,
+            temperature=1,
+            feature_norms=np.array(norms),
+            moments=((-5.0, 2.0), (10.0, 4.0)),
+        )
+
     strong = np.array([[9.0, 0.0, 0.0]] * 2)
-    moments = ((-5.0, 2.0), (10.0, 4.0))
-    weak_features = novelty(
-        strong,
-        outputs_kind="logits",
-        score=FEATURE_NORM_SCORE,
-        temperature=1,
-        feature_norms=np.array([12.0, 3.0]),
-        moments=moments,
-    )
+    weak_features = score(strong, [12.0, 3.0])
     assert weak_features[1] > weak_features[0]  # same logits, weaker features
-    weak_logits = novelty(
-        np.vstack([strong[:1], strong[:1] / 9]),
-        outputs_kind="logits",
-        score=FEATURE_NORM_SCORE,
-        temperature=1,
-        feature_norms=np.array([12.0, 12.0]),
-        moments=moments,
-    )
+    weak_logits = score(np.vstack([strong[:1], strong[:1] / 9]), [12.0, 12.0])
     assert weak_logits[1] > weak_logits[0]  # same features, weaker logits
     with pytest.raises(ValueError, match="needs the model's features output"):
         novelty(strong, outputs_kind="logits", score=FEATURE_NORM_SCORE, temperature=1)
