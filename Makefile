@@ -1,6 +1,13 @@
 # One task runner for people and CI alike. `make help` lists the targets.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+comma := ,
+# The Lambda bundle's Python (infra/components/bundling.py DEFAULT_TARGET), so tests run on what
+# production runs: the first CPython 3.13 found on PATH or in pyenv (PYTHON=... overrides).
+PY_VERSION := 3.13
+PY_CANDIDATES := python$(PY_VERSION) $(wildcard $(HOME)/.pyenv/versions/$(PY_VERSION).*/bin/python$(PY_VERSION)) python3
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(firstword $(foreach p,$(PY_CANDIDATES),$(shell $(p) -c 'import sys; sys.exit(sys.version_info[:2] != ($(subst .,$(comma),$(PY_VERSION))))' 2>/dev/null && echo $(p))))
+endif
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/datasets/cifar10-jpeg
@@ -30,8 +37,9 @@ EXTRAS_infra := lambda serve infra
 EXTRAS_all := lambda serve train infra dev
 
 $(UV): requirements/uv.txt
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: tflite-runtime needs CPython 3.11 (set PYTHON=...)"; exit 1; }
-	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo "no Python $(PY_VERSION) here (the Lambda bundle's runtime): install it (Debian 13 or Ubuntu 25.04+: apt-get install python3.13 python3.13-venv; elsewhere: pyenv install 3.13) or set PYTHON=/path/to/python3.13"; exit 1; }
+	@$(VENV)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != ($(subst .,$(comma),$(PY_VERSION))))' 2>/dev/null \
+	  || { test ! -e $(VENV) || echo "note: $(VENV) is not Python $(PY_VERSION): made anew"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	@$(VENV)/bin/python -m pip --version >/dev/null 2>&1 || $(VENV)/bin/python -m ensurepip --default-pip >/dev/null
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/uv.txt
 	@touch $@
