@@ -10,16 +10,32 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from mangum import Mangum
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from classifier import contract, service
 from classifier.core import ImageError, ModelError
 from classifier.settings import SettingsError
-from classifier.web import page, predict, review, status, uploads
+from classifier.web import headers, page, predict, review, status, uploads
 from classifier.web.common import RequestError, error_status, logger, telemetry
+
+# An S3 (or Secrets Manager) that fails or does not answer in time: the client's timeouts bound
+# the wait (service.s3_client), and the caller is told to come back.
+RETRY_AFTER_S = 10
+# The API docs' Swagger UI, pinned to one release and checked by the browser against these
+# digests (sha384 of the npm package's files, which the CDN serves as they are): a changed file
+# does not run. The reviewer token is never on this page: the review page keeps it in memory.
+SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.36.0/"
+SWAGGER_UI_FILES = {
+    "swagger-ui-bundle.js": (
+        "sha384-fUpRgC19yPykTqzdrUbdAg8NTiu16NEKf9U12J+IJWCg8/1mEI8f2+PEIz60Wyd+"
+    ),
+    "swagger-ui.css": "sha384-z/AtSaOHGn5MJ5auAHXUypohywlIWLBZo1jeGmhdpVIbCnFhxAH92cwdV41oyINc",
+}
 
 
 class StagePrefix:
@@ -53,6 +69,7 @@ app = FastAPI(
     "with an int8 TensorFlow Lite CNN, with a calibrated confidence and a doubt flag.",
     version="1.0.0",
     redoc_url=None,  # one documentation page (/docs) is enough
+    docs_url=None,  # served below, with its scripts pinned by integrity
     swagger_ui_oauth2_redirect_url=None,
 )
 
@@ -77,6 +94,40 @@ def _unavailable(exc: ModelError) -> str:
 async def _model_error(request: Request, exc: ModelError) -> JSONResponse:
     logger.error("service unavailable", extra={"error": str(exc)})
     return JSONResponse({"detail": _unavailable(exc)}, status_code=503)
+
+
+@app.exception_handler(ClientError)
+@app.exception_handler(BotoCoreError)
+async def _aws_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("AWS call failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+    return JSONResponse(
+        {"detail": f"storage is unavailable right now; try again in {RETRY_AFTER_S} s"},
+        status_code=503,
+        headers={"retry-after": str(RETRY_AFTER_S)},
+    )
+
+
+@app.get("/docs", include_in_schema=False)
+def docs(request: Request) -> HTMLResponse:
+    """Swagger UI over /openapi.json, its files pinned by version and integrity."""
+    html = get_swagger_ui_html(
+        openapi_url=request.scope.get("root_path", "") + "/openapi.json",  # behind a stage too
+        title=f"{app.title} - docs",
+        swagger_js_url=SWAGGER_UI + "swagger-ui-bundle.js",
+        swagger_css_url=SWAGGER_UI + "swagger-ui.css",
+    ).body.decode()
+    for name, integrity in SWAGGER_UI_FILES.items():
+        url = SWAGGER_UI + name
+        html = html.replace(
+            f'"{url}"', f'"{url}" integrity="{integrity}" crossorigin="anonymous"', 1
+        )
+    # Swagger UI sets style attributes as it renders: styles may be inline here, scripts not.
+    return headers.page(
+        html,
+        scripts=[SWAGGER_UI],
+        styles=[SWAGGER_UI, "'unsafe-inline'"],
+        images=["https://fastapi.tiangolo.com"],  # its favicon
+    )
 
 
 for router in (page.router, predict.router, uploads.router, review.router, status.router):
@@ -124,7 +175,7 @@ def http_routes() -> list[tuple[str, str, bool]]:
 
 
 service.preload()  # in Lambda's init phase (SnapStart snapshots it); nothing locally
-asgi = StagePrefix(app)
+asgi = headers.Guard(StagePrefix(app))
 # Lifespan off: Mangum would run it per invocation; the model loads lazily at first use instead.
 _mangum = Mangum(asgi, lifespan="off")
 

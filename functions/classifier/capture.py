@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from typing import Any
 
 from classifier import contract, review, service
@@ -36,15 +35,19 @@ def worth_capturing(prediction: Prediction, mode: str, sample: float) -> bool:
     return False
 
 
-def _keep(
+def keep(
+    data: bytes,
     prediction: Prediction,
-    write: Callable[[Any, str], str],
     *,
+    source: str,
+    filename: str | None,
     logger: Any,
     telemetry: ClassificationMetrics,
-    **context: Any,
+    upload: dict[str, Any] | None = None,
 ) -> str | None:
-    """``write(s3, bucket)`` if this answer is worth keeping; never raises. The item id or None."""
+    """Keep this answer for review if it is worth it (a private copy of the image, its record);
+    never raises. The item id, or None: not worth it, already kept, over the hour's bound
+    (each counted), or S3 failed (logged and counted)."""
     global _suspended_until
     config = service.settings()
     bucket = config.review_bucket
@@ -54,43 +57,26 @@ def _keep(
         telemetry.count(contract.METRIC_CAPTURE_FAILED)
         return None
     try:
-        item_id = write(service.capture_s3_client(), bucket)
+        item_id = review.capture(
+            service.capture_s3_client(),
+            bucket,
+            data,
+            prediction,
+            source=source,
+            filename=filename,
+            per_hour=config.capture_per_hour,
+            upload=upload,
+        )
+    except review.NotKept as refused:
+        telemetry.count(refused.reason)
+        return None
     except Exception as exc:  # noqa: BLE001 (capture never fails an answer)
         _suspended_until = time.monotonic() + SUSPEND_SECONDS
-        logger.warning("capture failed", extra={**context, "error": f"{type(exc).__name__}: {exc}"})
+        logger.warning(
+            "capture failed",
+            extra={"image_name": filename, "error": f"{type(exc).__name__}: {exc}"},
+        )
         telemetry.count(contract.METRIC_CAPTURE_FAILED)
         return None
     telemetry.count(contract.METRIC_CAPTURED)
     return item_id
-
-
-def capture_bytes(
-    data: bytes,
-    prediction: Prediction,
-    filename: str | None,
-    *,
-    logger: Any,
-    telemetry: ClassificationMetrics,
-) -> str | None:
-    """The API's capture: the bytes it classified and its answer."""
-
-    def write(s3: Any, bucket: str) -> str:
-        return review.capture_bytes(s3, bucket, data, prediction, filename)
-
-    return _keep(prediction, write, logger=logger, telemetry=telemetry, image_name=filename)
-
-
-def capture_object(
-    image: dict[str, Any],
-    data: bytes,
-    prediction: Prediction,
-    *,
-    logger: Any,
-    telemetry: ClassificationMetrics,
-) -> str | None:
-    """The drop folder's capture: a record pointing at the upload, by version."""
-
-    def write(s3: Any, bucket: str) -> str:
-        return review.capture_object(s3, bucket, image, data, prediction)
-
-    return _keep(prediction, write, logger=logger, telemetry=telemetry, key=image.get("key"))

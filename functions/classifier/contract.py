@@ -25,15 +25,18 @@ REVIEW_PATH_PREFIX = "/review/"
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"
 
-# The feedback loop, in the uploads bucket: answers worth reviewing are captured as records under
-# REVIEW_ITEMS_PREFIX (with the API's image bytes under REVIEW_IMAGES_PREFIX; the drop folder's
-# records point at the upload itself); a label claims the item under REVIEW_LABELLED_PREFIX (a
-# conditional write: the first reviewer wins) and copies the image to
+# The feedback loop, in the uploads bucket (classifier/review.py describes each key): answers
+# worth reviewing are captured as records under REVIEW_ITEMS_PREFIX with a private copy of their
+# image under REVIEW_IMAGES_PREFIX, one per image content (REVIEW_SEEN_PREFIX) and at most the
+# stack's capturePerHour an hour (REVIEW_QUOTA_PREFIX); a label claims the item under
+# REVIEW_LABELLED_PREFIX (a conditional write: the first reviewer wins) and copies the image to
 # LABELS_PREFIX<label>/<id>.<ext>, the folder layout `make train DATA=` and --corrections read.
-# Everything under REVIEW_PREFIX expires after the stack's captureDays; labels are kept.
+# Everything under REVIEW_PREFIX expires after the stack's captureDays, labels after labelDays.
 REVIEW_PREFIX = "review/"
 REVIEW_ITEMS_PREFIX = "review/items/"
 REVIEW_IMAGES_PREFIX = "review/images/"
+REVIEW_SEEN_PREFIX = "review/seen/"
+REVIEW_QUOTA_PREFIX = "review/quota/"
 REVIEW_LABELLED_PREFIX = "review/labelled/"
 LABELS_PREFIX = "labels/"
 NONE_LABEL = "none"  # "none of these": not a class; training uses it for the doubt threshold
@@ -89,8 +92,14 @@ METRIC_CATEGORY_PREFIX = "Category_"
 METRIC_NONE_OF_THESE = "NoneOfThese"  # answers flagged none_of_these, per model version
 METRIC_CAPTURED = "AnswersCaptured"  # kept for review
 METRIC_CAPTURE_FAILED = "CaptureFailed"  # could not be kept (logged; the answer still went out)
+METRIC_CAPTURE_REPEATS = "CaptureRepeats"  # an image already kept, seen again: not added
+METRIC_CAPTURE_LIMITED = "CaptureLimited"  # not kept: the hour's bound (capturePerHour) was reached
+METRIC_SERVER_ERRORS = "ServerErrors"  # API answers with a 5xx status, per function version
 METRIC_LABELLED = "ReviewLabels"  # labels written by reviewers
 # Every classification metric carries the model version that made it (and Powertools' `service`),
 # so a dashboard compares models side by side and a canary's alarms watch the new model only.
 DIMENSION_MODEL_VERSION = "ModelVersion"
 DIMENSION_SERVICE = "service"
+# Server errors carry the Lambda version that answered, so a canary rolls back on its own errors
+# only (an API-wide 5xx rate pages the owner instead).
+DIMENSION_FUNCTION_VERSION = "FunctionVersion"

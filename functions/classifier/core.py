@@ -220,6 +220,35 @@ def reduce_to_input(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
     return fit_to_input(square, size)
 
 
+# The longest side of every copy the product keeps of someone's image (review, labels): enough
+# for a reviewer to see it and for training (8x the model's input), at most a few hundred KB.
+KEPT_IMAGE_SIDE = 256
+
+
+def private_copy(
+    data: bytes, *, max_side: int = KEPT_IMAGE_SIDE, max_pixels: int = MAX_PIXELS
+) -> tuple[bytes, str]:
+    """A copy of an image to keep: upright, at most ``max_side`` a side, and re-encoded from its
+    pixels alone, so no EXIF (GPS included), XMP, ICC or text chunk survives. PNG stays PNG
+    (lossless, as small images are), anything else becomes JPEG. Returns (bytes, media type)."""
+    img = open_image(data, max_pixels=max_pixels, size=max_side // REDUCING_GAP)
+    source_format = img.format
+    _load(img)
+    orientation = img.getexif().get(0x0112)
+    rgb = to_rgb(img)
+    if orientation in ORIENTATION:
+        rgb = rgb.transpose(ORIENTATION[orientation])
+    rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+    # A new image holds only pixels: Pillow writes none of the source's metadata into it.
+    clean = Image.frombytes("RGB", rgb.size, rgb.tobytes())
+    out = io.BytesIO()
+    if source_format == "PNG":
+        clean.save(out, format="PNG", optimize=True)
+        return out.getvalue(), "image/png"
+    clean.save(out, format="JPEG", quality=90)
+    return out.getvalue(), "image/jpeg"
+
+
 def image_to_array(
     data: bytes, *, size: int = IMAGE_SIZE, max_pixels: int = MAX_PIXELS
 ) -> np.ndarray:

@@ -3,16 +3,22 @@
 Everything lives in one bucket under the prefixes of :mod:`classifier.contract`:
 
 * ``review/items/<id>.json``: a pending item: where its image is, what the model answered, when;
-* ``review/images/<id>.<ext>``: the bytes the API classified (the drop folder's items point at
-  the upload instead, by version);
-* ``review/labelled/<id>.json``: the claim a label makes, written only if absent (S3's
-  conditional ``If-None-Match: *``), so of two reviewers labelling one item the first wins and
-  the second is told so; the claim holds the whole record (who, when, what the model said);
+* ``review/images/<id>.<ext>``: a private copy of the image (:func:`classifier.core.private_copy`:
+  upright, at most ``KEPT_IMAGE_SIDE`` a side, no metadata), for both paths; the drop folder's
+  record also names the upload it came from, which stays as its owner sent it;
+* ``review/seen/<sha256>.json``: one per image content, written only if absent (S3's conditional
+  ``If-None-Match: *``): a second sighting of the same bytes counts, it adds no item;
+* ``review/quota/<hour>.json``: how many items this hour kept, raised by compare-and-swap
+  (``If-Match`` on its ETag), so any number of containers together keep at most the limit;
+* ``review/labelled/<id>.json``: the claim a label makes, written only if absent, so of two
+  reviewers labelling one item the first wins and the second is told so; the claim holds the
+  whole record (who, when, what the model said);
 * ``labels/<label>/<id>.<ext>``: the image, copied for training (``make train DATA=`` and
   ``--corrections`` read this layout), with the record's essentials as object metadata.
 
-Item ids sort newest first (a reversed millisecond clock, then random hex), so one S3 listing
-pages through pending items in review order. Nothing here reads the environment.
+Item ids sort oldest first (a millisecond clock, then random hex), so one S3 listing pages
+through pending items in arrival order and a burst waits behind what came before it. Nothing
+here reads the environment.
 """
 
 from __future__ import annotations
@@ -27,49 +33,27 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from classifier import contract
-from classifier.core import Prediction, sha256_hex
+from classifier.core import Prediction, private_copy, sha256_hex
 
 ID_PATTERN = r"^[0-9]{13}[0-9a-f]{8}$"
-CLOCK_SPAN_MS = 10**13  # ids sort newest first until the year 2286
 PAGE_MAX = 50  # items per GET /review/items page: bounded reads and presigns
 IMAGE_URL_SECONDS = 900  # how long a review page's image links work
 EXTENSIONS = {media: exts[0] for media, exts in contract.IMAGE_FORMATS.values()}
 
 
+QUOTA_TRIES = 4  # compare-and-swap attempts on the hour's count before giving up (not keeping)
+CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+
+
 def new_id(now_ms: int | None = None) -> str:
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return f"{CLOCK_SPAN_MS - 1 - ms:013d}{secrets.token_hex(4)}"
-
-
-def media_type_of(data: bytes) -> str:
-    """The image's media type from its first bytes (PNG or JPEG; anything else: octet-stream)."""
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    return "application/octet-stream"
+    return f"{ms:013d}{secrets.token_hex(4)}"
 
 
 def answer_of(prediction: Prediction) -> dict[str, Any]:
     answer = prediction.as_dict()
     answer.pop("model_version")
     return answer
-
-
-def record(
-    item_id: str, *, source: str, image: dict[str, Any], data: bytes, prediction: Prediction
-) -> dict[str, Any]:
-    """What a reviewer needs of one answer: the image's location, the answer, version and time."""
-    return {
-        "id": item_id,
-        "source": source,
-        "image": image,
-        "media_type": media_type_of(data),
-        "sha256": sha256_hex(data),
-        "answer": answer_of(prediction),
-        "model_version": prediction.model_version,
-        "captured_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-    }
 
 
 def item_key(item_id: str) -> str:
@@ -84,28 +68,94 @@ def label_key(label: str, item_id: str, media_type: str) -> str:
     return f"{contract.LABELS_PREFIX}{label}/{item_id}{EXTENSIONS.get(media_type, '')}"
 
 
-def capture_bytes(
-    s3: Any, bucket: str, data: bytes, prediction: Prediction, filename: str | None = None
+class NotKept(Exception):
+    """The answer was not kept; ``reason`` names why (a metric name of :mod:`contract`)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def capture(
+    s3: Any,
+    bucket: str,
+    data: bytes,
+    prediction: Prediction,
+    *,
+    source: str,
+    filename: str | None,
+    per_hour: int,
+    upload: dict[str, Any] | None = None,
 ) -> str:
-    """Keep an answer the API gave: its image bytes and its record. Returns the item id."""
+    """Keep an answer for review: a private copy of its image and its record. Returns the item
+    id; raises :class:`NotKept` for an image already kept or when the hour's bound is reached."""
+    digest = sha256_hex(data)
     item_id = new_id()
-    media = media_type_of(data)
-    key = f"{contract.REVIEW_IMAGES_PREFIX}{item_id}{EXTENSIONS.get(media, '')}"
-    s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=media)
-    image = {"bucket": bucket, "key": key}
-    item = record(item_id, source="api", image=image, data=data, prediction=prediction)
-    _put_json(s3, bucket, item_key(item_id), {**item, "filename": filename})
+    seen = f"{contract.REVIEW_SEEN_PREFIX}{digest}.json"
+    if not _put_if_absent(s3, bucket, seen, {"id": item_id}):
+        raise NotKept(contract.METRIC_CAPTURE_REPEATS)
+    if not _take_quota(s3, bucket, per_hour):
+        s3.delete_object(Bucket=bucket, Key=seen)  # not kept: a later sighting may be
+        raise NotKept(contract.METRIC_CAPTURE_LIMITED)
+    copy, media = private_copy(data)
+    key = f"{contract.REVIEW_IMAGES_PREFIX}{item_id}{EXTENSIONS[media]}"
+    s3.put_object(Bucket=bucket, Key=key, Body=copy, ContentType=media)
+    item = {
+        "id": item_id,
+        "source": source,
+        "image": {"bucket": bucket, "key": key},
+        "media_type": media,
+        "sha256": digest,
+        "answer": answer_of(prediction),
+        "model_version": prediction.model_version,
+        "captured_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "filename": filename,
+    }
+    if upload is not None:
+        item["upload"] = upload
+    _put_json(s3, bucket, item_key(item_id), item)
     return item_id
 
 
-def capture_object(
-    s3: Any, bucket: str, image: dict[str, Any], data: bytes, prediction: Prediction
-) -> str:
-    """Keep an answer the drop folder gave: a record pointing at the upload (by version)."""
-    item_id = new_id()
-    item = record(item_id, source="uploads", image=image, data=data, prediction=prediction)
-    _put_json(s3, bucket, item_key(item_id), {**item, "filename": image["key"].rsplit("/", 1)[-1]})
-    return item_id
+def quota_key(now: float | None = None) -> str:
+    hour = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return f"{contract.REVIEW_QUOTA_PREFIX}{hour:%Y-%m-%dT%H}.json"
+
+
+def _take_quota(s3: Any, bucket: str, per_hour: int) -> bool:
+    """One of this hour's ``per_hour`` places, or False: a count raised by compare-and-swap, so
+    two containers can never both take the last place (the loser reads again and retries)."""
+    key = quota_key()
+    for _ in range(QUOTA_TRIES):
+        try:
+            response = s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
+            taken, condition = 0, {"IfNoneMatch": "*"}
+        else:
+            taken = int(json.loads(response["Body"].read()).get("taken", 0))
+            condition = {"IfMatch": response["ETag"]}
+        if taken >= per_hour:
+            return False
+        try:
+            _put_json(s3, bucket, key, {"taken": taken + 1}, **condition)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in CONFLICT:
+                raise
+            continue  # another container took a place meanwhile: read again
+        return True
+    return False  # contended past every try: not keeping is the safe side
+
+
+def _put_if_absent(s3: Any, bucket: str, key: str, value: dict[str, Any]) -> bool:
+    try:
+        _put_json(s3, bucket, key, value, IfNoneMatch="*")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in CONFLICT:
+            return False
+        raise
+    return True
 
 
 def _put_json(s3: Any, bucket: str, key: str, value: dict[str, Any], **extra: Any) -> None:
@@ -131,7 +181,7 @@ class Page:
 
 
 def pending(s3: Any, bucket: str, *, limit: int, after: str | None = None) -> Page:
-    """Pending items, newest first, each with a presigned link to its image."""
+    """Pending items, oldest first, each with a presigned link to its image."""
     limit = max(1, min(limit, PAGE_MAX))
     args: dict[str, Any] = {"Bucket": bucket, "Prefix": contract.REVIEW_ITEMS_PREFIX}
     args["MaxKeys"] = limit
@@ -207,8 +257,7 @@ def label(s3: Any, bucket: str, item_id: str, label_: str, reviewer: str) -> dic
         _put_json(s3, bucket, claim_key(item_id), claim, IfNoneMatch="*")
     except ClientError as exc:
         # 412: another claim is there; 409 ConditionalRequestConflict: one is being written now
-        conflict = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
-        if exc.response.get("Error", {}).get("Code") in conflict:
+        if exc.response.get("Error", {}).get("Code") in CONFLICT:
             winner = _get_json(s3, bucket, claim_key(item_id)) or {"id": item_id, "label": "?"}
             if _get_json(s3, bucket, item_key(item_id)) is not None:
                 finish(s3, bucket, winner)  # the winner stopped before its copy: complete it
@@ -219,7 +268,12 @@ def label(s3: Any, bucket: str, item_id: str, label_: str, reviewer: str) -> dic
 
 
 def finish(s3: Any, bucket: str, claim: dict[str, Any]) -> None:
-    """A claim's writes, each idempotent: the image copied under its label, the item removed."""
+    """A claim's writes, each idempotent: the image copied under its label, the item removed.
+
+    Items captured by this store point at their private copy, copied as it is; an older item
+    pointing at someone's upload is re-encoded on the way (:func:`private_copy`), so no labelled
+    image keeps its metadata.
+    """
     item = claim.get("item")
     if not item:
         return
@@ -227,21 +281,29 @@ def finish(s3: Any, bucket: str, claim: dict[str, Any]) -> None:
     if item["image"].get("version_id"):
         source["VersionId"] = item["image"]["version_id"]
     answer = item["answer"]
-    s3.copy_object(
-        Bucket=bucket,
-        Key=claim["label_key"],
-        CopySource=source,
-        MetadataDirective="REPLACE",
-        ContentType=item["media_type"],
-        Metadata={
-            "item-id": claim["id"],
-            "reviewer": ascii(claim["reviewer"])[1:-1][:200],  # metadata is ASCII
-            "labelled-at": claim["labelled_at"],
-            "model-version": item["model_version"],
-            "model-said": f"{answer['category']} {answer['confidence']:.3f}",
-            "model-flags": ",".join(f for f in ("unsure", "none_of_these") if answer.get(f)) or "-",
-            "runner-up": answer.get("runner_up", ""),
-            "sha256": item["sha256"],
-        },
-    )
+    metadata = {
+        "item-id": claim["id"],
+        "reviewer": ascii(claim["reviewer"])[1:-1][:200],  # metadata is ASCII
+        "labelled-at": claim["labelled_at"],
+        "model-version": item["model_version"],
+        "model-said": f"{answer['category']} {answer['confidence']:.3f}",
+        "model-flags": ",".join(f for f in ("unsure", "none_of_these") if answer.get(f)) or "-",
+        "runner-up": answer.get("runner_up", ""),
+        "sha256": item["sha256"],
+    }
+    ours = source["Bucket"] == bucket and source["Key"].startswith(contract.REVIEW_IMAGES_PREFIX)
+    if ours:
+        s3.copy_object(
+            Bucket=bucket,
+            Key=claim["label_key"],
+            CopySource=source,
+            MetadataDirective="REPLACE",
+            ContentType=item["media_type"],
+            Metadata=metadata,
+        )
+    else:
+        copy, media = private_copy(s3.get_object(**source)["Body"].read())
+        s3.put_object(
+            Bucket=bucket, Key=claim["label_key"], Body=copy, ContentType=media, Metadata=metadata
+        )
     s3.delete_object(Bucket=bucket, Key=item_key(claim["id"]))

@@ -34,7 +34,16 @@ def s3_client() -> Any:
 
     session = boto3.session.Session()
     region = session.region_name or "us-east-1"
-    config = Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "virtual"},
+        # Bounded waits: an S3 that does not answer costs a request about 2 x (2 + 5) s, and
+        # the API then answers 503 (classifier.api), well inside API Gateway's 30 s; botocore's
+        # defaults (60 s reads, retried) once held GET /review/items for 180 s.
+        connect_timeout=2,
+        read_timeout=5,
+        retries={"total_max_attempts": 2, "mode": "standard"},
+    )
     custom = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     endpoint = None if custom else f"https://s3.{region}.{_dns_suffix(region)}"
     return session.client("s3", region_name=region, endpoint_url=endpoint, config=config)
@@ -62,8 +71,10 @@ def capture_s3_client() -> Any:
 @functools.cache
 def secrets_client() -> Any:
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("secretsmanager")
+    config = Config(connect_timeout=2, read_timeout=5, retries={"total_max_attempts": 2})
+    return boto3.client("secretsmanager", config=config)
 
 
 def _dns_suffix(region: str) -> str:

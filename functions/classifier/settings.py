@@ -36,6 +36,7 @@ TFLITE_RUNTIME = "TFLITE_RUNTIME"  # "ai-edge-litert" or "tflite-runtime" (unset
 REVIEW_BUCKET = "REVIEW_BUCKET"  # where answers are captured and labels written (unset: off)
 CAPTURE = "CAPTURE"  # which answers this function keeps for review: none, unsure or all
 CAPTURE_SAMPLE = "CAPTURE_SAMPLE"  # with CAPTURE=all: the share of answers kept (0..1)
+CAPTURE_PER_HOUR = "CAPTURE_PER_HOUR"  # most items all containers together keep in an hour
 # auth none: the Secrets Manager secret's ARN; locally (make serve, the demo): the token itself
 REVIEWER_TOKEN_SECRET = "REVIEWER_TOKEN_SECRET"  # noqa: S105 (a variable's name)
 REVIEWER_TOKEN = "REVIEWER_TOKEN"  # noqa: S105 (a variable's name)
@@ -57,6 +58,8 @@ DEFAULT_BODY_BYTES = 4 * 1024 * 1024  # API Gateway/Lambda allow 6 MB, base64 ma
 DEFAULT_REQUEST_PIXELS = 2 * MAX_PIXELS
 DEFAULT_NAMESPACE = contract.METRICS_NAMESPACE
 MAX_BATCH_FILES = 32
+# A reviewer labels a few hundred images an hour at most: more would only bury the queue.
+DEFAULT_CAPTURE_PER_HOUR = 100
 
 
 class SettingsError(ModelError):
@@ -132,6 +135,7 @@ class Settings:
     review_bucket: str | None = None
     capture: str = "none"
     capture_sample: float = 1.0
+    capture_per_hour: int = DEFAULT_CAPTURE_PER_HOUR
     reviewer_token_secret: str | None = None
     reviewer_token: str | None = None
     reviewer_claim: str = "scope=review"
@@ -158,6 +162,7 @@ class Settings:
             review_bucket=env.get(REVIEW_BUCKET) or None,
             capture=_choice(env, CAPTURE, contract.CAPTURE_MODES, "none"),
             capture_sample=_fraction(env, CAPTURE_SAMPLE, 1.0),
+            capture_per_hour=_integer(env, CAPTURE_PER_HOUR, DEFAULT_CAPTURE_PER_HOUR),
             reviewer_token_secret=env.get(REVIEWER_TOKEN_SECRET) or None,
             reviewer_token=env.get(REVIEWER_TOKEN) or None,
             reviewer_claim=_claim(env, REVIEWER_CLAIM, "scope=review"),

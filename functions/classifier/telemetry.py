@@ -10,11 +10,12 @@ handler returns (``@telemetry.flushed``); outside Lambda (``make serve``) nothin
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aws_lambda_powertools import Metrics
+from aws_lambda_powertools import Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 from classifier import contract
@@ -22,6 +23,7 @@ from classifier.core import Prediction
 from classifier.settings import in_lambda
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+FUNCTION_VERSION = "AWS_LAMBDA_FUNCTION_VERSION"  # set by Lambda: the version answering
 
 
 class ClassificationMetrics:
@@ -65,6 +67,21 @@ class ClassificationMetrics:
             if model_version:
                 self.metrics.add_dimension(contract.DIMENSION_MODEL_VERSION, model_version)
             self.metrics.add_metric(name=contract.METRIC_REJECTED, unit=MetricUnit.Count, value=1)
+
+    def server_error(self) -> None:
+        """One 5xx answer, by the Lambda version that gave it: its own metric document, so the
+        invocation's classification metrics keep their dimensions."""
+        if not self._enabled():
+            return
+        version = os.environ.get(FUNCTION_VERSION, "$LATEST")
+        with single_metric(
+            name=contract.METRIC_SERVER_ERRORS,
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=contract.METRICS_NAMESPACE,
+            default_dimensions={contract.DIMENSION_SERVICE: self.metrics.service or ""},
+        ) as metric:
+            metric.add_dimension(contract.DIMENSION_FUNCTION_VERSION, version)
 
     def count(self, name: str) -> None:
         if not self._enabled():

@@ -149,8 +149,16 @@ def classify_object(obj: S3Object) -> dict[str, Any] | None:
         logger.info("not written: a later upload's result is there", extra={"key": obj.key})
         return result
     if outcome == WRITTEN and "error" not in result:  # once per upload, not per delivery
-        image = {"bucket": obj.bucket, "key": obj.key, "version_id": result["version_id"]}
-        capture.capture_object(image, data, prediction, logger=logger, telemetry=telemetry)
+        upload = {"bucket": obj.bucket, "key": obj.key, "version_id": result["version_id"]}
+        capture.keep(
+            data,
+            prediction,
+            source="uploads",
+            filename=obj.key.rsplit("/", 1)[-1],
+            upload=upload,
+            logger=logger,
+            telemetry=telemetry,
+        )
     publish_completion(result)  # also for a duplicate: its first delivery may have failed here
     return result
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from fastapi import Depends, Request
@@ -35,6 +36,9 @@ class ErrorOut(BaseModel):
 
 class RequestError(Exception):
     def __init__(self, status: int, detail: str) -> None:
+        # A detail may quote what was sent: lone surrogates and the like become escapes, so the
+        # answer can always be encoded (a JSON string "\ud800" once made a 500 here).
+        detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(detail)
         self.status, self.detail = status, detail
 
@@ -70,12 +74,42 @@ async def read_body(request: Request) -> bytes:
     """The request body, refused (413) past the limit, before it is parsed."""
     limit = service.settings().max_body_bytes
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    # isdigit() alone admits "²", which int() refuses; a bad header is the server's to judge
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"the body is {int(declared)} bytes; at most {limit} are accepted")
     body = await request.body()
     if len(body) > limit:
         raise RequestError(413, f"the body is {len(body)} bytes; at most {limit} are accepted")
     return body
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise RequestError(400, f"the JSON body names {key!r} twice; send each key once")
+    return dict(pairs)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise RequestError(400, f"the JSON body holds {name}, which is not JSON; send numbers")
+
+
+def parse_json(body: bytes) -> Any:
+    """A JSON body as Python values, or 400 naming what is wrong with it: not UTF-8, not JSON,
+    nested too deep, a key given twice, NaN or Infinity, a number of over 4,300 digits."""
+    try:
+        return json.loads(
+            body,
+            object_pairs_hook=_refuse_duplicates,
+            parse_constant=_refuse_constant,
+        )
+    except RecursionError:
+        raise RequestError(
+            400, "the JSON body is nested too deeply; these documents are one level deep"
+        ) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the digit limit
+        raise RequestError(400, f"the JSON body cannot be parsed: {exc}") from None
 
 
 def media_type(request: Request) -> str:

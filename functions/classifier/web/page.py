@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from classifier import contract, service
 from classifier.core import IMAGE_SIZE, ModelError
 from classifier.settings import DEFAULT_BODY_BYTES
+from classifier.web import headers
 
 router = APIRouter()
 PAGE = Path(__file__).parents[1] / "static" / "index.html"
@@ -50,12 +51,18 @@ def page() -> HTMLResponse:
     except ModelError:
         limit = DEFAULT_BODY_BYTES  # the page still loads; /predict will say what is wrong
     html = _page_template().replace("{{max_body_bytes}}", str(limit))
-    try:
-        async_on = bool(service.settings().uploads_bucket)
-    except ModelError:
-        async_on = False
+    async_on = bool(_uploads_bucket())
     html = html.replace("{{async_uploads}}", "true" if async_on else "false")
     html = html.replace("{{auth}}", _auth_mode())
     categories, size = _categories()
     html = html.replace("{{categories}}", categories).replace("{{image_size}}", str(size))
-    return HTMLResponse(html, headers={"cache-control": "no-cache"})
+    # Large images go straight to the uploads bucket by a presigned POST.
+    bucket = headers.bucket_origin(_uploads_bucket())
+    return headers.page(html, connect=bucket)
+
+
+def _uploads_bucket() -> str | None:
+    try:
+        return service.settings().uploads_bucket
+    except ModelError:
+        return None

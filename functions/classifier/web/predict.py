@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import time
 from typing import Any
 
@@ -22,6 +21,7 @@ from classifier.web.common import (
     error_status,
     logger,
     media_type,
+    parse_json,
     read_body,
     read_files,
     run_cpu_bound,
@@ -124,10 +124,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _json_image(body: bytes) -> bytes:
     """The image of a JSON body ``{"image": "<base64>"}`` (a data: URL prefix is allowed)."""
-    try:
-        document = json.loads(body)
-    except ValueError as exc:
-        raise RequestError(400, f"the JSON body cannot be parsed: {exc}") from exc
+    document = parse_json(body)
     image = document.get("image") if isinstance(document, dict) else None
     if not isinstance(image, str) or not image:
         raise RequestError(422, 'the JSON body has no "image" string; send {"image": "<base64>"}')
@@ -224,7 +221,9 @@ def _predict_one(classifier: Classifier, data: bytes, filename: str | None = Non
         telemetry.rejected(classifier.model_version)
         raise
     telemetry.classified(prediction, (time.perf_counter() - start) * 1000)
-    capture.capture_bytes(data, prediction, filename, logger=logger, telemetry=telemetry)
+    capture.keep(
+        data, prediction, source="api", filename=filename, logger=logger, telemetry=telemetry
+    )
     return prediction
 
 

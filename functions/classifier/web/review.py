@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from classifier import contract, review, service
 from classifier.core import Classifier, ModelError
+from classifier.web import headers
 from classifier.web.common import CLASSIFIER, ErrorOut, RequestError, logger, telemetry
 
 router = APIRouter()
@@ -71,22 +72,52 @@ class LabelOut(BaseModel):
     labelled_at: str
 
 
+LEGACY_NAME = "reviewer"  # the name of a token given alone (the stack's {"token": ...})
+
+
+def named_tokens(value: str) -> dict[str, str]:
+    """Reviewers' names and tokens from a secret or setting: JSON ``{"alice": "<token>", ...}``
+    (the stack's generated ``{"token": ...}`` is one reviewer, named "reviewer"), or a token."""
+    try:
+        document = json.loads(value)
+    except ValueError:
+        document = value
+    if isinstance(document, dict):
+        tokens = {
+            LEGACY_NAME if name == "token" else str(name): str(token)
+            for name, token in document.items()
+            if isinstance(token, str) and token
+        }
+    else:
+        tokens = {LEGACY_NAME: str(value)} if value else {}
+    return tokens
+
+
 @functools.cache
-def _secret_token(arn: str) -> str:
-    value = service.secrets_client().get_secret_value(SecretId=arn)["SecretString"]
-    try:  # the stack's generated secret is JSON {"token": ...}; a plain string works too
-        return str(json.loads(value)["token"])
-    except (ValueError, KeyError, TypeError):
-        return str(value)
+def _secret_tokens(arn: str) -> dict[str, str]:
+    return named_tokens(service.secrets_client().get_secret_value(SecretId=arn)["SecretString"])
 
 
-def _expected_token() -> str:
+def _expected_tokens() -> dict[str, str]:
     config = service.settings()
     if config.reviewer_token:
-        return config.reviewer_token
-    if config.reviewer_token_secret:
-        return _secret_token(config.reviewer_token_secret)
-    raise RequestError(503, "review is not set up: no reviewer token is configured")
+        tokens = named_tokens(config.reviewer_token)
+    elif config.reviewer_token_secret:
+        tokens = _secret_tokens(config.reviewer_token_secret)
+    else:
+        tokens = {}
+    if not tokens:
+        raise RequestError(503, "review is not set up: no reviewer token is configured")
+    return tokens
+
+
+def _token_owner(token: str) -> str | None:
+    """Whose token this is: every token compared in constant time, none skipped."""
+    owner = None
+    for name, expected in _expected_tokens().items():
+        if hmac.compare_digest(token.encode(), expected.encode()):
+            owner = name
+    return owner
 
 
 def _claims(request: Request) -> dict[str, Any] | None:
@@ -96,11 +127,16 @@ def _claims(request: Request) -> dict[str, Any] | None:
 
 
 def _has_claim(claims: dict[str, Any], wanted: str) -> bool:
+    """Whether the claim holds exactly ``value``: "scope" is space-separated (RFC 8693), and
+    API Gateway hands a list claim (groups) as "[a b]"; nothing splits on commas, so neither
+    "read,review" nor a group named "x,reviewers" is "review" or "reviewers"."""
     name, _, value = wanted.partition("=")
     held = claims.get(name)
-    if isinstance(held, str):  # "scope" is space-separated; API Gateway gives groups as "[a b]"
-        held = held.strip("[]").replace(",", " ").split()
-    return isinstance(held, list) and value in held
+    if isinstance(held, str):
+        if held.startswith("[") and held.endswith("]"):
+            held = held[1:-1]
+        held = held.split(" ")
+    return isinstance(held, list) and any(isinstance(h, str) and h == value for h in held)
 
 
 def reviewer(request: Request) -> str:
@@ -124,9 +160,10 @@ def reviewer(request: Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise RequestError(401, "review needs the reviewer token: Authorization: Bearer <token>")
-    if not hmac.compare_digest(token.strip().encode(), _expected_token().encode()):
+    owner = _token_owner(token.strip())
+    if owner is None:
         raise RequestError(403, "the reviewer token is not right")
-    return "reviewer-token"
+    return f"token:{owner}"
 
 
 REVIEWER = Depends(reviewer)
@@ -155,7 +192,8 @@ def review_page() -> HTMLResponse:
     categories = json.dumps(names).replace("<", "\\u003c")
     auth = service.settings().api_auth
     page = _page_template().replace("{{AUTH}}", auth).replace("{{CATEGORIES}}", categories)
-    return HTMLResponse(page, headers={"cache-control": "no-cache"})
+    # The items' images are presigned links into the review bucket.
+    return headers.page(page, images=headers.bucket_origin(service.settings().review_bucket))
 
 
 @router.get(

@@ -18,6 +18,7 @@ from classifier.web.common import (
     ErrorOut,
     RequestError,
     media_type,
+    parse_json,
     read_body,
     unsupported,
 )
@@ -124,10 +125,7 @@ def _declared_type(body: bytes, media: str) -> str:
             f"the body is {media or 'untyped'}; send JSON like "
             '{"content_type": "image/jpeg"} (or no body)',
         )
-    try:
-        document = json.loads(body)
-    except ValueError as exc:
-        raise RequestError(400, f"the JSON body cannot be parsed: {exc}") from exc
+    document = parse_json(body)
     try:
         return UploadIn.model_validate(document).content_type
     except ValidationError as exc:
