@@ -42,6 +42,7 @@ os.environ.setdefault(
 # Hyperparameters passed through to training.train (SageMaker sends each as --name value).
 PASSED = (
     "recipe",
+    "set",  # one recipe field, "name=value"
     "epochs",
     "batch-size",
     "widths",

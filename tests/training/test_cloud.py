@@ -70,6 +70,9 @@ def test_the_entry_point_trains_under_sagemakers_contract_and_writes_a_candidate
     # As SageMaker's toolkit runs it: from /opt/ml/code, hyperparameters as --name value.
     command = [python, cloud.ENTRY_POINT, "--candidate-uri", str(bucket)]
     command += ["--epochs", "2", "--widths", "8,16,16", "--batch-size", "16", "--tta", "none"]
+    # A 2-epoch net of 11k parameters quantises as the machine's kernels round (36% against 42%
+    # in float on an AMD EPYC): this tests the job's contract; the int8 guard has its own test.
+    command += ["--set", "max_int8_loss=1"]
     command += ["--model_dir", "s3://ignored/model"]  # what SageMaker's Python SDK would add
     done = subprocess.run(
         command, cwd=paths["code"], env=env, capture_output=True, text=True, timeout=900

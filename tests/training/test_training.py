@@ -595,3 +595,23 @@ def test_quantisation_keeps_a_channel_of_huge_variance_from_silencing_the_others
     assert result["float_unchanged"] < 1e-3  # equalising is exact in float
     assert result["equalised"] >= 0.9  # int8 answers as the float model does
     assert result["plain"] < result["equalised"]  # and without it, it would not
+
+
+@pytest.mark.parametrize(
+    ("int8", "allowed", "published"), [(0.86, 0.05, True), (0.84, 0.05, False), (0.5, 1.0, True)]
+)
+def test_an_int8_model_far_below_its_float_model_is_not_published(
+    tmp_path: Path, int8: float, allowed: float, published: bool
+) -> None:
+    from training.train import check_int8
+
+    metrics = {
+        "float_test_accuracy": 0.9,
+        "int8_test_accuracy": int8,
+        "int8_minus_float": int8 - 0.9,
+    }
+    if published:
+        check_int8(metrics, allowed, 10_000, tmp_path)
+    else:
+        with pytest.raises(SystemExit, match=r"6\.0 points below .* not published"):
+            check_int8(metrics, allowed, 10_000, tmp_path)
