@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import threading
@@ -293,3 +294,207 @@ def test_a_stranger_learns_nothing_from_a_malformed_body_only_401(
         headers={"content-type": "application/json", **REVIEWER},
     )
     assert bad.status_code == 422 and "label" in bad.json()["detail"]
+
+
+def noise_png(seed: int, side: int = 32) -> bytes:
+    import numpy as np
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def counted_metrics(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from classifier.web import common
+
+    counted: list[str] = []
+    monkeypatch.setattr(common.telemetry, "count", counted.append)
+    return counted
+
+
+def test_the_same_image_sent_again_counts_but_adds_no_item(
+    client: TestClient, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted = counted_metrics(monkeypatch)
+    for _ in range(5):
+        predict(client)
+    assert len(keys(s3, contract.REVIEW_ITEMS_PREFIX)) == 1
+    assert counted.count(contract.METRIC_CAPTURED) == 1
+    assert counted.count(contract.METRIC_CAPTURE_REPEATS) == 4
+
+
+def test_a_burst_keeps_at_most_the_hours_bound_and_counts_the_rest(
+    client: TestClient, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAPTURE_PER_HOUR", "5")
+    service.settings.cache_clear()
+    counted = counted_metrics(monkeypatch)
+    files = [("file", (f"noise{i}.png", noise_png(i))) for i in range(32)]
+    assert client.post("/predict/batch", files=files).status_code == 200
+    assert len(keys(s3, contract.REVIEW_ITEMS_PREFIX)) == 5
+    assert counted.count(contract.METRIC_CAPTURE_LIMITED) == 27
+    # Refused images left no "seen" mark: the next hour may keep them.
+    assert len(keys(s3, contract.REVIEW_SEEN_PREFIX)) == 5
+
+
+def test_containers_racing_for_the_last_places_never_pass_the_bound(s3: Any) -> None:
+    """Eight writers at once, as eight containers would: S3's conditional writes are atomic,
+    which moto's are not, so each put is made atomic here as S3 makes it."""
+    from classifier import review
+
+    lock = threading.Lock()
+    put = s3.put_object
+
+    def atomic_put(**kwargs: Any) -> Any:
+        with lock:
+            return put(**kwargs)
+
+    clients = []
+    for _ in range(8):
+        c = boto3.client("s3", region_name="us-east-1")
+        original = c.put_object
+        c.put_object = lambda original=original, **kw: atomic(original, **kw)
+        clients.append(c)
+
+    def atomic(original: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(**kwargs)
+
+    assert atomic_put  # the same lock guards every client's puts
+    barrier = threading.Barrier(8)
+    taken: list[bool] = []
+
+    def take(c: Any) -> None:
+        barrier.wait()
+        taken.extend(review._take_quota(c, BUCKET, 3) for _ in range(2))
+
+    threads = [threading.Thread(target=take, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert taken.count(True) == 3  # 16 tries, 3 places: never more, and none lost
+    count = json.loads(s3.get_object(Bucket=BUCKET, Key=review.quota_key())["Body"].read())
+    assert count == {"taken": 3}
+
+
+def gps_jpeg() -> bytes:
+    img = Image.open(IMGS / "cat.png").convert("RGB").resize((640, 480))
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    exif[0x8825] = {1: "N", 2: (51.0, 30.0, 0.0), 3: "W", 4: (0.0, 7.0, 0.0)}
+    out = io.BytesIO()
+    img.save(out, format="JPEG", exif=exif)
+    assert Image.open(io.BytesIO(out.getvalue())).getexif().get_ifd(0x8825)  # it has GPS
+    return out.getvalue()
+
+
+def metadata_of(data: bytes) -> dict[str, Any]:
+    with Image.open(io.BytesIO(data)) as img:
+        return {
+            "exif": dict(img.getexif()),
+            "info": {
+                k: v for k, v in img.info.items() if k in ("exif", "icc_profile", "xmp", "comment")
+            },
+            "size": img.size,
+        }
+
+
+def test_kept_and_labelled_copies_carry_no_exif_and_are_bounded_in_size(
+    client: TestClient, s3: Any
+) -> None:
+    from classifier.core import KEPT_IMAGE_SIDE
+
+    photo = gps_jpeg()
+    response = client.post("/predict", files={"file": ("IMG_0042.JPG", photo, "image/jpeg")})
+    assert response.status_code == 200
+    (item,) = client.get("/review/items", headers=REVIEWER).json()["items"]
+    record = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=f"{contract.REVIEW_ITEMS_PREFIX}{item['id']}.json")[
+            "Body"
+        ].read()
+    )
+    kept = s3.get_object(Bucket=BUCKET, Key=record["image"]["key"])["Body"].read()
+    labelled = client.post(f"/review/items/{item['id']}", json={"label": "cat"}, headers=REVIEWER)
+    copy = s3.get_object(Bucket=BUCKET, Key=labelled.json()["label_key"])["Body"].read()
+    for data in (kept, copy):
+        meta = metadata_of(data)
+        assert meta["exif"] == {} and meta["info"] == {}
+        assert max(meta["size"]) == KEPT_IMAGE_SIDE  # 640x480 reduced, aspect kept
+    assert b"PhoneMaker" not in kept and record["sha256"] != hashlib.sha256(kept).hexdigest()
+
+
+def test_the_drop_folders_labelled_copy_carries_no_exif_and_the_upload_stays_as_sent(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from classifier import review
+    from classifier.uploads import handler
+
+    from tests.conftest import load_event
+
+    photo = gps_jpeg()
+    s3.put_object(Bucket=BUCKET, Key="uploads/IMG_0042.JPG", Body=photo)
+    event = load_event("sqs-s3-put.json")
+    notification = json.loads(event["Records"][0]["body"])
+    notification["Records"][0]["s3"]["bucket"]["name"] = BUCKET
+    notification["Records"][0]["s3"]["object"]["key"] = "uploads/IMG_0042.JPG"
+    notification["Records"][0]["s3"]["object"].pop("versionId", None)
+    notification["Records"][0]["s3"]["object"].pop("eTag", None)
+    event["Records"] = [{**event["Records"][0], "body": json.dumps(notification)}]
+    from scripts.invoke import LocalContext
+
+    handler(event, LocalContext())
+    page = review.pending(s3, BUCKET, limit=5)
+    (item,) = page.items
+    assert item["upload"]["key"] == "uploads/IMG_0042.JPG"
+    claim = review.label(s3, BUCKET, item["id"], "cat", "token:alice")
+    copy = s3.get_object(Bucket=BUCKET, Key=claim["label_key"])["Body"].read()
+    assert metadata_of(copy)["exif"] == {}
+    original = s3.get_object(Bucket=BUCKET, Key="uploads/IMG_0042.JPG")["Body"].read()
+    assert original == photo  # the user's own upload is theirs, untouched
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        ({"sub": "u1", "scope": "read,review"}, 403),
+        ({"sub": "u1", "scope": "read review"}, 200),
+        ({"sub": "u1", "groups": "[x,reviewers]"}, 403),
+        ({"sub": "u1", "groups": "[admins reviewers]"}, 200),
+        ({"sub": "u1", "groups": ["x,reviewers"]}, 403),
+        ({"sub": "u1", "groups": ["reviewers"]}, 200),
+    ],
+)
+def test_claims_are_matched_exactly_never_split_on_commas(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, claims: dict[str, Any], expected: int
+) -> None:
+    monkeypatch.setenv("API_AUTH", "jwt")
+    claim = "scope=review" if "scope" in claims else "groups=reviewers"
+    monkeypatch.setenv("REVIEWER_CLAIM", claim)
+    service.settings.cache_clear()
+    event = lambda_event("/review/items", "GET", None, {"jwt": {"claims": claims}})
+    event["rawQueryString"] = ""
+    assert call(event) == expected
+
+
+def test_each_reviewer_token_names_who_labelled(
+    client: TestClient, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REVIEWER_TOKEN", json.dumps({"alice": "tok-a", "bob": "tok-b"}))
+    service.settings.cache_clear()
+    predict(client, "cat.png")
+    predict(client, "dog.png")
+    items = client.get("/review/items", headers={"authorization": "Bearer tok-a"}).json()["items"]
+    who = []
+    for item, token in zip(items, ("tok-a", "tok-b")):
+        answer = client.post(
+            f"/review/items/{item['id']}",
+            json={"label": "cat"},
+            headers={"authorization": f"Bearer {token}"},
+        ).json()
+        who.append(answer["reviewer"])
+        meta = s3.head_object(Bucket=BUCKET, Key=answer["label_key"])["Metadata"]
+        assert meta["reviewer"] == answer["reviewer"]
+    assert who == ["token:alice", "token:bob"]
+    assert client.get("/review/items", headers=REVIEWER).status_code == 403  # not in the list

@@ -95,21 +95,43 @@ def _refuse_constant(name: str) -> Any:
     raise RequestError(400, f"the JSON body holds {name}, which is not JSON; send numbers")
 
 
+MAX_JSON_DEPTH = 8  # the API's documents are one level deep
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest past ``limit`` (iteratively: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def parse_json(body: bytes) -> Any:
     """A JSON body as Python values, or 400 naming what is wrong with it: not UTF-8, not JSON,
     nested too deep, a key given twice, NaN or Infinity, a number of over 4,300 digits."""
+    too_deep = RequestError(
+        400,
+        f"the JSON body is nested too deeply; at most {MAX_JSON_DEPTH} levels are accepted "
+        "(these documents are one level deep)",
+    )
     try:
-        return json.loads(
+        document = json.loads(
             body,
             object_pairs_hook=_refuse_duplicates,
             parse_constant=_refuse_constant,
         )
-    except RecursionError:
-        raise RequestError(
-            400, "the JSON body is nested too deeply; these documents are one level deep"
-        ) from None
+    except RecursionError:  # Python's own limit, reached before ours on some versions
+        raise too_deep from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the digit limit
         raise RequestError(400, f"the JSON body cannot be parsed: {exc}") from None
+    if _deeper_than(document, MAX_JSON_DEPTH):
+        raise too_deep
+    return document
 
 
 def media_type(request: Request) -> str:
