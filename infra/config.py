@@ -9,6 +9,7 @@ from typing import Any
 
 from aws_cdk import aws_logs as logs
 from classifier import contract
+from classifier import settings as env
 from constructs import Construct
 
 from infra.components.bundling import DEFAULT_TARGET, TARGETS
@@ -67,7 +68,13 @@ class Config:
     capture: str = "none"
     capture_sample: float = 0.1
     capture_uploads: str = "unsure"
-    capture_days: int = 30  # captured images and records expire after this; labels are kept
+    capture_days: int = 30  # captured images and records expire after this
+    # Labels are training data: kept a year by default, long enough that the retraining never
+    # starves, short enough that nobody's picture is kept for ever.
+    label_days: int = 365
+    # Most items both functions together keep for review in an hour (a flood beyond it is
+    # counted as CaptureLimited, not kept); a reviewer labels a few hundred an hour at most.
+    capture_per_hour: int = env.DEFAULT_CAPTURE_PER_HOUR
     # auth=jwt: the claim a reviewer's token must carry, "<claim>=<value>" ("scope=review" is
     # also enforced by API Gateway on the review routes; e.g. "cognito:groups=reviewers").
     reviewer_claim: str = "scope=review"
@@ -146,6 +153,13 @@ class Config:
             raise ValueError(f"context captureSample={config.capture_sample}; a share in (0, 1]")
         if config.capture_days < 1:
             raise ValueError(f"context captureDays={config.capture_days}; at least 1")
+        if config.label_days < config.capture_days:
+            raise ValueError(
+                f"context labelDays={config.label_days}; at least captureDays "
+                f"({config.capture_days}): a label must outlive the item it came from"
+            )
+        if config.capture_per_hour < 1:
+            raise ValueError(f"context capturePerHour={config.capture_per_hour}; at least 1")
         claim, _, wanted = config.reviewer_claim.partition("=")
         if not claim or not wanted:
             raise ValueError(

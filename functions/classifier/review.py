@@ -43,6 +43,7 @@ EXTENSIONS = {media: exts[0] for media, exts in contract.IMAGE_FORMATS.values()}
 
 QUOTA_TRIES = 4  # compare-and-swap attempts on the hour's count before giving up (not keeping)
 CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+MISSING = ("NoSuchKey", "404", "AccessDenied", "403")
 
 
 def new_id(now_ms: int | None = None) -> str:
@@ -130,7 +131,8 @@ def _take_quota(s3: Any, bucket: str, per_hour: int) -> bool:
         try:
             response = s3.get_object(Bucket=bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+            # AccessDenied: a missing key, to a role that may not list review/quota/
+            if exc.response.get("Error", {}).get("Code") not in MISSING:
                 raise
             taken, condition = 0, {"IfNoneMatch": "*"}
         else:
@@ -169,7 +171,7 @@ def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     except ClientError as exc:
         # AccessDenied: S3's answer for a missing key to a role that may GET it but not list
         # the whole bucket (the API lists review/items/ only: infra/components/feedback.py).
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied"):
+        if exc.response.get("Error", {}).get("Code") in MISSING:
             return None
         raise
 

@@ -1,8 +1,8 @@
 """Feedback: the review store's rules and who may write labels.
 
-Captured answers and the API's captured images live under ``review/`` in the uploads bucket
-(encrypted, never public, like the rest of it) and expire after ``captureDays``; labels under
-``labels/`` are kept (they are training data). Writing a label needs a reviewer's credential in
+Captured answers and private copies of their images live under ``review/`` in the uploads
+bucket (encrypted, never public, like the rest of it) and expire after ``captureDays``; labels
+under ``labels/`` after ``labelDays`` (a year by default: they are training data). Writing a label needs a reviewer's credential in
 every auth mode: with ``auth=none`` a token this component generates in Secrets Manager (the
 API reads it; people read it with ``aws secretsmanager get-secret-value``), with ``auth=iam`` the
 :attr:`reviewer_policy` it outputs (the review routes alone), with ``auth=jwt`` a claim
@@ -46,18 +46,25 @@ class Feedback(Construct):
             expiration=Duration.days(config.capture_days),
             noncurrent_version_expiration=Duration.days(1),
         )
+        bucket.add_lifecycle_rule(
+            id="ExpireLabels",
+            prefix=contract.LABELS_PREFIX,
+            expiration=Duration.days(config.label_days),
+            noncurrent_version_expiration=Duration.days(1),
+        )
         for function, mode in ((api_function, capture), (uploads_function, capture_uploads)):
             function.add_environment(env.REVIEW_BUCKET, bucket.bucket_name)
             function.add_environment(env.CAPTURE, mode)
+            function.add_environment(env.CAPTURE_PER_HOUR, str(config.capture_per_hour))
         api_function.add_environment(env.CAPTURE_SAMPLE, str(config.capture_sample))
         api_function.add_environment(env.REVIEWER_CLAIM, config.reviewer_claim)
+        review = bucket.arn_for_objects(f"{contract.REVIEW_PREFIX}*")
+        # Capture: the seen mark, the hour's count, the private copy and the record.
         uploads_function.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["s3:PutObject"],
-                resources=[bucket.arn_for_objects(f"{contract.REVIEW_ITEMS_PREFIX}*")],
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources=[review]
             )
         )
-        review = bucket.arn_for_objects(f"{contract.REVIEW_PREFIX}*")
         labels = bucket.arn_for_objects(f"{contract.LABELS_PREFIX}*")
         uploads = bucket.arn_for_objects(f"{contract.UPLOADS_PREFIX}*")
         api_function.add_to_role_policy(

@@ -13,10 +13,7 @@ from classifier import settings as env
 from classifier.api import http_routes
 from constructs import Construct
 
-from infra.components.rollout import (
-    Rollout,
-    rollout_alarm,
-)
+from infra.components.rollout import Rollout
 from infra.components.serving_function import FunctionSettings, serving_function
 from infra.config import Config
 from infra.hooks.check_events import api_check_event
@@ -88,15 +85,6 @@ class InferenceApi(Construct):
         )
         # API Gateway calls the alias: its version pins the model, SnapStart restores it,
         # provisioned concurrency keeps it warm, and CodeDeploy moves it (canary, rollback).
-        server_errors = rollout_alarm(
-            self,
-            "Rollout5xx",
-            self.http_api.metric_server_error(period=Duration.minutes(1)),
-            1,
-            above=True,
-            service=contract.API_SERVICE,
-            what="the API answered 5xx",
-        )
         self.rollout = Rollout(
             self,
             "Rollout",
@@ -106,7 +94,7 @@ class InferenceApi(Construct):
             check_event=api_check_event(),
             log_retention=log_retention,
             provisioned_concurrency=config.provisioned_concurrency,
-            extra_alarms=[server_errors],
+            counts_server_errors=True,
         )
         self.alias = self.rollout.alias
         integration = integrations.HttpLambdaIntegration("Lambda", self.alias)

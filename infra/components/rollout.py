@@ -10,8 +10,10 @@ Traffic reaches the functions only through ``live`` (API Gateway, the SQS event 
 state machine). When ``live`` must move to a new version, CodeDeploy first runs a pre-traffic
 check (``infra/hooks/pre_traffic.py``: the new version must classify an image with its pinned
 model), then shifts traffic (by default 10% for 5 minutes, then all) and rolls back by itself if an
-alarm on the *new* version fires: its errors, its p99 duration, the API's 5xx, or the new model's
-quality (mean confidence too low, too many images rejected).
+alarm on the *new* version fires: its errors, its p99 duration, its own 5xx answers (the API's
+``ServerErrors`` by ``FunctionVersion``: a stranger's 5xx on the old version, or anywhere else in
+the API, cannot roll a canary back; the API-wide 5xx alarm pages the owner instead), or the new
+model's quality (mean confidence too low, too many images rejected).
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class Rollout(Construct):
         check_event: dict[str, Any],
         log_retention: logs.RetentionDays,
         provisioned_concurrency: int = 0,
-        extra_alarms: list[cloudwatch.IAlarm] | None = None,
+        counts_server_errors: bool = False,
     ) -> None:
         super().__init__(scope, id_)
         model_version, p99_ms = settings.model_version, settings.p99_ms
@@ -199,8 +201,21 @@ class Rollout(Construct):
                 True,
                 f"over {max_rejected_percent:g}% of images rejected",
             ),
-            *(extra_alarms or []),
         ]
+        if counts_server_errors:  # the API's own 5xx answers, by the version that gave them
+            own_errors = cloudwatch.Metric(
+                namespace=contract.METRICS_NAMESPACE,
+                metric_name=contract.METRIC_SERVER_ERRORS,
+                dimensions_map={
+                    contract.DIMENSION_SERVICE: service,
+                    contract.DIMENSION_FUNCTION_VERSION: self.version.version,
+                },
+                statistic="Sum",
+                period=PERIOD,
+            )
+            self.alarms.append(
+                alarm("NewVersion5xx", own_errors, 1, True, "the new version answered 5xx")
+            )
         # Before any traffic moves, the new version must classify an image with its own model.
         self.pre_traffic = lambda_.Function(
             self,

@@ -22,6 +22,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.infra]
         ({"capture": "some"}, "capture='some'; expected one of"),
         ({"captureSample": "0"}, "captureSample=0"),
         ({"captureDays": "0"}, "captureDays=0"),
+        ({"labelDays": "10"}, "labelDays=10"),
+        ({"capturePerHour": "0"}, "capturePerHour=0"),
         ({"reviewerClaim": "review"}, "reviewerClaim='review'"),
         # rollout (components/rollout.py)
         ({"deployment": "blue-green"}, "deployment='blue-green'"),

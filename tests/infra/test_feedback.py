@@ -50,8 +50,10 @@ def test_every_auth_mode_and_capture_setting_synthesises_clean(
     assert "REVIEW_BUCKET" in api and "REVIEW_BUCKET" in uploads
 
 
-def test_captured_answers_expire_after_capture_days_and_labels_are_kept(tmp_path: Path) -> None:
-    raw = synthesised(tmp_path, "none", captureDays="12")
+def test_captured_answers_expire_after_capture_days_and_labels_after_label_days(
+    tmp_path: Path,
+) -> None:
+    raw = synthesised(tmp_path, "none", captureDays="12", labelDays="400", capturePerHour="7")
     rules = [
         rule
         for bucket in resources(raw, "AWS::S3::Bucket").values()
@@ -59,7 +61,11 @@ def test_captured_answers_expire_after_capture_days_and_labels_are_kept(tmp_path
     ]
     (review,) = [r for r in rules if r.get("Prefix") == "review/"]
     assert review["ExpirationInDays"] == 12 and review["Status"] == "Enabled"
-    assert not [r for r in rules if str(r.get("Prefix", "")).startswith("labels/")]
+    (labels,) = [r for r in rules if r.get("Prefix") == "labels/"]
+    assert labels["ExpirationInDays"] == 400 and labels["Status"] == "Enabled"
+    for function in our_functions(raw).values():
+        if "CAPTURE" in function["Environment"]["Variables"]:
+            assert function["Environment"]["Variables"]["CAPTURE_PER_HOUR"] == "7"
 
 
 def test_auth_none_generates_a_reviewer_token_the_api_alone_may_read(tmp_path: Path) -> None:

@@ -77,14 +77,17 @@ def test_codedeploy_shifts_each_alias_as_a_canary_and_rolls_back_on_alarms(
             ("Cifar10Classifier", "Confidence"),
             (None, None),  # the rejected-image share (metric math)
         }
-        if group_id.startswith("InferenceApi"):
-            expected.add(("AWS/ApiGateway", "5xx"))
+        if group_id.startswith("InferenceApi"):  # its own 5xx, never the API-wide count
+            expected.add(("Cifar10Classifier", "ServerErrors"))
         assert signals == expected, group_id
         for alarm in watched:
             dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
             if alarm.get("Namespace") == "AWS/Lambda":  # the new version alone, via the alias
                 assert "Fn::GetAtt" in dimensions["ExecutedVersion"]
                 assert dimensions["Resource"]["Fn::Join"][1][-1] == ":live"
+            if alarm.get("MetricName") == "ServerErrors":  # the new function version alone
+                assert "Fn::GetAtt" in dimensions["FunctionVersion"]
+                continue
             if alarm.get("Namespace") == "Cifar10Classifier":  # the new model alone
                 assert dimensions["ModelVersion"] == {"Ref": "ModelVersion"}
                 assert alarm["ComparisonOperator"] == "LessThanThreshold"
