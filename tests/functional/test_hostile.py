@@ -81,8 +81,8 @@ def test_json_that_is_not_plain_json_is_a_400_naming_what(
 def test_a_content_length_of_non_ascii_digits_is_no_500(client: TestClient) -> None:
     """API Gateway passes headers as sent: "²" is a digit to str.isdigit, not to int()."""
     from classifier import api
-    from scripts.invoke import LocalContext
 
+    from scripts.invoke import LocalContext
     from tests.conftest import load_event
 
     event = load_event("apigw-v2-multipart.json")
