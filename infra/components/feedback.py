@@ -3,10 +3,12 @@
 Captured answers and private copies of their images live under ``review/`` in the uploads
 bucket (encrypted, never public, like the rest of it) and expire after ``captureDays``; labels
 under ``labels/`` after ``labelDays`` (a year by default: they are training data). Writing a
-label needs a reviewer's credential in every auth mode: with ``auth=none`` a token this component generates in Secrets Manager (the
-API reads it; people read it with ``aws secretsmanager get-secret-value``), with ``auth=iam`` the
-:attr:`reviewer_policy` it outputs (the review routes alone), with ``auth=jwt`` a claim
-(API Gateway enforces a ``scope=`` claim on the review routes; the API checks any claim).
+label needs a reviewer's credential in every auth mode: with ``auth=none`` a token this
+component generates in Secrets Manager (the API reads it; people read it with ``aws
+secretsmanager get-secret-value``, and name more reviewers by adding ``"name": "<token>"``
+pairs to it), with ``auth=iam`` the :attr:`reviewer_policy` it outputs (the review routes
+alone), with ``auth=jwt`` a claim (API Gateway enforces a ``scope=`` claim on the review routes;
+the API checks any claim, exactly).
 """
 
 from __future__ import annotations
