@@ -51,10 +51,38 @@ def browser() -> Iterator[Any]:
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
         options.add_argument(flag)
     options.add_argument("--window-size=1200,1600")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(0)
+    # Every page records what its Content-Security-Policy blocked (this script runs outside
+    # the page's policy, as devtools do); no_policy_violations reads it after each test.
+    driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument",
+        {
+            "source": "window.__violations = [];"
+            "document.addEventListener('securitypolicyviolation', (e) => "
+            "window.__violations.push(e.violatedDirective + ' blocked ' + e.blockedURI));"
+        },
+    )
     yield driver
     driver.quit()
+
+
+@pytest.fixture(autouse=True)
+def no_policy_violations(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each browser test fails on anything the pages' policy blocked: a securitypolicyviolation
+    on the page it ends on, or a CSP refusal in the console of any page it opened."""
+    yield
+    if "browser" not in request.fixturenames:
+        return
+    driver = request.getfixturevalue("browser")
+    seen = driver.execute_script("return window.__violations || []")
+    refused = [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+    ]
+    assert seen == [] and refused == [], (seen, refused)
 
 
 def wait_for(driver: Any, condition: Any, seconds: float = 30) -> Any:
