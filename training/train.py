@@ -316,7 +316,7 @@ def adapt(recipe: Recipe, data: Data) -> Recipe:
     if target < recipe.batch_size:
         changes["batch_size"] = target
     if recipe.init_from == "auto":
-        smallest = int(np.bincount(data.y_train, minlength=len(data.class_names)).min())
+        smallest = int(np.min(np.bincount(data.y_train, minlength=len(data.class_names))))
         source = network.compatible_published_model(recipe)
         # Corrections refine the served model: start from it (a new model would forget it).
         small = smallest < recipe.init_auto_below or data.corrections is not None

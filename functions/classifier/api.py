@@ -110,12 +110,13 @@ async def _aws_error(request: Request, exc: Exception) -> JSONResponse:
 @app.get("/docs", include_in_schema=False)
 def docs(request: Request) -> HTMLResponse:
     """Swagger UI over /openapi.json, its files pinned by version and integrity."""
-    html = get_swagger_ui_html(
+    swagger = get_swagger_ui_html(
         openapi_url=request.scope.get("root_path", "") + "/openapi.json",  # behind a stage too
         title=f"{app.title} - docs",
         swagger_js_url=SWAGGER_UI + "swagger-ui-bundle.js",
         swagger_css_url=SWAGGER_UI + "swagger-ui.css",
-    ).body.decode()
+    )
+    html = bytes(swagger.body).decode()
     for name, integrity in SWAGGER_UI_FILES.items():
         url = SWAGGER_UI + name
         html = html.replace(
