@@ -149,6 +149,12 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--send", type=int, default=5000, help="validation images sent")
     parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs")
     parser.add_argument("--seed", type=int, default=0, help="which validation images are sent")
+    parser.add_argument(
+        "--shift",
+        default="grey_and_dark",
+        choices=sorted(shifts.SHIFTS),
+        help="what happened to the images people send (training/shifts.py)",
+    )
     parser.add_argument("--limit", type=int, help="train on the first N images only (a smoke run)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--plot", type=Path, help="draw before and after here (a PNG)")
@@ -186,12 +192,20 @@ def capture_and_review(
     import boto3
 
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    os.environ.update({"REVIEW_BUCKET": BUCKET, "CAPTURE": "unsure", "REVIEWER_TOKEN": token})
+    # One reviewer's session: the hourly bound a deployment keeps (capturePerHour) is lifted.
+    os.environ.update(
+        {
+            "REVIEW_BUCKET": BUCKET,
+            "CAPTURE": "unsure",
+            "REVIEWER_TOKEN": token,
+            "CAPTURE_PER_HOUR": str(len(images)),
+        }
+    )
     api_port = local_server.free_port()
     server = local_server.start(api_port, manifest=args.model, quiet=True)
     try:
         url = f"http://127.0.0.1:{api_port}"
-        banner(f"capture: {len(images)} grey-and-dark validation images to {url}/predict/batch")
+        banner(f"capture: {len(images)} {args.shift} validation images to {url}/predict/batch")
         unsure = send(url, images)
         print(f"{unsure} answered unsure or none of these, and captured for review")
         banner("review: a simulated reviewer labels them through the review API")
@@ -249,11 +263,11 @@ def before_and_after(
     y_test: np.ndarray,
     work: Path,
 ) -> dict[str, Any]:
-    """Accuracy of the served model and the candidate on grey-and-dark and clean test images."""
+    """Accuracy of the served model and the candidate on shifted and clean test images."""
     banner("before and after, on images never trained or chosen on")
     figures: dict[str, Any] = {}
     for name, (x, y) in {
-        "grey_and_dark_test": (shifts.grey_and_dark(x_test), y_test),
+        f"{args.shift}_test": (shifts.SHIFTS[args.shift](x_test), y_test),
         "clean_test": (x_test, y_test),
     }.items():
         before = evaluate(args.model, x, y, work)
@@ -276,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     x_val, y_val, x_test, y_test = splits(published, args.data)
     names = published["class_names"]
     chosen = np.random.default_rng(args.seed).permutation(len(y_val))[: args.send]
-    images = shifts.as_png(shifts.grey_and_dark(x_val[chosen]))
+    images = shifts.as_png(shifts.SHIFTS[args.shift](x_val[chosen]))
     truth = {sha256_hex(b): names[int(label)] for b, label in zip(images, y_val[chosen])}
     work = Path(tempfile.mkdtemp(prefix="feedback-demo-"))
     s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -287,8 +301,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     candidate, models, train_minutes = learn(args, env, published, work)
     promoted = gate(args, env, candidate, models)
     after_manifest = models / "models" / candidate / mf.MANIFEST_NAME
+    chosen_on = json.loads(after_manifest.read_text())["metrics"]
     figures = {
         "machine": describe(),
+        "shift": args.shift,
         "seed": published["recipe"]["seed"],
         "sent": len(images),
         "captured": unsure,
@@ -299,6 +315,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "recipe_overrides": args.set,
         "train_minutes": round(train_minutes, 1),
         "promoted": promoted,
+        # What settings are chosen on: never the test split.
+        "validation": {
+            k: chosen_on.get(k)
+            for k in ("validation_accuracy", "held_out_corrections_accuracy")
+            if k in chosen_on
+        },
         **before_and_after(args, after_manifest, x_test, y_test, work),
         "minutes": round((time.monotonic() - start) / 60, 1),
     }

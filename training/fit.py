@@ -107,6 +107,8 @@ def fit_model(
         callbacks.append(early_stopping(recipe.early_stopping_patience))
     if recipe.time_budget_minutes:
         callbacks.append(time_budget(recipe.time_budget_minutes))
+    if data.corrections is not None and recipe.corrections_freeze_batchnorm:
+        freeze_batchnorm(model)
     epoch_log = EpochLog(backup.parent / EPOCH_LOG) if backup is not None else None
     if backup is not None and epoch_log is not None:
         callbacks += [backup_and_restore(backup), epoch_log]  # the log line follows the backup
@@ -123,6 +125,21 @@ def fit_model(
     rows = epoch_log.rows()
     earlier = sum(r["seconds"] for r in rows if r["epoch"] not in epoch_log.written)
     return {k: [r[k] for r in rows] for k in history.history}, earlier
+
+
+def freeze_batchnorm(model: Any) -> None:
+    """Every BatchNormalization layer normalises with its moving statistics and keeps them (in
+    Keras 3 a non-trainable BatchNormalization runs in inference mode; ours have no weights)."""
+    import keras
+
+    frozen, layers = 0, list(model.layers)
+    while layers:
+        layer = layers.pop()
+        layers.extend(getattr(layer, "layers", []))  # a nested model's own layers
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+            frozen += 1
+    log("build", f"BatchNorm: {frozen} layers keep the served model's statistics")
 
 
 def served_answers(model: Any, recipe: Recipe, data: Data) -> np.ndarray | None:

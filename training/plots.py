@@ -197,8 +197,9 @@ def novelty_histograms(
 
 def before_after(figures: dict[str, Any], path: Path) -> None:
     """The feedback demo's accuracies before and after learning from the corrections."""
+    shift = figures.get("shift", "grey_and_dark")
     kinds = [
-        ("grey_and_dark_test", "grey and dark (test split)"),
+        (f"{shift}_test", f"{shift.replace('_', ' ')} (test split)"),
         ("clean_test", "clean test split"),
     ]
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -213,7 +214,7 @@ def before_after(figures: dict[str, Any], path: Path) -> None:
     ax.legend(loc="lower right")
     ax.set_title(
         f"{figures['labelled']} corrections of {figures['captured']} captured unsure answers "
-        f"({figures['sent']} grey-and-dark validation images sent)",
+        f"({figures['sent']} {shift.replace('_', ' ')} validation images sent)",
         fontsize=9,
     )
     fig.tight_layout()

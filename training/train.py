@@ -119,6 +119,10 @@ class Recipe:
     # Refining on corrections, the base images' targets blend in the served model's own answers
     # at this weight, so it keeps answering clean images as it did (docs/feedback.md).
     corrections_distill: float = 0.5
+    # Refining on corrections, BatchNorm keeps the served model's statistics (inference mode):
+    # a few hundred shifted images shown 8 times an epoch would otherwise move the statistics
+    # every clean image is normalised with.
+    corrections_freeze_batchnorm: bool = False
     # Outlier exposure (Hendrycks et al., 2019): this many made-up outliers per training image
     # (training/outliers.py, never an evaluated kind) join the batches with a uniform target, so
     # pictures of none of the categories get weak outputs and a high novelty score.

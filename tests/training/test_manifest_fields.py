@@ -17,7 +17,7 @@ RECORD = Path(__file__).with_name("tiny_run_manifest.json")
 # Recipe fields added on purpose since the record (each is also in test_recipe's list), and
 # values the default recipe changed on purpose (round 4's wider, longer recipe; the tiny run sets
 # its own widths and epochs).
-ADDED_SINCE = {"corrections_distill", "teachers", "teacher_weight"}
+ADDED_SINCE = {"corrections_distill", "corrections_freeze_batchnorm", "teachers", "teacher_weight"}
 CHANGED_SINCE = {"learning_rate", "description"}
 # Manifest fields added on purpose since the record: the features output and the novelty score's
 # moments (round 4's feature score).

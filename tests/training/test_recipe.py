@@ -21,6 +21,7 @@ NEWER_THAN_THE_PUBLISHED_MODEL = {
     "corrections_repeat",
     "corrections_lr_scale",
     "corrections_distill",
+    "corrections_freeze_batchnorm",
     "outlier_fraction",
 }
 
