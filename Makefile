@@ -79,7 +79,7 @@ browser: ## Chromium and chromedriver from Debian's packages, for the web page's
 # The cloud training job's environment, for its contract test: AWS's TensorFlow 2.19 training
 # container runs Python 3.12; Keras is held at the oldest that TensorFlow 2.19 accepts.
 SM_VENV ?= .venv-sagemaker
-SM_TF = $(shell sed -n 's/^TF_VERSION = "\(.*\)".*/\1/p' training/cloud.py)
+SM_TF = $(shell sed -n 's/^TF_VERSION = "\(.*\)".*/\1/p' release/cloud.py)
 SM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12) $(shell command -v python3.12))
 
 $(SM_VENV)/.installed: training/requirements-sagemaker.txt
@@ -128,11 +128,11 @@ train-report: $(VENV)/.synced-train ## the original report's recipe, for compari
 	$(PY) -m training.train --data $(DATA) --recipe report $(ARGS)
 
 evaluate: $(VENV)/.synced-run ## int8 accuracy of MODEL on DATA's test split, as the Lambdas run it
-	$(PY) -m training.evaluate $(MODEL) --data $(DATA)
+	$(PY) -m release.evaluate $(MODEL) --data $(DATA)
 
 publish: $(VENV)/.synced-run ## verify a run as served, then publish it: make publish RUN=runs/<run> DEST=s3://bucket [CANDIDATE=1]
 	@test -n "$(RUN)" -a -n "$(DEST)" || { echo "usage: make publish RUN=runs/<run> DEST=s3://bucket[/prefix] (or a folder) [CANDIDATE=1]"; exit 2; }
-	$(PY) -m training.publish $(RUN) $(DEST) $(if $(CANDIDATE),--candidate)
+	$(PY) -m release.publish $(RUN) $(DEST) $(if $(CANDIDATE),--candidate)
 
 bench: $(VENV)/.synced-all ## latency of /predict through Mangum (warm) and of a cold start
 	$(PY) -m scripts.bench $(ARGS)
@@ -163,18 +163,18 @@ deploy: $(VENV)/.synced-infra ## make preflight, then cdk deploy (needs AWS cred
 	cd infra && npx --yes $(CDK_CLI) deploy --require-approval broadening $(CDK_ARGS)
 
 upload-data: $(VENV)/.synced-run ## put DATA in the stack's model bucket once, for make train-cloud
-	$(PY) -m training.cloud $(if $(BUCKET),--bucket $(BUCKET)) upload-data --data $(DATA)
+	$(PY) -m release.cloud $(if $(BUCKET),--bucket $(BUCKET)) upload-data --data $(DATA)
 
 train-cloud: $(VENV)/.synced-infra ## a SageMaker training job writes a candidate models/<version>/ (ARGS="--epochs 12 --wait")
 	$(PY) -m infra.preflight --training $(CDK_ARGS) $(ARGS)
-	$(PY) -m training.cloud $(if $(BUCKET),--bucket $(BUCKET)) train $(ARGS)
+	$(PY) -m release.cloud $(if $(BUCKET),--bucket $(BUCKET)) train $(ARGS)
 
 promote: $(VENV)/.synced-all ## gate a candidate on DATA, move latest, roll out by canary: make promote VERSION=<version>
 	@test -n "$(VERSION)" || { echo "usage: make promote VERSION=<models/ folder name> [BUCKET=s3://<ModelBucket>]"; exit 2; }
-	CDK="npx --yes $(CDK_CLI)" CDK_ARGS="$(CDK_ARGS)" $(PY) -m training.promote $(VERSION) --data $(DATA) $(if $(BUCKET),--bucket $(BUCKET))
+	CDK="npx --yes $(CDK_CLI)" CDK_ARGS="$(CDK_ARGS)" $(PY) -m release.promote $(VERSION) --data $(DATA) $(if $(BUCKET),--bucket $(BUCKET))
 
 rollback: $(VENV)/.synced-all ## return latest and the functions to the model the current one replaced
-	CDK="npx --yes $(CDK_CLI)" CDK_ARGS="$(CDK_ARGS)" $(PY) -m training.promote --rollback $(if $(BUCKET),--bucket $(BUCKET))
+	CDK="npx --yes $(CDK_CLI)" CDK_ARGS="$(CDK_ARGS)" $(PY) -m release.promote --rollback $(if $(BUCKET),--bucket $(BUCKET))
 
 destroy: $(VENV)/.synced-infra ## cdk destroy (buckets are retained; see README)
 	cd infra && npx --yes $(CDK_CLI) destroy $(CDK_ARGS)

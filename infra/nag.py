@@ -12,8 +12,6 @@ from aws_cdk import Acknowledgment, DefaultStackSynthesizer, Stack, Token, Valid
 from classifier import contract
 from constructs import IConstruct
 
-from training import cloud
-
 if TYPE_CHECKING:
     from infra.stack import ClassifierStack
 
@@ -80,7 +78,7 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool, auth: str
         ),
     ]
     prefixes = [
-        (stack.models.bucket, "models/*", "the model objects, read-only"),
+        (stack.models.bucket, f"{contract.MODELS_PREFIX}*", "the model objects, read-only"),
         (stack.uploads.bucket, f"{contract.UPLOADS_PREFIX}*", "the uploaded images, read-only"),
         (
             stack.uploads.bucket,
@@ -228,7 +226,7 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool, auth: str
             "condition.",
         ),
         (
-            f"Resource::{models_arn}/{cloud.SOURCE_PREFIX}*",
+            f"Resource::{models_arn}/{contract.TRAINING_SOURCE_PREFIX}*",
             "The training job reads the source archive `make train-cloud` uploads for it.",
         ),
         (
@@ -236,7 +234,7 @@ def acknowledge_nag_findings(stack: ClassifierStack, *, tracing: bool, auth: str
             "The training job reads reviewers' labels for --corrections (labels/ only).",
         ),
         (
-            f"Resource::{models_arn}/{cloud.OUTPUT_PREFIX}*",
+            f"Resource::{models_arn}/{contract.TRAINING_OUTPUT_PREFIX}*",
             "The training job writes SageMaker's model.tar.gz and output.tar.gz here.",
         ),
         (

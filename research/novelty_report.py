@@ -23,7 +23,7 @@ from classifier.core import FEATURE_NORM_SCORE, NOVELTY_SCORES, Outputs, novelty
 from classifier.manifest import Manifest, resolve
 from classifier.runtime import load_classifier
 
-from training import calibration as cal
+from release import calibration as cal
 from training import data as cifar
 from training import outliers
 

@@ -5,8 +5,9 @@
 A local S3 (moto server) and the local API server with capture on for every answer
 (``CAPTURE=all``) and the default hourly bound; then a stranger's burst: ``--requests`` batches
 of one noise PNG sent 32 times, then as many batches of 32 distinct ones (4.3 MB each with
-``--side 1200``), and the distinct burst again with capture off for comparison. Prints items kept, answers
-refused by the bound or as repeats, the largest stored copy, and each request's median time.
+``--side 1200``), and the distinct burst again with capture off for comparison. Prints items
+kept, answers refused by the bound or as repeats, the largest stored copy, and each request's
+median time.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Any
 
 from classifier import contract
 
-from training.cloud import stack_outputs
+from release.cloud import stack_outputs
 
 
 def start(source: str, *, state_machine: str, uploads_bucket: str | None) -> dict[str, Any]:

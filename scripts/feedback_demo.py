@@ -10,7 +10,7 @@
    items with their true category through ``POST /review/items/{id}``.
 4. ``python -m training.train --corrections s3://.../labels/`` fine-tunes the published model's
    float weights on the base training split plus the corrections (a share held out).
-5. The candidate is published as a candidate and ``training.promote`` gates it against the
+5. The candidate is published as a candidate and ``release.promote`` gates it against the
    published model: no worse on the clean test split (tolerance), better on the held-out
    corrections; latest moves in the demo's own model folder (the repository's is untouched).
 6. Before and after, on grey-and-dark versions of the **test** split (never trained or chosen
@@ -119,7 +119,7 @@ def evaluate(manifest: Path, x: np.ndarray, y: np.ndarray, tmp: Path) -> float:
         [
             sys.executable,
             "-m",
-            "training.evaluate",
+            "release.evaluate",
             str(manifest),
             "--arrays",
             str(arrays),
@@ -245,14 +245,14 @@ def learn(
     train_minutes = (time.monotonic() - train_start) / 60
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
     candidate = json.loads((run_dir / mf.MANIFEST_NAME).read_text())["model_version"]
-    run([sys.executable, "-m", "training.publish", str(run_dir), str(models), "--candidate"], env)
+    run([sys.executable, "-m", "release.publish", str(run_dir), str(models), "--candidate"], env)
     return candidate, models, train_minutes
 
 
 def gate(args: argparse.Namespace, env: dict[str, str], candidate: str, models: Path) -> bool:
     """``make promote`` on the demo's model folder: True if the candidate became latest."""
     banner("gate and promote (the demo's model folder; the repository's models/ is untouched)")
-    command = [sys.executable, "-m", "training.promote", candidate, "--bucket", str(models)]
+    command = [sys.executable, "-m", "release.promote", candidate, "--bucket", str(models)]
     return run([*command, "--data", args.data, "--no-rollout"], env, check=False) == 0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from training.progress import log
 
 if TYPE_CHECKING:
-    from training.train import Recipe
+    from training.types import Recipe
 
 
 class Augmenter:

@@ -15,7 +15,7 @@ from classifier import manifest as mf
 from training import ROOT, machine
 
 if TYPE_CHECKING:
-    from training.train import Recipe
+    from training.types import Recipe
 
 
 def choose_precision(recipe: Recipe) -> str:

@@ -21,7 +21,7 @@ from training.progress import log
 from training.quantisation import tensor_spec
 
 if TYPE_CHECKING:
-    from training.train import Data, Export, Recipe, Trained
+    from training.types import Data, Export, Recipe, Trained
 
 
 def start_run(args: argparse.Namespace, recipe: Recipe) -> tuple[Path, datetime]:

@@ -1,7 +1,7 @@
 """SageMaker's entry point: this repository's training job, unchanged, in AWS's TF container.
 
 SageMaker (script mode, TensorFlow 2.19 training container) unpacks the source archive that
-``training.cloud`` uploads into /opt/ml/code, installs its requirements.txt, and runs
+``release.cloud`` uploads into /opt/ml/code, installs its requirements.txt, and runs
 
     python training/sagemaker_entry.py --candidate-uri s3://<ModelBucket> --recipe default [...]
 
@@ -84,7 +84,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
-from training.cloud import METRICS  # noqa: E402
+from classifier.contract import TRAINING_METRICS  # noqa: E402
+from classifier.manifest import published_files  # noqa: E402
+
+from training import serving_process  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -98,7 +101,6 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     data = find_data(channel, scratch / "data")
 
     from training import train
-    from training.publish import publish_candidate, published_files
 
     runs = scratch / "runs"
     train_args = ["--data", str(data), "--out", str(runs)]
@@ -114,15 +116,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     output_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(run_dir / "metrics.json", output_dir / "metrics.json")
     shutil.copy2(run_dir / "history.json", output_dir / "history.json")
-    written = publish_candidate(run_dir, args.candidate_uri)
+    # The release road, in its own TensorFlow-free process: verified, then models/<version>/.
+    said = serving_process.publish(run_dir, args.candidate_uri, candidate=True)
     version = manifest["model_version"]
     metrics = manifest["metrics"]
-    print(f"candidate {version}: {len(written)} files at {args.candidate_uri}/models/{version}/")
+    print(f"{said} (at {args.candidate_uri})")
     # One line per figure, for the job's metric definitions (regex `name=(\S+)`).
-    for name in METRICS:  # the lines SageMaker's metric definitions read
+    for name in TRAINING_METRICS:  # the lines SageMaker's metric definitions read
         print(f"{name}={metrics[name]}")
-    print(f"next: make promote VERSION={version}")
-    return {"model_version": version, "written": written}
+    return {"model_version": version}
 
 
 if __name__ == "__main__":

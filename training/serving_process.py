@@ -2,8 +2,9 @@
 
 tflite-runtime's Interpreter breaks in a process that has imported TensorFlow, and the number a
 run or a gate reports must be the one the Lambdas would give: so training, publishing, promotion
-and the feedback demo all run ``training.evaluate`` and ``training.verify`` through this module,
-with the serving code importable as the Lambdas import it.
+and the feedback demo all run ``release.evaluate``, ``release.verify`` and ``release.publish``
+through this module, with the serving code importable as the Lambdas import it. The training job
+reaches the release road only this way, never by importing it.
 """
 
 from __future__ import annotations
@@ -38,19 +39,29 @@ def failure_reason(done: subprocess.CompletedProcess[str]) -> str:
 
 
 def verify(manifest: Path) -> dict[str, Any]:
-    """``training.verify``: the model loads as served and answers; its report."""
-    done = run("training.verify", str(manifest))
+    """``release.verify``: the model loads as served and answers; its report."""
+    done = run("release.verify", str(manifest))
     if done.returncode != 0:
         raise ServingProcessError(failure_reason(done))
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def publish(run_dir: Path, destination: str, *, candidate: bool = False) -> str:
+    """``release.publish``: the run verified and copied to ``destination``; what it printed."""
+    done = run(
+        "release.publish", str(run_dir), destination, *(["--candidate"] if candidate else [])
+    )
+    if done.returncode != 0:
+        raise ServingProcessError(failure_reason(done))
+    return done.stdout.strip()
+
+
 def evaluate(manifest: Path, *args: str, show_output: bool = False) -> dict[str, Any]:
-    """``training.evaluate`` on ``manifest`` with its options (``--data``, ``--arrays``,
+    """``release.evaluate`` on ``manifest`` with its options (``--data``, ``--arrays``,
     ``--calibrate-on``, ...): its JSON result. ``show_output`` prints what it wrote on failure."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        done = run("training.evaluate", str(manifest), "--json", str(out), *args)
+        done = run("release.evaluate", str(manifest), "--json", str(out), *args)
         if done.returncode != 0:
             if show_output:
                 sys.stderr.write(done.stdout + done.stderr)

@@ -21,6 +21,28 @@ PUBLIC_PATHS = ("/", "/review", "/health", "/docs", "/openapi.json")
 # need a reviewer's credential in every auth mode (a token, a reviewer IAM policy, a JWT claim).
 REVIEW_PATH_PREFIX = "/review/"
 
+# The model bucket is the registry: every published model under MODELS_PREFIX<version>/ (its
+# files named in classifier/manifest.py), MODELS_PREFIX latest/manifest.json the one a deployment
+# serves; the data set the cloud training job reads (DATA_KEY, under DATA_PREFIX), and the job's
+# source archive and output. `make upload-data`, `make train-cloud` and the stack's training
+# role all take these names from here.
+MODELS_PREFIX = "models/"
+DATA_PREFIX = "data/"
+DATA_KEY = f"{DATA_PREFIX}cifar10.tar"
+TRAINING_SOURCE_PREFIX = "sagemaker/source/"
+TRAINING_OUTPUT_PREFIX = "sagemaker/output/"
+# AWS Deep Learning Containers' account, which serves the TensorFlow training images (most
+# regions; `make train-cloud ARGS="--image ..."` otherwise).
+TRAINING_IMAGE_ACCOUNT = "763104351884"
+# What the training job prints as name=value, read by the job's metric definitions.
+TRAINING_METRICS = (
+    "int8_test_accuracy",
+    "float_test_accuracy",
+    "validation_accuracy",
+    "ece_after",
+    "coverage",
+)
+
 # Where the drop folder takes images and writes results (the results prefix is never read).
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"

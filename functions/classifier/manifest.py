@@ -15,6 +15,7 @@ import json
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from classifier import contract
 from classifier.core import NOVELTY_SCORES, TTA_VIEWS, Inference, ModelError, sha256_hex
 
 FORMAT = "cifar10-serverless.manifest/v1"
@@ -35,7 +37,21 @@ MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.tflite"
 FLOAT_MODEL_NAME = "model.keras"  # the float weights a later job can start from
 LATEST = "latest"
-MODELS_PREFIX = "models/"
+MODELS_PREFIX = contract.MODELS_PREFIX
+
+
+# What a published model folder (models/<version>/) holds, besides its plots (*.png).
+PUBLISHED_FILES = (MODEL_NAME, MANIFEST_NAME, "metrics.json", FLOAT_MODEL_NAME)
+
+
+def published_files(run_dir: Path) -> list[Path]:
+    """What goes from a run folder to ``models/<version>/``: the int8 model, manifest, metrics,
+    the float weights (for fine-tuning) and the plots."""
+    files = [run_dir / name for name in PUBLISHED_FILES] + sorted(run_dir.glob("*.png"))
+    missing = [p.name for p in files if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} lacks {', '.join(missing)}; was the run complete?")
+    return files
 
 
 def model_key(version: str, name: str) -> str:

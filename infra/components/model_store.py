@@ -1,6 +1,6 @@
 """Model store: the bucket the training job publishes to and the Lambdas read models from.
 
-One writer of ``models/latest/``: the publishing path (``training.publish``). A deploy copies the
+One writer of ``models/latest/``: the publishing path (``release.publish``). A deploy copies the
 repository's versioned model folders (immutable, named by version and hash) but never
 ``latest/``; it seeds ``models/latest/manifest.json`` only where the bucket has none, by an S3
 conditional write (``If-None-Match: *``), so a ``cdk deploy`` cannot replace a published model.

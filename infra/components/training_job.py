@@ -11,10 +11,9 @@ from __future__ import annotations
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
+from classifier import contract
 from classifier import manifest as mf
 from constructs import Construct
-
-from training import cloud
 
 MODELS = mf.MODELS_PREFIX
 
@@ -37,8 +36,8 @@ class TrainingJobRole(Construct):
                 sid="ReadDataAndSource",
                 actions=["s3:GetObject"],
                 resources=[
-                    bucket.arn_for_objects(cloud.DATA_KEY),
-                    bucket.arn_for_objects(f"{cloud.SOURCE_PREFIX}*"),
+                    bucket.arn_for_objects(contract.DATA_KEY),
+                    bucket.arn_for_objects(f"{contract.TRAINING_SOURCE_PREFIX}*"),
                     bucket.arn_for_objects(f"{MODELS}*"),  # the candidate, read back
                 ],
             ),
@@ -46,14 +45,16 @@ class TrainingJobRole(Construct):
                 sid="ListTheDataChannel",
                 actions=["s3:ListBucket"],
                 resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [cloud.DATA_KEY, "data/*"]}},
+                conditions={
+                    "StringLike": {"s3:prefix": [contract.DATA_KEY, f"{contract.DATA_PREFIX}*"]}
+                },
             ),
             iam.PolicyStatement(
                 sid="WriteCandidatesAndOutput",
                 actions=["s3:PutObject"],
                 resources=[
                     bucket.arn_for_objects(f"{MODELS}*"),
-                    bucket.arn_for_objects(f"{cloud.OUTPUT_PREFIX}*"),
+                    bucket.arn_for_objects(f"{contract.TRAINING_OUTPUT_PREFIX}*"),
                 ],
             ),
             iam.PolicyStatement(
@@ -70,7 +71,7 @@ class TrainingJobRole(Construct):
                     "ecr:BatchGetImage",
                 ],
                 resources=[
-                    f"arn:{stack.partition}:ecr:{stack.region}:{cloud.DLC_ACCOUNT}:"
+                    f"arn:{stack.partition}:ecr:{stack.region}:{contract.TRAINING_IMAGE_ACCOUNT}:"
                     "repository/tensorflow-training"
                 ],
             ),

@@ -11,7 +11,7 @@ from classifier import service
 from classifier.core import ModelError
 from moto import mock_aws
 
-from training.publish import publish
+from release.publish import publish
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from release import cloud
 from tests.conftest import ROOT
-from training import cloud
 
 BUCKET = "cifar10-models-example"
 ROLE = "arn:aws:iam::123456789012:role/cifar10-training"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from release.promote import Verdict
 from tests.conftest import CLASSES, run_cli, synthetic_images
 from training import corrections as fixes
-from training.promote import Verdict
 
 
 def write_corrections(root: Path, n: int, none: int = 0, seed: int = 7) -> Path:

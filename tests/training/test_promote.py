@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from release import promote as pr
+from release.publish import Destination
 from tests.conftest import PUBLISHED
-from training import promote as pr
-from training.publish import Destination
 
 BUCKET = "cifar10-models-example"
 LATEST = "models/latest/manifest.json"
@@ -60,7 +60,7 @@ def models(
 
 
 def set_latest(s3: Any, version: str) -> None:
-    from training.publish import point_latest
+    from release.publish import point_latest
 
     point_latest(f"s3://{BUCKET}", version)
     assert latest(s3) == version

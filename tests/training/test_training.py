@@ -20,9 +20,9 @@ from classifier.runtime import load_classifier
 from moto import mock_aws
 from PIL import Image
 
+from release.publish import PublishError, publish
 from tests.conftest import CLASSES, DATASET, IMGS, PUBLISHED, ROOT, subprocess_env
 from training import data as cifar
-from training.publish import PublishError, publish
 
 STAGES = {"prepare", "build", "train", "quantise", "evaluate", "plots"}
 
@@ -296,7 +296,7 @@ def test_the_evaluate_command_reproduces_the_reported_accuracy(
     out = tmp_path / "eval.json"
     done = run_cli(
         "-m",
-        "training.evaluate",
+        "release.evaluate",
         str(tiny_run["manifest"]),
         "--data",
         str(synthetic_data["batches"]),
@@ -375,7 +375,7 @@ def test_publish_refuses_a_model_the_runtime_cannot_load(
 def test_publish_checks_the_uploaded_copy_before_latest_moves(
     tiny_run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from training import publish as publishing
+    from release import publish as publishing
 
     write = publishing.Destination.write
 
@@ -392,7 +392,7 @@ def test_verify_loads_a_model_as_served_in_a_process_without_tensorflow(
     tiny_run: dict[str, Any],
 ) -> None:
     code = (
-        "import sys; from training.verify import main; rc = main([sys.argv[1]]); "
+        "import sys; from release.verify import main; rc = main([sys.argv[1]]); "
         "assert 'tensorflow' not in sys.modules; sys.exit(rc)"
     )
     done = subprocess.run(
@@ -433,7 +433,7 @@ def test_the_published_model_reproduces_its_figures_on_the_jpeg_test_split(
     for runtime in {recorded_runtime, "ai-edge-litert"}:
         out = tmp_path / f"{runtime}.json"
         done = run_cli(
-            "-m", "training.evaluate", str(PUBLISHED), "--data", str(DATASET), "--json", str(out),
+            "-m", "release.evaluate", str(PUBLISHED), "--data", str(DATASET), "--json", str(out),
             "--runtime", runtime,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
@@ -483,7 +483,7 @@ def test_photos_people_send_lose_under_a_point_against_32x32(tmp_path: Path) -> 
 def test_publish_as_a_candidate_leaves_latest_to_the_gate(
     tiny_run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from training.publish import main as publish_main
+    from release.publish import main as publish_main
 
     out = tmp_path / "bucket"
     assert publish_main([str(tiny_run["run_dir"]), str(out), "--candidate"]) == 0
@@ -548,7 +548,7 @@ import_tensorflow(0)
 import tensorflow as tf
 from training.network import build_model
 from training.quantisation import equalised, to_int8
-from training.train import RECIPES
+from training.types import RECIPES
 from dataclasses import replace
 
 rng = np.random.default_rng(0)

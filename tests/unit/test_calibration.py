@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from classifier.core import softmax
 
-from training import calibration as cal
+from release import calibration as cal
 
 
 def sampled(

@@ -1,12 +1,12 @@
 """Publish a run: verified, ``models/<version>/`` first, ``models/latest/manifest.json`` last.
 
-    python -m training.publish runs/<run> s3://bucket[/prefix] | ./folder
+    python -m release.publish runs/<run> s3://bucket[/prefix] | ./folder
 
 The destination is ``s3://bucket/prefix`` or a local folder; both get the same layout. This is the
 one writer of ``latest`` (a deploy never moves it). Before ``latest`` moves:
 
 1. the run's model is loaded by the serving code in a TensorFlow-free process and must answer
-   (``training.verify``): schema, size, sha256, quantisation, a first prediction;
+   (``release.verify``): schema, size, sha256, quantisation, a first prediction;
 2. the copy just written to ``models/<version>/`` is read back and must match its manifest.
 
 Writing the latest pointer last means a reader following it never finds a manifest whose model is
@@ -26,7 +26,6 @@ from classifier.core import ModelError
 
 from training import serving_process
 
-PUBLISHED = (mf.MODEL_NAME, mf.MANIFEST_NAME, "metrics.json", mf.FLOAT_MODEL_NAME)
 CONTENT_TYPES = {".json": "application/json", ".png": "image/png", ".keras": "application/zip"}
 
 
@@ -34,18 +33,8 @@ class PublishError(RuntimeError):
     """The run cannot be published; ``latest`` was not moved."""
 
 
-def published_files(run_dir: Path) -> list[Path]:
-    """What goes to ``models/<version>/``: the int8 model, manifest, metrics, the float weights
-    (for fine-tuning) and the plots."""
-    files = [run_dir / name for name in PUBLISHED] + sorted(run_dir.glob("*.png"))
-    missing = [p.name for p in files if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{run_dir} lacks {', '.join(missing)}; was the run complete?")
-    return files
-
-
 def verify_in_serving_process(manifest_path: Path) -> dict[str, Any]:
-    """``training.verify`` in a TensorFlow-free process; PublishError with its reason."""
+    """``release.verify`` in a TensorFlow-free process; PublishError with its reason."""
     try:
         return serving_process.verify(manifest_path)
     except serving_process.ServingProcessError as exc:
@@ -108,14 +97,14 @@ def publish(run_dir: Path, destination: str, *, verify: bool = True) -> list[str
 def publish_candidate(run_dir: Path, destination: str, *, verify: bool = True) -> list[str]:
     """Copy a verified run to ``models/<version>/`` only: a candidate, ``latest`` untouched.
 
-    What the cloud training job writes; ``training.promote`` later gates it and moves latest.
+    What the cloud training job writes; ``release.promote`` later gates it and moves latest.
     """
     return _copy_run(run_dir, destination, verify=verify)[0]
 
 
 def _copy_run(run_dir: Path, destination: str, *, verify: bool) -> tuple[list[str], bytes]:
     """Write ``models/<version>/`` and check the copy; the keys written and its manifest."""
-    files = published_files(run_dir)
+    files = mf.published_files(run_dir)
     version = json.loads((run_dir / mf.MANIFEST_NAME).read_text())["model_version"]
     if verify:
         verify_in_serving_process(run_dir / mf.MANIFEST_NAME)
@@ -158,7 +147,7 @@ def check_copy(destination: str, version: str) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.publish", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m release.publish", description=__doc__)
     parser.add_argument("run_dir", type=Path, help="a run folder (model.tflite, manifest.json)")
     parser.add_argument("destination", help="s3://bucket[/prefix] or a local folder")
     parser.add_argument(

@@ -1,6 +1,6 @@
 """Check a model before it is published: its manifest, its file and a first answer, as served.
 
-    python -m training.verify path/to/manifest.json     (or s3://bucket/models/<v>/manifest.json)
+    python -m release.verify path/to/manifest.json     (or s3://bucket/models/<v>/manifest.json)
 
 Runs in its own process, which never imports TensorFlow (tflite-runtime cannot share a process
 with it): the model is loaded through the serving code (``classifier.service.load_model``, which
@@ -39,11 +39,11 @@ def verify(manifest_uri: str) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.verify", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m release.verify", description=__doc__)
     parser.add_argument("manifest", help="a manifest.json path or s3:// URI")
     args = parser.parse_args(argv)
     if "tensorflow" in sys.modules:  # pragma: no cover - a guard for future imports
-        print("error: training.verify must run without TensorFlow", file=sys.stderr)
+        print("error: release.verify must run without TensorFlow", file=sys.stderr)
         return 1
     try:
         print(json.dumps(verify(args.manifest)))

@@ -1,13 +1,13 @@
 """Promote a candidate model: a quality gate, then ``latest``, then the canary rollout.
 
-    python -m training.promote <version> --bucket <ModelBucket> --data <CIFAR-10> [--no-rollout]
-    python -m training.promote --rollback --bucket <ModelBucket> [--no-rollout]
+    python -m release.promote <version> --bucket <ModelBucket> --data <CIFAR-10> [--no-rollout]
+    python -m release.promote --rollback --bucket <ModelBucket> [--no-rollout]
 
 A candidate is a ``models/<version>/`` folder in the model bucket (or a local folder laid out the
 same way), written by ``make train-cloud`` or ``make publish``-like copies; it is never ``latest``.
 Promotion, in order, stopping at the first refusal (non-zero exit, ``latest`` untouched):
 
-1. the candidate loads as served, in a TensorFlow-free process (``training.verify``);
+1. the candidate loads as served, in a TensorFlow-free process (``release.verify``);
 2. the gate: the candidate and the current model (the one ``latest`` names) are evaluated with the
    serving code on the same held-out split (the data set's test split, which no recipe trains or
    chooses on); the candidate must score at least the current accuracy minus ``--tolerance``;
@@ -39,9 +39,10 @@ from classifier import contract
 from classifier import manifest as mf
 from classifier.core import ModelError
 
-from training import ROOT, serving_process
-from training.cloud import stack_output
-from training.publish import Destination, PublishError, point_latest, verify_in_serving_process
+from release import ROOT
+from release.cloud import stack_output
+from release.publish import Destination, PublishError, point_latest, verify_in_serving_process
+from training import serving_process
 
 PROMOTION_RECORD = "promotion.json"
 DEFAULT_TOLERANCE = 0.002  # 0.2 point: about the spread of one recipe between two runs
@@ -136,7 +137,7 @@ def current_version(source: Destination) -> str | None:
 def evaluate_in_serving_process(
     manifest: Path, data: str | None, limit: int | None, arrays: Path | None = None
 ) -> dict[str, Any]:
-    """``training.evaluate`` as ``make evaluate`` runs it, on a data set's test split or on
+    """``release.evaluate`` as ``make evaluate`` runs it, on a data set's test split or on
     ``arrays`` (an .npz of x and y)."""
     source = ["--arrays", str(arrays)] if arrays else ["--data", str(data)]
     try:
@@ -306,7 +307,7 @@ def rollback(destination: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.promote", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m release.promote", description=__doc__)
     parser.add_argument("version", nargs="?", help="the candidate, models/<version>/")
     parser.add_argument("--rollback", action="store_true", help="return to the previous model")
     parser.add_argument("--bucket", help="s3://bucket or a folder (default: the stack's bucket)")

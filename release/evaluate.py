@@ -1,6 +1,6 @@
 """Evaluate a published int8 model the way the Lambdas run it (no TensorFlow in this process).
 
-    python -m training.evaluate models/latest/manifest.json --data ../shared/datasets/cifar10-jpeg
+    python -m release.evaluate models/latest/manifest.json --data ../shared/datasets/cifar10-jpeg
 
 Test images are decoded by the serving core's ``image_to_array`` and classified by
 ``classifier.runtime`` (LiteRT, or tflite-runtime; ``--runtime`` picks). Prints overall and
@@ -22,7 +22,7 @@ from classifier.core import FEATURE_NORM_SCORE, Outputs, energy, moments_of, nov
 from classifier.manifest import Manifest, resolve
 from classifier.runtime import load_classifier
 
-from training import calibration as cal
+from release import calibration as cal
 
 
 def evaluate(
@@ -160,7 +160,7 @@ def calibrate(
 
 def parser() -> argparse.ArgumentParser:
     """The options: a model, the images to score it on, and what to fit and report."""
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m release.evaluate", description=__doc__)
     parser.add_argument("manifest", type=Path, help="a model's manifest.json")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="a data source as for training (its test split is used)")

@@ -1,14 +1,15 @@
 """Train in the cloud: a SageMaker training job running this repository's training code.
 
-    python -m training.cloud upload-data --data ../shared/datasets/cifar10-jpeg   (once)
-    python -m training.cloud train [--instance-type ml.g4dn.xlarge] [--no-spot] [--wait] ...
+    python -m release.cloud upload-data --data ../shared/datasets/cifar10-jpeg   (once)
+    python -m release.cloud train [--instance-type ml.g4dn.xlarge] [--no-spot] [--wait] ...
 
 ``upload-data`` puts the data set in the model bucket as one archive, ``data/cifar10.tar`` (the
-JPEG folders, or ``cifar-10-batches-py``). ``train`` packs ``training/`` and the serving code
-(``functions/classifier``, which evaluates the int8 model as the Lambdas run it) into a source
-archive, uploads it, and starts a training job in AWS's TensorFlow 2.19 training container
-(script mode: ``training/sagemaker_entry.py``) with the stack's training role. The job writes a
-candidate to ``models/<version>/``, never ``latest``; ``make promote VERSION=<version>`` gates it.
+JPEG folders, or ``cifar-10-batches-py``). ``train`` packs ``training/``, ``release/`` and the
+serving code (``functions/classifier``, which evaluates the int8 model as the Lambdas run it)
+into a source archive, uploads it, and starts a training job in AWS's TensorFlow 2.19 training
+container (script mode: ``training/sagemaker_entry.py``) with the stack's training role. The
+job writes a candidate to ``models/<version>/``, never ``latest``; ``make promote
+VERSION=<version>`` gates it.
 
 The bucket and role come from the deployed stack's outputs (``ModelBucket``, ``TrainingRoleArn``);
 ``--bucket`` and ``--role-arn`` override them.
@@ -30,23 +31,12 @@ from typing import Any
 
 from classifier import contract
 
-from training import ROOT
+from release import ROOT
 
 TF_VERSION = "2.19.0"  # AWS's newest TensorFlow training container; the oldest we test against
 PY_TAG = "py312"
-DLC_ACCOUNT = "763104351884"  # AWS Deep Learning Containers (most regions; --image otherwise)
 ENTRY_POINT = "training/sagemaker_entry.py"
-DATA_KEY = "data/cifar10.tar"
-SOURCE_PREFIX = "sagemaker/source/"
-OUTPUT_PREFIX = "sagemaker/output/"
 CHANNEL = "training"
-METRICS = (
-    "int8_test_accuracy",
-    "float_test_accuracy",
-    "validation_accuracy",
-    "ece_after",
-    "coverage",
-)
 
 
 def image_uri(region: str, instance_type: str) -> str:
@@ -54,29 +44,29 @@ def image_uri(region: str, instance_type: str) -> str:
     gpu = instance_type.split(".")[1][:1] in ("g", "p")
     processor = f"gpu-{PY_TAG}-cu125-ubuntu22.04" if gpu else f"cpu-{PY_TAG}-ubuntu22.04"
     return (
-        f"{DLC_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/tensorflow-training:"
+        f"{contract.TRAINING_IMAGE_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/tensorflow-training:"
         f"{TF_VERSION}-{processor}-sagemaker"
     )
 
 
 def source_archive(recipe: str = "default") -> bytes:
-    """training/ and functions/classifier/ (layout kept) + requirements.txt, and the recipe's
+    """training/, release/, functions/classifier/ (layout kept) + requirements.txt, the recipe's
     teachers (their manifest and int8 model: distillation runs them), as a .tar.gz."""
     from classifier import manifest as mf
 
     from training.teachers import folder_of, names_of
-    from training.train import RECIPES
+    from training.types import RECIPES
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for folder in (ROOT / "training", ROOT / "functions" / "classifier"):
+        for folder in (ROOT / "training", ROOT / "release", ROOT / "functions" / "classifier"):
             for path in sorted(folder.rglob("*.py")):
                 tar.add(path, arcname=path.relative_to(ROOT).as_posix())
         tar.add(ROOT / "training" / "requirements-sagemaker.txt", arcname="requirements.txt")
         for name in names_of(RECIPES[recipe].teachers):
             folder = folder_of(name)
             for file in (mf.MANIFEST_NAME, mf.MODEL_NAME):
-                tar.add(folder / file, arcname=f"models/{folder.name}/{file}")
+                tar.add(folder / file, arcname=f"{contract.MODELS_PREFIX}{folder.name}/{file}")
     return buffer.getvalue()
 
 
@@ -105,17 +95,17 @@ def upload_data(source: Path, bucket: str, *, force: bool = False) -> str:
     s3 = boto3.client("s3")
     if not force:
         try:
-            s3.head_object(Bucket=bucket, Key=DATA_KEY)
-            print(f"s3://{bucket}/{DATA_KEY} is there already (--force replaces it)")
-            return f"s3://{bucket}/{DATA_KEY}"
+            s3.head_object(Bucket=bucket, Key=contract.DATA_KEY)
+            print(f"s3://{bucket}/{contract.DATA_KEY} is there already (--force replaces it)")
+            return f"s3://{bucket}/{contract.DATA_KEY}"
         except ClientError:
             pass
     with tempfile.TemporaryDirectory() as tmp:
         archive = data_archive(source, Path(tmp))
-        s3.upload_file(str(archive), bucket, DATA_KEY)
+        s3.upload_file(str(archive), bucket, contract.DATA_KEY)
         size = archive.stat().st_size
-    print(f"uploaded {source} ({size / 2**20:.0f} MB) to s3://{bucket}/{DATA_KEY}")
-    return f"s3://{bucket}/{DATA_KEY}"
+    print(f"uploaded {source} ({size / 2**20:.0f} MB) to s3://{bucket}/{contract.DATA_KEY}")
+    return f"s3://{bucket}/{contract.DATA_KEY}"
 
 
 def job_request(
@@ -148,7 +138,9 @@ def job_request(
         "AlgorithmSpecification": {
             "TrainingImage": image or image_uri(region, instance_type),
             "TrainingInputMode": "File",
-            "MetricDefinitions": [{"Name": m, "Regex": f"{m}=([0-9.]+)"} for m in METRICS],
+            "MetricDefinitions": [
+                {"Name": m, "Regex": f"{m}=([0-9.]+)"} for m in contract.TRAINING_METRICS
+            ],
         },
         "RoleArn": role_arn,
         "HyperParameters": {k: json.dumps(v) for k, v in values.items()},
@@ -158,13 +150,13 @@ def job_request(
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": f"s3://{bucket}/{DATA_KEY}",
+                        "S3Uri": f"s3://{bucket}/{contract.DATA_KEY}",
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
             }
         ],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/{OUTPUT_PREFIX}"},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/{contract.TRAINING_OUTPUT_PREFIX}"},
         "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": 30},
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": spot,
@@ -180,7 +172,7 @@ def launch(bucket: str, role_arn: str, *, dry_run: bool = False, **options: Any)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     recipe = options.get("hyperparameters", {}).get("recipe", "default")
     name = f"cifar10-{recipe}-{stamp}"
-    source_key = f"{SOURCE_PREFIX}{name}/sourcedir.tar.gz"
+    source_key = f"{contract.TRAINING_SOURCE_PREFIX}{name}/sourcedir.tar.gz"
     request = job_request(
         name=name,
         bucket=bucket,
@@ -226,7 +218,7 @@ def stack_output(stack: str, key: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.cloud", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m release.cloud", description=__doc__)
     parser.add_argument("--stack", default=os.environ.get("STACK", contract.STACK_NAME))
     parser.add_argument("--bucket", help="the model bucket (default: the stack's ModelBucket)")
     commands = parser.add_subparsers(dest="command", required=True)
