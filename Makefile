@@ -28,12 +28,13 @@ help: ## list the targets
 # Every install comes from uv.lock, hashes checked; uv itself from requirements/uv.txt (hashed,
 # exported from the same lock). Each audience syncs only the extras it runs, into one .venv
 # (--inexact keeps what an earlier target added): `make demo` gets the Lambda runtime and the
-# local server, `make train` adds TensorFlow, `make synth` the CDK and Node, `make test` all.
+# local server, `make train` adds TensorFlow, `make synth` the CDK and Node (and no serving
+# runtime: infra/ imports only the contract), `make test` all.
 UV := $(VENV)/bin/uv
 EXTRAS_run := lambda serve
 EXTRAS_dev := lambda serve dev
 EXTRAS_train := lambda serve train
-EXTRAS_infra := lambda serve infra
+EXTRAS_infra := infra
 EXTRAS_all := lambda serve train infra dev
 
 $(UV): requirements/uv.txt

@@ -9,7 +9,7 @@ from typing import Any
 
 from aws_cdk import aws_logs as logs
 from classifier import contract
-from classifier import settings as env
+from classifier.contract import Env as env
 from constructs import Construct
 
 from infra.components.bundling import DEFAULT_TARGET, TARGETS

@@ -14,12 +14,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from classifier import contract
-from classifier import settings as env
-from classifier.settings import REPO_MODEL
+from classifier.contract import Env as env
 from constructs import Construct
 
 from infra.components.bulk_classifier import BulkClassifier
-from infra.components.bundling import TARGETS
+from infra.components.bundling import ROOT, TARGETS
 from infra.components.feedback import Feedback
 from infra.components.inference_api import InferenceApi
 from infra.components.model_store import ModelStore
@@ -232,8 +231,7 @@ MODEL_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 def repository_model_version() -> str:
     """The version of the repository's published model (models/latest/manifest.json)."""
-
-    latest = REPO_MODEL
+    latest = ROOT / contract.REPO_MODEL_PATH
     if not latest.is_file():
         return "latest"
     return str(json.loads(latest.read_text())["model_version"])

@@ -52,7 +52,6 @@ def image_uri(region: str, instance_type: str) -> str:
 def source_archive(recipe: str = "default") -> bytes:
     """training/, release/, functions/classifier/ (layout kept) + requirements.txt, the recipe's
     teachers (their manifest and int8 model: distillation runs them), as a .tar.gz."""
-    from classifier import manifest as mf
 
     from training.teachers import folder_of, names_of
     from training.types import RECIPES
@@ -65,7 +64,7 @@ def source_archive(recipe: str = "default") -> bytes:
         tar.add(ROOT / "training" / "requirements-sagemaker.txt", arcname="requirements.txt")
         for name in names_of(RECIPES[recipe].teachers):
             folder = folder_of(name)
-            for file in (mf.MANIFEST_NAME, mf.MODEL_NAME):
+            for file in (contract.MANIFEST_NAME, contract.MODEL_NAME):
                 tar.add(folder / file, arcname=f"{contract.MODELS_PREFIX}{folder.name}/{file}")
     return buffer.getvalue()
 

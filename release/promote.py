@@ -112,23 +112,27 @@ def fetch(source: Destination, version: str, into: Path) -> Path:
     folder = into / version
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        raw = source.read(mf.model_key(version, mf.MANIFEST_NAME))
+        raw = source.read(contract.model_key(version, contract.MANIFEST_NAME))
         manifest = mf.Manifest.from_bytes(raw)
         model_name = Path(manifest.model_path).name
-        (folder / model_name).write_bytes(source.read(mf.model_key(version, model_name)))
+        (folder / model_name).write_bytes(source.read(contract.model_key(version, model_name)))
     except ModelError as exc:
-        raise PromotionRefused(f"models/{version}/ is not a usable model: {exc}") from exc
+        raise PromotionRefused(
+            f"{contract.MODELS_PREFIX}{version}/ is not a usable model: {exc}"
+        ) from exc
     except OSError as exc:
-        raise PromotionRefused(f"models/{version}/ cannot be read: {exc}") from exc
+        raise PromotionRefused(f"{contract.MODELS_PREFIX}{version}/ cannot be read: {exc}") from exc
     local = {**json.loads(raw), "model_path": model_name}
-    (folder / mf.MANIFEST_NAME).write_text(json.dumps(local, indent=2) + "\n")
-    return folder / mf.MANIFEST_NAME
+    (folder / contract.MANIFEST_NAME).write_text(json.dumps(local, indent=2) + "\n")
+    return folder / contract.MANIFEST_NAME
 
 
 def current_version(source: Destination) -> str | None:
     """The version ``latest`` names, or None where nothing was published yet."""
     try:
-        latest = json.loads(source.read(mf.model_key(mf.LATEST, mf.MANIFEST_NAME)))
+        latest = json.loads(
+            source.read(contract.model_key(contract.LATEST, contract.MANIFEST_NAME))
+        )
     except FileNotFoundError:
         return None
     return str(latest["model_version"])
@@ -275,7 +279,7 @@ def promote(
     if not verdict.accepted:
         raise PromotionRefused(f"refused: {verdict.explain()}")
     record = json.dumps({**asdict(verdict), "previous": verdict.current}, indent=2) + "\n"
-    source.write(mf.model_key(candidate, PROMOTION_RECORD), record.encode())
+    source.write(contract.model_key(candidate, PROMOTION_RECORD), record.encode())
     try:
         point_latest(destination, candidate)
     except PublishError as exc:
@@ -290,7 +294,7 @@ def rollback(destination: str) -> str:
     if current is None:
         raise PromotionRefused("nothing is published (no models/latest): nothing to roll back")
     try:
-        record = json.loads(source.read(mf.model_key(current, PROMOTION_RECORD)))
+        record = json.loads(source.read(contract.model_key(current, PROMOTION_RECORD)))
     except FileNotFoundError as exc:
         raise PromotionRefused(
             f"{current} has no promotion record, so its predecessor is unknown; promote the "

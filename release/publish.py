@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from classifier import contract
 from classifier import manifest as mf
 from classifier.core import ModelError
 
@@ -105,11 +106,11 @@ def publish_candidate(run_dir: Path, destination: str, *, verify: bool = True) -
 def _copy_run(run_dir: Path, destination: str, *, verify: bool) -> tuple[list[str], bytes]:
     """Write ``models/<version>/`` and check the copy; the keys written and its manifest."""
     files = mf.published_files(run_dir)
-    version = json.loads((run_dir / mf.MANIFEST_NAME).read_text())["model_version"]
+    version = json.loads((run_dir / contract.MANIFEST_NAME).read_text())["model_version"]
     if verify:
-        verify_in_serving_process(run_dir / mf.MANIFEST_NAME)
+        verify_in_serving_process(run_dir / contract.MANIFEST_NAME)
     target = Destination(destination)
-    written = [target.write(mf.model_key(version, p.name), p.read_bytes()) for p in files]
+    written = [target.write(contract.model_key(version, p.name), p.read_bytes()) for p in files]
     return written, check_copy(destination, version)
 
 
@@ -125,23 +126,28 @@ def point_latest(destination: str, version: str) -> str:
 def _write_latest(destination: str, checked_manifest: bytes) -> str:
     """Write the latest manifest for a copy that :func:`check_copy` has just checked."""
     latest = json.dumps(mf.latest_manifest(json.loads(checked_manifest)), indent=2).encode()
-    return Destination(destination).write(mf.model_key(mf.LATEST, mf.MANIFEST_NAME), latest + b"\n")
+    return Destination(destination).write(
+        contract.model_key(contract.LATEST, contract.MANIFEST_NAME), latest + b"\n"
+    )
 
 
 def check_copy(destination: str, version: str) -> bytes:
     """Read ``models/<version>/`` back and verify its model against its manifest; the manifest."""
     target = Destination(destination)
     try:
-        raw = target.read(mf.model_key(version, mf.MANIFEST_NAME))
+        raw = target.read(contract.model_key(version, contract.MANIFEST_NAME))
         uploaded = mf.Manifest.from_bytes(raw)
-        uploaded.verify(target.read(mf.model_key(version, Path(uploaded.model_path).name)))
+        uploaded.verify(target.read(contract.model_key(version, Path(uploaded.model_path).name)))
     except ModelError as exc:
         raise PublishError(f"the copy at {destination} is not the run's model: {exc}") from exc
     except OSError as exc:  # a missing object or file
-        raise PublishError(f"models/{version}/ cannot be read at {destination}: {exc}") from exc
+        raise PublishError(
+            f"{contract.MODELS_PREFIX}{version}/ cannot be read at {destination}: {exc}"
+        ) from exc
     if uploaded.model_version != version:
         raise PublishError(
-            f"models/{version}/manifest.json says it is {uploaded.model_version}, not {version}"
+            f"{contract.model_key(version, contract.MANIFEST_NAME)} says it is "
+            f"{uploaded.model_version}, not {version}"
         )
     return raw
 
@@ -165,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}; models/latest was not moved", file=sys.stderr)
         return 1
     if args.candidate:
-        version = json.loads((args.run_dir / mf.MANIFEST_NAME).read_text())["model_version"]
+        version = json.loads((args.run_dir / contract.MANIFEST_NAME).read_text())["model_version"]
         print(f"candidate {version}: {len(keys)} files; next: make promote VERSION={version}")
     else:
         print(f"published {len(keys)} files to {args.destination}; latest is {keys[-1]}")

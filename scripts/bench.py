@@ -40,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from classifier.settings import MODEL_URI, REPO_MODEL
+from classifier.contract import Env
+from classifier.settings import REPO_MODEL
 
 from training import ROOT, machine
 
-MODEL = Path(os.environ.get(MODEL_URI) or REPO_MODEL)  # --candidate re-runs with another
+MODEL = Path(os.environ.get(Env.MODEL_URI) or REPO_MODEL)  # --candidate re-runs with another
 # From before the import of the handler to its first answer; argv: the code folder, the event.
 FIRST_ANSWER = """
 import json, sys, time
@@ -185,7 +186,7 @@ def lambda_cold_ms(
             for cache in list(task_root.rglob("__pycache__")):
                 shutil.rmtree(cache)
         envs: list[dict[str, str] | None] = [
-            {MODEL_URI: str(model), "PATH": "/usr/bin:/bin", "HOME": tmp} for model in models
+            {Env.MODEL_URI: str(model), "PATH": "/usr/bin:/bin", "HOME": tmp} for model in models
         ]
         command = [python, "-B", "-S", "-E", "-c", FIRST_ANSWER, str(task_root), str(event)]
         return [round(v, 1) for v in alternating_medians(samples, command, envs, cwd=tmp)]
@@ -277,7 +278,7 @@ def cold_rows(args: argparse.Namespace, env: dict[str, str], model_file: str) ->
     first_answer = [sys.executable, "-c", FIRST_ANSWER, str(ROOT / "functions"), str(args.event)]
     envs: list[dict[str, str] | None] = [env]
     if args.candidate:
-        envs.append({**env, MODEL_URI: str(args.candidate.resolve())})
+        envs.append({**env, Env.MODEL_URI: str(args.candidate.resolve())})
     found = alternating_medians(args.cold, first_answer, envs)
     r["cold_in_process_ms"] = round(found[0], 1)
     if args.candidate:
@@ -374,7 +375,7 @@ def candidate_rows(args: argparse.Namespace, env: dict[str, str]) -> dict[str, A
         subprocess.run(
             command,
             check=True,
-            env={**env, MODEL_URI: str(args.candidate.resolve())},
+            env={**env, Env.MODEL_URI: str(args.candidate.resolve())},
             stdout=subprocess.DEVNULL,
         )
         return dict(json.loads(out.read_text()))

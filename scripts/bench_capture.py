@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import numpy as np
 from classifier import contract
+from classifier.contract import Env
 from classifier.core import sha256_hex
-from classifier.settings import DEFAULT_CAPTURE_PER_HOUR
 from PIL import Image
 
 from scripts import local_server
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sent_distinct": len(distinct) * BATCH,
         "sent_repeats": len(repeated) * BATCH,
         "image_bytes": len(distinct[0][0]),
-        "bound_per_hour": DEFAULT_CAPTURE_PER_HOUR,
+        "bound_per_hour": Env.DEFAULT_CAPTURE_PER_HOUR,
         "items_kept": len(items),
         "distinct_refused_by_bound": len(distinct) * BATCH - (len(items) - kept_repeats),
         "repeats_kept": kept_repeats,

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, int], float]:
     args = parser.parse_args(argv)
 
     import boto3
-    from classifier import service, uploads
+    from classifier import contract, service, uploads
 
     from scripts.events import s3_event, s3_record, sqs_event, sqs_message
 
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, int], float]:
                 uploads._io_pool = None
                 messages = []
                 for i in range(args.images):
-                    key = f"uploads/t{threads}/{i:05d}.png"
+                    key = f"{contract.UPLOADS_PREFIX}t{threads}/{i:05d}.png"
                     body = images[i % len(images)].read_bytes()
                     setup.put_object(Bucket=BUCKET, Key=key, Body=body)
                     record = s3_record(BUCKET, key, sequencer=f"{i + 1:016X}")
@@ -205,7 +205,9 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, int], float]:
                     assert response == {"batchItemFailures": []}, response
                 seconds = time.perf_counter() - start
                 written = [
-                    setup.head_object(Bucket=BUCKET, Key=f"results/t{threads}/{i:05d}.png.json")
+                    setup.head_object(
+                        Bucket=BUCKET, Key=f"{contract.RESULTS_PREFIX}t{threads}/{i:05d}.png.json"
+                    )
                     for i in (0, args.images - 1)
                 ]
                 assert all(w["ResponseMetadata"]["HTTPStatusCode"] == 200 for w in written)

@@ -20,7 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from classifier.settings import MODEL_URI, REPO_MODEL
+from classifier import contract
+from classifier.contract import Env
+from classifier.settings import REPO_MODEL
 
 from scripts import client, events, local_server
 from scripts.invoke import LocalContext
@@ -96,14 +98,14 @@ def local_s3(manifest: Path) -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", MODEL_URI)}
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", Env.MODEL_URI)}
     os.environ.update(
         AWS_ENDPOINT_URL=f"http://{host}:{port}",
         AWS_ACCESS_KEY_ID="demo",
         AWS_SECRET_ACCESS_KEY="demo",  # noqa: S106 - moto accepts any credentials
         AWS_DEFAULT_REGION="us-east-1",
-        MODEL_URI=str(manifest),
     )
+    os.environ[Env.MODEL_URI] = str(manifest)
     try:
         service.reset()
         yield f"http://{host}:{port}"
@@ -127,14 +129,14 @@ def s3_handler(manifest: Path) -> None:
         s3.create_bucket(Bucket=BUCKET)
         etags = {}
         for path in sorted((ROOT / "imgs").glob("*.png")):
-            key, body = f"uploads/{path.name}", path.read_bytes()
+            key, body = f"{contract.UPLOADS_PREFIX}{path.name}", path.read_bytes()
             put = s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="image/png")
             etags[key] = put["ETag"].strip('"'), len(body)
         print(f"uploaded {len(etags)} PNGs to s3://{BUCKET}/uploads/")
         for key, (etag, size) in etags.items():
             event = events.s3_event(events.s3_record(BUCKET, key, etag=etag, size=size))
             handler(event, LocalContext(function_name="cifar10-uploads"))
-        listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="results/")["Contents"]
+        listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=contract.RESULTS_PREFIX)["Contents"]
         banner(f"{len(listing)} results written under s3://{BUCKET}/results/")
         for item in listing:
             result = json.loads(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())

@@ -34,7 +34,6 @@ from typing import Any
 import httpx
 import numpy as np
 from classifier import contract
-from classifier import manifest as mf
 from classifier.core import sha256_hex
 
 from scripts import local_server
@@ -227,8 +226,8 @@ def learn(
     models = work / "bucket"
     version = published["model_version"]
     shutil.copytree(args.model.parent.parent / version, models / "models" / version)
-    (models / "models" / mf.LATEST).mkdir(parents=True)
-    shutil.copy(args.model, models / "models" / mf.LATEST / mf.MANIFEST_NAME)
+    (models / "models" / contract.LATEST).mkdir(parents=True)
+    shutil.copy(args.model, models / "models" / contract.LATEST / contract.MANIFEST_NAME)
     runs = work / "runs"
     train_start = time.monotonic()
     command = [sys.executable, "-m", "training.train", "--data", args.data, "--out", str(runs)]
@@ -244,7 +243,7 @@ def learn(
     run([*command, *[a for item in args.set for a in ("--set", item)]], env)
     train_minutes = (time.monotonic() - train_start) / 60
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
-    candidate = json.loads((run_dir / mf.MANIFEST_NAME).read_text())["model_version"]
+    candidate = json.loads((run_dir / contract.MANIFEST_NAME).read_text())["model_version"]
     run([sys.executable, "-m", "release.publish", str(run_dir), str(models), "--candidate"], env)
     return candidate, models, train_minutes
 
@@ -300,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unsure, counts = capture_and_review(args, env, images, truth)
     candidate, models, train_minutes = learn(args, env, published, work)
     promoted = gate(args, env, candidate, models)
-    after_manifest = models / "models" / candidate / mf.MANIFEST_NAME
+    after_manifest = models / "models" / candidate / contract.MANIFEST_NAME
     chosen_on = json.loads(after_manifest.read_text())["metrics"]
     figures = {
         "machine": describe(),

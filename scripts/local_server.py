@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import httpx
-from classifier.settings import MODEL_URI, REPO_MODEL
+from classifier.contract import Env
+from classifier.settings import REPO_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def start(
     env = {
         **os.environ,
         "PYTHONPATH": str(source / "functions"),
-        MODEL_URI: str(manifest),
+        Env.MODEL_URI: str(manifest),
         "POWERTOOLS_LOG_LEVEL": log_level,
     }
     command = [sys.executable, "-m", "uvicorn", "classifier.api:asgi", "--port", str(port)]

@@ -11,13 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote_plus
 
+from classifier import contract
+
 from scripts import events
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 BOUNDARY = "----cifar10-sample-boundary"
 BUCKET = "cifar10-uploads-example"
-KEY = "uploads/my cat+1.png"  # a space and a plus: S3 sends "uploads/my+cat%2B1.png"
+# A space and a plus: S3 sends "uploads/my+cat%2B1.png".
+KEY = f"{contract.UPLOADS_PREFIX}my cat+1.png"
 ACCOUNT = "123456789012"
 TIME = "2026-11-25T12:00:00.000Z"
 ETAG = "d41d8cd98f00b204e9800998ecf8427e"

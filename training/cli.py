@@ -10,7 +10,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from classifier import manifest as mf
+from classifier import contract
 from classifier.core import TTA_VIEWS
 
 from training import ROOT
@@ -131,7 +131,7 @@ def configure(args: argparse.Namespace, recipes: Mapping[str, Recipe]) -> Recipe
     if args.keras_model:
         # The trained model's own recipe, so the validation split and records match it.
         recipe = replace(
-            recorded(recipe, args.keras_model.parent / mf.MANIFEST_NAME), tta=recipe.tta
+            recorded(recipe, args.keras_model.parent / contract.MANIFEST_NAME), tta=recipe.tta
         )
     return replace(recipe, **overrides)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from classifier import manifest as mf
+from classifier import contract
 
 from training import ROOT, machine
 
@@ -182,21 +182,23 @@ def published_float_model(location: str) -> Path:
     """model.keras of a published model folder (models/<version>/ or a run folder), or of the
     model ``models/latest`` points at."""
     folder = Path(location).expanduser()
-    if (folder / mf.MANIFEST_NAME).is_file() and not (folder / mf.FLOAT_MODEL_NAME).is_file():
-        manifest = json.loads((folder / mf.MANIFEST_NAME).read_text())
+    if (folder / contract.MANIFEST_NAME).is_file() and not (
+        folder / contract.FLOAT_MODEL_NAME
+    ).is_file():
+        manifest = json.loads((folder / contract.MANIFEST_NAME).read_text())
         folder = (folder / manifest["model_path"]).resolve().parent  # latest -> its version
-    path = folder / mf.FLOAT_MODEL_NAME
+    path = folder / contract.FLOAT_MODEL_NAME
     if not path.is_file():
         raise SystemExit(
-            f"error: --init-from {location}: no {mf.FLOAT_MODEL_NAME} there (models published "
-            "since the float weights are kept have one)"
+            f"error: --init-from {location}: no {contract.FLOAT_MODEL_NAME} there (models "
+            "published since the float weights are kept have one)"
         )
     return path
 
 
 def compatible_published_model(recipe: Recipe) -> str | None:
     """The repository's published model, if its float weights fit this recipe's network."""
-    latest = ROOT / "models" / mf.LATEST / mf.MANIFEST_NAME
+    latest = ROOT / "models" / contract.LATEST / contract.MANIFEST_NAME
     if not latest.is_file():
         return None
     manifest = json.loads(latest.read_text())
@@ -205,7 +207,7 @@ def compatible_published_model(recipe: Recipe) -> str | None:
     fits = (
         trained.get("architecture") == recipe.architecture
         and tuple(trained.get("widths", ())) == recipe.widths
-        and (folder / mf.FLOAT_MODEL_NAME).is_file()
+        and (folder / contract.FLOAT_MODEL_NAME).is_file()
     )
     return str(folder.relative_to(ROOT)) if fits else None
 
@@ -218,7 +220,7 @@ def transfer_weights(model: Any, source_path: Path, class_names: tuple[str, ...]
 
     custom_layers()
     source = keras.models.load_model(source_path, compile=False)
-    manifest = source_path.parent / mf.MANIFEST_NAME
+    manifest = source_path.parent / contract.MANIFEST_NAME
     same_labels = (
         bool(class_names)
         and manifest.is_file()

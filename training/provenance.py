@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from classifier import contract
 from classifier import manifest as mf
 from classifier.core import answers_and_features
 
@@ -59,7 +60,7 @@ def manifest_fields(
     )
     fields = {
         "model_version": exported.version,
-        "model_path": mf.MODEL_NAME,
+        "model_path": contract.MODEL_NAME,
         "class_names": list(data.class_names),
         "input": {
             "shape": list(data.x_train.shape[1:]),
@@ -125,10 +126,10 @@ def write_manifest(run_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
     files = {
         p.name: p.read_bytes()
         for p in sorted(run_dir.iterdir())
-        if p.is_file() and p.name != mf.MANIFEST_NAME
+        if p.is_file() and p.name != contract.MANIFEST_NAME
     }
     manifest = mf.build(fields, files)
-    (run_dir / mf.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    (run_dir / contract.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from classifier import manifest as mf
+from classifier import contract
 from classifier.core import softmax
 
 from training import ROOT
@@ -39,8 +39,8 @@ def folder_of(name: str) -> Path:
 def teacher_folder(name: str) -> Path:
     """The folder of a teacher, which must hold a manifest."""
     folder = folder_of(name)
-    if not (folder / mf.MANIFEST_NAME).is_file():
-        raise SystemExit(f"error: teacher {name!r}: no {mf.MANIFEST_NAME} in {folder}")
+    if not (folder / contract.MANIFEST_NAME).is_file():
+        raise SystemExit(f"error: teacher {name!r}: no {contract.MANIFEST_NAME} in {folder}")
     return folder
 
 
@@ -78,9 +78,9 @@ def applicable(
         return "no teacher named"
     for name in names_of(names):
         folder = folder_of(name)
-        if not (folder / mf.MANIFEST_NAME).is_file():
+        if not (folder / contract.MANIFEST_NAME).is_file():
             return f"teacher {name} is not in {folder.parent}"
-        manifest = json.loads((folder / mf.MANIFEST_NAME).read_text())
+        manifest = json.loads((folder / contract.MANIFEST_NAME).read_text())
         if manifest["data"]["fingerprint_sha256"] != fingerprint:
             return f"teacher {name} was trained on another data set"
         if tuple(manifest["class_names"]) != tuple(class_names):
@@ -104,10 +104,12 @@ def ensemble_logits(folders: list[Path], images: np.ndarray) -> np.ndarray:
 
     answers = []
     for folder in folders:
-        manifest = Manifest.from_bytes((folder / mf.MANIFEST_NAME).read_bytes())
+        manifest = Manifest.from_bytes((folder / contract.MANIFEST_NAME).read_bytes())
         if manifest.inference.outputs != "logits":
             raise SystemExit(f"error: teacher {folder.name} outputs probabilities, not logits")
-        model = Path(resolve(str(folder / mf.MANIFEST_NAME), manifest.model_path)).read_bytes()
+        model = Path(
+            resolve(str(folder / contract.MANIFEST_NAME), manifest.model_path)
+        ).read_bytes()
         classifier = load_classifier(model, manifest, num_threads=os.cpu_count())
         classifier.inference = replace(classifier.inference, tta=TEACHER_VIEWS)
         answers.append(classifier.predict_outputs(images, batch_size=500))

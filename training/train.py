@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from classifier import manifest as mf
+from classifier import contract
 from classifier.core import sha256_hex
 
 from training import cli, network, provenance, serving_process
@@ -244,7 +244,7 @@ def load(path: Path, recipe: Recipe, clock: Stopwatch) -> Trained:
 
     model = network.load_float_model(path)
     history = json.loads((path.parent / "history.json").read_text())
-    earlier = json.loads((path.parent / mf.MANIFEST_NAME).read_text())
+    earlier = json.loads((path.parent / contract.MANIFEST_NAME).read_text())
     # The stages it skips count as that run's: a re-export reports the training it came from.
     clock.seconds.update({k: earlier["stage_seconds"][k] for k in ("build", "train")})
     log(
@@ -268,13 +268,13 @@ def quantise(
 ) -> Export:
     """The Keras files, the choice of test-time views and the int8 model, in the run folder."""
     start = time.monotonic()
-    network.save_weights_and_graph(trained.model, run_dir / mf.FLOAT_MODEL_NAME)
+    network.save_weights_and_graph(trained.model, run_dir / contract.FLOAT_MODEL_NAME)
     trained.model.save(run_dir / "model.h5")
     (run_dir / "history.json").write_text(json.dumps(trained.history, indent=1) + "\n")
     inference = choose_inference(trained.model, recipe, data.x_val, data.y_val)
     calibration = cifar.subsample(data.x_train, data.y_train, recipe.calibration_images)[0]
     tflite = to_int8(with_features(equalised(trained.model)), calibration)
-    (run_dir / mf.MODEL_NAME).write_bytes(tflite)
+    (run_dir / contract.MODEL_NAME).write_bytes(tflite)
     sizes: dict[str, float] = {
         "keras_bytes": (run_dir / "model.keras").stat().st_size,
         "h5_bytes": (run_dir / "model.h5").stat().st_size,
@@ -357,7 +357,9 @@ def evaluate_int8(run_dir: Path, recipe: Recipe, data: Data) -> dict[str, Any]:
             np.savez(gate, x=found.x[held], y=found.y[held])
             args += ["--none-of-these", str(none), "--extra", f"corrections={gate}"]
         try:
-            return serving_process.evaluate(run_dir / mf.MANIFEST_NAME, *args, show_output=True)
+            return serving_process.evaluate(
+                run_dir / contract.MANIFEST_NAME, *args, show_output=True
+            )
         except serving_process.ServingProcessError as exc:
             raise SystemExit(
                 f"error: the int8 model could not be evaluated as served: {exc}"

@@ -17,6 +17,24 @@ AUTH_MODES = ("none", "iam", "jwt")
 # Routes anyone may call whatever the auth mode: they hold no data, and the page must load to
 # ask for a token.
 PUBLIC_PATHS = ("/", "/review", "/health", "/docs", "/openapi.json")
+# Where an async upload's answer is read (POST /uploads hands it out, relative to the API).
+RESULT_ROUTE = "/results/{upload_id}"
+# Every route the API serves, (method, path): API Gateway routes exactly these to the function
+# (infra/components/inference_api.py), and a test holds the app's own routes to this list.
+ROUTES = (
+    ("GET", "/"),
+    ("POST", "/predict"),
+    ("POST", "/predict/batch"),
+    ("POST", "/uploads"),
+    ("GET", RESULT_ROUTE),
+    ("GET", "/review"),
+    ("GET", "/review/items"),
+    ("POST", "/review/items/{item_id}"),
+    ("GET", "/health"),
+    ("GET", "/model"),
+    ("GET", "/docs"),
+    ("GET", "/openapi.json"),
+)
 # The routes behind which a reviewer labels captured answers: they write training data, so they
 # need a reviewer's credential in every auth mode (a token, a reviewer IAM policy, a JWT claim).
 REVIEW_PATH_PREFIX = "/review/"
@@ -27,6 +45,12 @@ REVIEW_PATH_PREFIX = "/review/"
 # source archive and output. `make upload-data`, `make train-cloud` and the stack's training
 # role all take these names from here.
 MODELS_PREFIX = "models/"
+LATEST = "latest"  # models/latest/manifest.json: the one pointer a deployment and rollback follow
+MANIFEST_NAME = "manifest.json"
+MODEL_NAME = "model.tflite"
+FLOAT_MODEL_NAME = "model.keras"  # the float weights a later job can start from
+# What a published model folder (models/<version>/) holds, besides its plots (*.png).
+PUBLISHED_FILES = (MODEL_NAME, MANIFEST_NAME, "metrics.json", FLOAT_MODEL_NAME)
 DATA_PREFIX = "data/"
 DATA_KEY = f"{DATA_PREFIX}cifar10.tar"
 TRAINING_SOURCE_PREFIX = "sagemaker/source/"
@@ -42,6 +66,12 @@ TRAINING_METRICS = (
     "ece_after",
     "coverage",
 )
+
+
+def model_key(version: str, name: str) -> str:
+    """Where a published model's file lives, relative to a bucket or folder root."""
+    return f"{MODELS_PREFIX}{version}/{name}"
+
 
 # Where the drop folder takes images and writes results (the results prefix is never read).
 UPLOADS_PREFIX = "uploads/"
@@ -125,3 +155,45 @@ DIMENSION_SERVICE = "service"
 # Server errors carry the Lambda version that answered, so a canary rolls back on its own errors
 # only (an API-wide 5xx rate pages the owner instead).
 DIMENSION_FUNCTION_VERSION = "FunctionVersion"
+
+
+class Env:
+    """The functions' environment variables: the stack (infra/) sets them, classifier.settings
+    reads and checks them; both take the names from here."""
+
+    # The manifest to serve: s3://bucket/models/<version>/manifest.json (deployed functions are
+    # pinned to a version, never `latest`), or a local path.
+    MODEL_URI = "MODEL_URI"
+    UPLOADS_PREFIX = "UPLOADS_PREFIX"  # where the S3 classifier expects images
+    RESULTS_PREFIX = "RESULTS_PREFIX"  # where it writes results (and which it never reads)
+    MAX_BODY_BYTES = "MAX_BODY_BYTES"  # largest accepted request body / image object
+    MAX_OBJECT_BYTES = "MAX_OBJECT_BYTES"  # drop folder: largest object classified
+    API_AUTH = "API_AUTH"  # how the deployed API is protected: none, iam or jwt (the page adapts)
+    UPLOADS_BUCKET = (
+        "UPLOADS_BUCKET"  # API: where POST /uploads lets clients put images (unset: off)
+    )
+    EVENT_BUS = "EVENT_BUS"  # drop folder: EventBridge bus for completion events (unset: none sent)
+    MAX_IMAGE_PIXELS = "MAX_IMAGE_PIXELS"  # largest accepted image, in pixels
+    MAX_REQUEST_PIXELS = "MAX_REQUEST_PIXELS"  # most pixels one request may make us decode
+    IO_THREADS = "IO_THREADS"  # drop folder: S3 reads and writes in flight at once
+    TFLITE_NUM_THREADS = "TFLITE_NUM_THREADS"  # interpreter threads (unset: runtime default)
+    TFLITE_RUNTIME = (
+        "TFLITE_RUNTIME"  # "ai-edge-litert" or "tflite-runtime" (unset: first installed)
+    )
+    REVIEW_BUCKET = "REVIEW_BUCKET"  # where answers are captured and labels written (unset: off)
+    CAPTURE = "CAPTURE"  # which answers this function keeps for review: none, unsure or all
+    CAPTURE_SAMPLE = "CAPTURE_SAMPLE"  # with CAPTURE=all: the share of answers kept (0..1)
+    CAPTURE_PER_HOUR = "CAPTURE_PER_HOUR"  # most items all containers together keep in an hour
+    # auth none: the Secrets Manager secret's ARN; locally (make serve, the demo): the token itself
+    REVIEWER_TOKEN_SECRET = "REVIEWER_TOKEN_SECRET"  # noqa: S105 (a variable's name)
+    REVIEWER_TOKEN = "REVIEWER_TOKEN"  # noqa: S105 (a variable's name)
+    REVIEWER_CLAIM = "REVIEWER_CLAIM"  # auth jwt: "<claim>=<value>" a reviewer's token carries
+    LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda itself: we run in Lambda
+    METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+    SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+    DEFAULT_CAPTURE_PER_HOUR = 100  # a reviewer labels a few hundred images an hour at most
+
+
+# The repository's own model, relative to the repository: `make demo` serves it, and the stack
+# uploads it as the first model of a new deployment.
+REPO_MODEL_PATH = "models/latest/manifest.json"

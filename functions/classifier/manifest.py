@@ -33,30 +33,16 @@ from classifier import contract
 from classifier.core import NOVELTY_SCORES, TTA_VIEWS, Inference, ModelError, sha256_hex
 
 FORMAT = "cifar10-serverless.manifest/v1"
-MANIFEST_NAME = "manifest.json"
-MODEL_NAME = "model.tflite"
-FLOAT_MODEL_NAME = "model.keras"  # the float weights a later job can start from
-LATEST = "latest"
-MODELS_PREFIX = contract.MODELS_PREFIX
-
-
-# What a published model folder (models/<version>/) holds, besides its plots (*.png).
-PUBLISHED_FILES = (MODEL_NAME, MANIFEST_NAME, "metrics.json", FLOAT_MODEL_NAME)
 
 
 def published_files(run_dir: Path) -> list[Path]:
     """What goes from a run folder to ``models/<version>/``: the int8 model, manifest, metrics,
     the float weights (for fine-tuning) and the plots."""
-    files = [run_dir / name for name in PUBLISHED_FILES] + sorted(run_dir.glob("*.png"))
+    files = [run_dir / name for name in contract.PUBLISHED_FILES] + sorted(run_dir.glob("*.png"))
     missing = [p.name for p in files if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{run_dir} lacks {', '.join(missing)}; was the run complete?")
     return files
-
-
-def model_key(version: str, name: str) -> str:
-    """Where a published model's file lives, relative to a bucket or folder root."""
-    return f"{MODELS_PREFIX}{version}/{name}"
 
 
 Name = Annotated[StrictStr, Field(min_length=1)]

@@ -20,7 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from classifier import contract
-from classifier import settings as env
+from classifier.contract import Env as env
 from constructs import Construct
 
 from infra.config import Config

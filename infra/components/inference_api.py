@@ -9,8 +9,7 @@ from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_logs as logs
 from classifier import contract
-from classifier import settings as env
-from classifier.api import http_routes
+from classifier.contract import Env as env
 from constructs import Construct
 
 from infra.components.rollout import Rollout
@@ -100,7 +99,8 @@ class InferenceApi(Construct):
         integration = integrations.HttpLambdaIntegration("Lambda", self.alias)
         authorizer = self._authorizer(auth, config.jwt_issuer, config.jwt_audience)
         claim, _, wanted = config.reviewer_claim.partition("=")
-        for path, method, protected in http_routes():
+        for method, path in contract.ROUTES:
+            protected = path not in contract.PUBLIC_PATHS
             # A JWT's scope is checked by API Gateway too on the routes that write labels.
             review = path.startswith(contract.REVIEW_PATH_PREFIX)
             scopes = [wanted] if review and auth == "jwt" and claim == "scope" else None

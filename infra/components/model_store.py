@@ -16,12 +16,12 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from aws_cdk import custom_resources as cr
-from classifier import manifest as mf
+from classifier import contract
 from constructs import Construct
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS_PREFIX = mf.MODELS_PREFIX
-LATEST_KEY = mf.model_key(mf.LATEST, mf.MANIFEST_NAME)
+MODELS_PREFIX = contract.MODELS_PREFIX
+LATEST_KEY = contract.model_key(contract.LATEST, contract.MANIFEST_NAME)
 # The conditional write's refusal when latest exists: the expected outcome, not a failure.
 ALREADY_PUBLISHED = "PreconditionFailed|ConditionalRequestConflict"
 
@@ -64,7 +64,7 @@ class ModelStore(Construct):
         )
         self.prefix = MODELS_PREFIX
         version = model_version or "latest"
-        self.manifest_key = mf.model_key(version, mf.MANIFEST_NAME)
+        self.manifest_key = contract.model_key(version, contract.MANIFEST_NAME)
         self.deployment: s3deploy.BucketDeployment | None = None
         self.seed: cr.AwsCustomResource | None = None
         if any(models_dir.glob("*/manifest.json")):
@@ -73,15 +73,15 @@ class ModelStore(Construct):
             self.deployment = s3deploy.BucketDeployment(
                 self,
                 "PublishedModel",
-                sources=[s3deploy.Source.asset(str(models_dir), exclude=[mf.LATEST])],
+                sources=[s3deploy.Source.asset(str(models_dir), exclude=[contract.LATEST])],
                 destination_bucket=self.bucket,
                 destination_key_prefix=MODELS_PREFIX,
-                exclude=[f"{mf.LATEST}/*"],
+                exclude=[f"{contract.LATEST}/*"],
                 prune=False,
                 retain_on_delete=True,
                 log_group=logs.LogGroup(self, "DeploymentLogs", retention=log_retention),
             )
-        latest = models_dir / mf.LATEST / mf.MANIFEST_NAME
+        latest = models_dir / contract.LATEST / contract.MANIFEST_NAME
         if self.deployment is not None and latest.is_file():
             self.seed = self._seed_latest(latest.read_text(), log_retention)
             self.seed.node.add_dependency(self.deployment)  # the model files first

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from classifier import settings as env
+from classifier import contract
+from classifier.contract import Env as env
 from constructs import Construct
 
 from infra.components.bundling import Target, lambda_code
@@ -58,7 +59,7 @@ def serving_function(
             **environment,
             env.MODEL_URI: settings.model_uri,
             env.SERVICE_NAME: service,
-            env.METRICS_NAMESPACE: env.DEFAULT_NAMESPACE,
+            env.METRICS_NAMESPACE: contract.METRICS_NAMESPACE,
         },
         log_group=log_group,
         tracing=lambda_.Tracing.ACTIVE if settings.tracing else lambda_.Tracing.DISABLED,

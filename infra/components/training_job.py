@@ -12,10 +12,9 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from classifier import contract
-from classifier import manifest as mf
 from constructs import Construct
 
-MODELS = mf.MODELS_PREFIX
+MODELS = contract.MODELS_PREFIX
 
 
 class TrainingJobRole(Construct):
@@ -61,7 +60,7 @@ class TrainingJobRole(Construct):
                 sid="NeverLatest",
                 effect=iam.Effect.DENY,
                 actions=["s3:PutObject", "s3:DeleteObject"],
-                resources=[bucket.arn_for_objects(f"{MODELS}{mf.LATEST}/*")],
+                resources=[bucket.arn_for_objects(f"{MODELS}{contract.LATEST}/*")],
             ),
             iam.PolicyStatement(
                 sid="PullTheTensorFlowImage",

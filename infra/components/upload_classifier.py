@@ -11,7 +11,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from classifier import contract
-from classifier import settings as env
+from classifier.contract import Env as env
 from constructs import Construct
 
 from infra.components.model_store import secure_bucket

@@ -11,6 +11,19 @@ import pytest
 
 S3_ACTIONS = ("s3:", "*")
 
+try:  # the CDK comes with the infra extra (make synth, make test); make test-fast has none
+    import aws_cdk  # noqa: F401
+
+    CDK_MISSING = None
+except ImportError as exc:
+    CDK_MISSING = f"needs the CDK ({exc}): `make synth` or `make test` installs the infra extra"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests that synthesise the stack skip, naming why, where the CDK is not installed."""
+    if CDK_MISSING and item.get_closest_marker("infra"):
+        pytest.skip(CDK_MISSING)
+
 
 def synth(outdir: Path, **context: Any) -> tuple[Any, dict[str, Any]]:
     from aws_cdk.assertions import Template

@@ -109,7 +109,7 @@ async def start_upload(request: Request) -> UploadOut:
     return UploadOut(
         id=upload_id,
         upload=form,
-        result=f"results/{upload_id}",
+        result=contract.RESULT_ROUTE.format(upload_id=upload_id).removeprefix("/"),
         max_bytes=contract.ASYNC_MAX_BYTES,
         expires_in=contract.ASYNC_EXPIRES_S,
     )
@@ -150,7 +150,7 @@ def _exists(bucket: str, key: str) -> bool:
 
 
 @router.get(
-    "/results/{upload_id}",
+    contract.RESULT_ROUTE,
     responses={
         202: {"description": "uploaded, not classified yet"},
         404: {"model": ErrorOut, "description": "no upload with this id (or not uploaded yet)"},
