@@ -17,6 +17,7 @@ from classifier import contract
 from classifier.contract import Env as env
 from constructs import Construct
 
+from infra import nag
 from infra.components.bulk_classifier import BulkClassifier
 from infra.components.bundling import ROOT, TARGETS
 from infra.components.feedback import Feedback
@@ -28,7 +29,6 @@ from infra.components.serving_function import FunctionSettings
 from infra.components.training_job import TrainingJobRole
 from infra.components.upload_classifier import UploadClassifier
 from infra.config import Config, retention_days
-from infra.nag import acknowledge_nag_findings
 
 
 class ClassifierStack(Stack):
@@ -44,6 +44,11 @@ class ClassifierStack(Stack):
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(config.log_retention_days))],
+        )
+        nag.acknowledge(
+            self.access_logs,
+            "AwsSolutions-S1",
+            "This is the access-log bucket itself; logging it to itself would loop.",
         )
         self.model_version = CfnParameter(
             self,
@@ -127,6 +132,15 @@ class ClassifierStack(Stack):
                 resources=[self.uploads.bucket.arn_for_objects("*")],
             )
         )
+        anywhere = (
+            "Bulk classification (`make classify-bucket`) reads whatever prefix of the uploads "
+            "bucket its user names at run time, and the Distributed Map lists it and writes its "
+            "run report there; the bucket is this stack's own."
+        )
+        for reader in (self.uploads.function, self.bulk.state_machine):
+            nag.accept_iam5(
+                reader, f"Resource::<{nag.logical_id(self.uploads.bucket)}.Arn>/*", anywhere
+            )
 
         self._expire_notification_handler_logs(retention)
         self.training = TrainingJobRole(self, "TrainingJob", bucket=self.models.bucket)
@@ -186,7 +200,31 @@ class ClassifierStack(Stack):
             )
         for name, (value, description) in outputs.items():
             CfnOutput(self, name, value=value, description=description)
-        acknowledge_nag_findings(self, tracing=config.tracing, auth=config.auth)
+        self._acknowledge_stack_wide(config.tracing)
+
+    def _acknowledge_stack_wide(self, tracing: bool) -> None:
+        """cdk-nag findings every function of the stack shares (CDK's own handlers included)."""
+        nag.acknowledge(
+            self,
+            "AwsSolutions-L1",
+            "The functions run python3.13, the newest Python that LiteRT's wheels and SnapStart "
+            "cover here (python3.11 stays available for tflite-runtime by context); CDK's "
+            "custom-resource handlers choose their own runtimes.",
+        )
+        nag.acknowledge(
+            self,
+            "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+            "service-role/AWSLambdaBasicExecutionRole]",
+            "AWSLambdaBasicExecutionRole only lets a function write its own logs; CDK gives it "
+            "to Lambda functions and to its custom-resource handlers.",
+        )
+        if tracing:
+            nag.accept_iam5(
+                self,
+                "Resource::*",
+                "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level "
+                "permissions: AWS documents Resource * for them (only when tracing is on).",
+            )
 
     def _expire_notification_handler_logs(self, retention: logs.RetentionDays) -> None:
         """CDK's bucket-notifications handler (a function it adds to the stack) logs to a group
@@ -221,6 +259,18 @@ class ClassifierStack(Stack):
                 actions=["s3:GetObject"],
                 resources=[bucket.arn_for_objects(f"{contract.RESULTS_PREFIX}{folder}*")],
             )
+        )
+        nag.accept_prefix(
+            self.api.function,
+            bucket,
+            f"{contract.UPLOADS_PREFIX}{folder}*",
+            "async uploads: the API signs POSTs of one key each and checks they arrived",
+        )
+        nag.accept_prefix(
+            self.api.function,
+            bucket,
+            f"{contract.RESULTS_PREFIX}{folder}*",
+            "async results, read-only, by unguessable id",
         )
 
 

@@ -8,7 +8,7 @@ tolerates a share of failed batches, and writes its own run report to S3.
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -17,6 +17,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from classifier import contract
 from constructs import Construct
 
+from infra import nag
 from infra.config import Config
 
 REPORTS_PREFIX = "bulk-reports/"
@@ -43,6 +44,7 @@ class BulkClassifier(Construct):
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, id_)
+        self.bucket = bucket
         classify = tasks.LambdaInvoke(
             self,
             "ClassifyBatch",
@@ -90,4 +92,52 @@ class BulkClassifier(Construct):
                 destination=logs.LogGroup(self, "Logs", retention=log_retention),
                 level=sfn.LogLevel.ERROR,
             ),
+        )
+        self._acknowledge(function)
+
+    def _acknowledge(self, function: lambda_.IFunction) -> None:
+        """The grants CDK gives a Distributed Map, and its logging level."""
+        machine = self.state_machine
+        stack = Stack.of(self)
+        partition, region, account = (
+            nag.literal(stack.partition, "Partition"),
+            nag.literal(stack.region, "Region"),
+            nag.literal(stack.account, "AccountId"),
+        )
+        executions = (
+            f"arn:{partition}:states:{region}:{account}:execution:"
+            f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{nag.logical_id(machine)}"}}]}}]}}'
+        )
+        bucket_id = nag.logical_id(self.bucket)
+        for finding, reason in (
+            (
+                f"Resource::arn:<AWS::Partition>:s3:::<{bucket_id}>/*",
+                "CDK's Distributed Map item reader and result writer grant object access on the "
+                "bucket they list and report into, this stack's uploads bucket.",
+            ),
+            (
+                f"Resource::<{nag.logical_id(getattr(function, 'lambda_', function))}.Arn>:*",
+                "CDK's LambdaInvoke lets the state machine call the drop-folder function's "
+                "versions and aliases (one function, this stack's).",
+            ),
+            (
+                f"Resource::{executions}:*",
+                "A Distributed Map manages its own child executions (CDK grants it on them only).",
+            ),
+            (
+                f"Resource::{executions}/*:*",
+                "A Distributed Map manages its own map runs (CDK grants it on them only).",
+            ),
+            (
+                "Resource::*",
+                "X-Ray's PutTraceSegments and PutTelemetryRecords (the bulk state machine is "
+                "traced) have no resource-level permissions: AWS documents Resource *.",
+            ),
+        ):
+            nag.accept_iam5(machine, finding, reason)
+        nag.acknowledge(
+            machine,
+            "AwsSolutions-SF1",
+            "The bulk state machine logs errors only: at ALL, a run over millions of objects "
+            "would write several log events per object; results and a run report go to S3.",
         )

@@ -23,6 +23,7 @@ from classifier import contract
 from classifier.contract import Env as env
 from constructs import Construct
 
+from infra import nag
 from infra.config import Config
 
 
@@ -67,6 +68,22 @@ class Feedback(Construct):
                 actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources=[review]
             )
         )
+        store = "the review store: records, private copies, seen marks, hourly counts and label "
+        store += "claims (all expire)"
+        for function in (uploads_function, api_function):
+            nag.accept_prefix(function, bucket, f"{contract.REVIEW_PREFIX}*", store)
+        nag.accept_prefix(
+            api_function,
+            bucket,
+            f"{contract.LABELS_PREFIX}*",
+            "labels: the API copies a labelled image under labels/<label>/, written only",
+        )
+        nag.accept_prefix(
+            api_function,
+            bucket,
+            f"{contract.UPLOADS_PREFIX}*",
+            "a label reads the drop folder's upload an older item points at, read-only",
+        )
         labels = bucket.arn_for_objects(f"{contract.LABELS_PREFIX}*")
         uploads = bucket.arn_for_objects(f"{contract.UPLOADS_PREFIX}*")
         api_function.add_to_role_policy(
@@ -107,6 +124,12 @@ class Feedback(Construct):
                 removal_policy=RemovalPolicy.DESTROY,
             )
             self.token.grant_read(api_function)
+            nag.acknowledge(
+                self.token,
+                "AwsSolutions-SMG4",
+                "The reviewer tokens are bearer tokens people paste into the review page; "
+                "rotate one by giving its name a new value in the secret (docs/feedback.md).",
+            )
             api_function.add_environment(env.REVIEWER_TOKEN_SECRET, self.token.secret_arn)
 
     def grant_read_labels(self, role: iam.IRole) -> None:
@@ -126,6 +149,12 @@ class Feedback(Construct):
                 conditions={"StringLike": {"s3:prefix": [f"{contract.LABELS_PREFIX}*"]}},
             )
         )
+        nag.accept_prefix(
+            role,
+            self.bucket,
+            f"{contract.LABELS_PREFIX}*",
+            "The training job reads reviewers' labels for --corrections (labels/ only)",
+        )
 
     def grant_review_routes(self, http_api: apigw.HttpApi, auth: str) -> None:
         """auth=iam: a managed policy that may call the review routes and nothing else."""
@@ -144,4 +173,10 @@ class Feedback(Construct):
                     ],
                 )
             ],
+        )
+        nag.accept_iam5(
+            self.reviewer_policy,
+            "Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
+            f"<{nag.logical_id(http_api)}>/$default/POST/review/items/*",
+            "A reviewer labels any pending item: POST /review/items/{item_id}, one route.",
         )

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from aws_cdk import custom_resources as cr
 from classifier import contract
 from constructs import Construct
+
+from infra import nag
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS_PREFIX = contract.MODELS_PREFIX
@@ -81,6 +84,7 @@ class ModelStore(Construct):
                 retain_on_delete=True,
                 log_group=logs.LogGroup(self, "DeploymentLogs", retention=log_retention),
             )
+            self._acknowledge_deployment()
         latest = models_dir / contract.LATEST / contract.MANIFEST_NAME
         if self.deployment is not None and latest.is_file():
             self.seed = self._seed_latest(latest.read_text(), log_retention)
@@ -120,11 +124,31 @@ class ModelStore(Construct):
             install_latest_aws_sdk=False,
         )
 
+    def _acknowledge_deployment(self) -> None:
+        """CDK's BucketDeployment handler is one function for the stack, with CDK's grants."""
+        stack = Stack.of(self)
+        for finding in (
+            "Action::s3:Abort*",
+            "Action::s3:DeleteObject*",
+            "Action::s3:GetBucket*",
+            "Action::s3:GetObject*",
+            "Action::s3:List*",
+            f"Resource::<{nag.logical_id(self.bucket)}.Arn>/*",
+            f"Resource::{nag.assets_bucket_arn(stack)}/*",
+        ):
+            nag.accept_iam5(
+                stack,
+                finding,
+                "CDK's BucketDeployment handler, which copies the repository's versioned model "
+                "folders (never latest/) from the CDK assets bucket into models/ at deploy time, "
+                "gets these grants from CDK.",
+            )
+
     @property
     def manifest_uri(self) -> str:
         return f"s3://{self.bucket.bucket_name}/{self.manifest_key}"
 
-    def grant_read_models(self, grantee: iam.IGrantable) -> None:
+    def grant_read_models(self, grantee: lambda_.IFunction) -> None:
         """Read model objects, nothing else (no listing, no writing)."""
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
@@ -132,3 +156,4 @@ class ModelStore(Construct):
                 resources=[self.bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
             )
         )
+        nag.accept_prefix(grantee, self.bucket, f"{MODELS_PREFIX}*", "the model objects, read-only")

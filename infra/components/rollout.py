@@ -31,6 +31,8 @@ from aws_cdk import aws_logs as logs
 from classifier import contract
 from constructs import Construct
 
+from infra import nag
+
 HOOKS = Path(__file__).resolve().parents[1] / "hooks"
 ALIAS = "live"
 DEPLOYMENT_CONFIGS = {
@@ -245,4 +247,18 @@ class Rollout(Construct):
             auto_rollback=codedeploy.AutoRollbackConfig(
                 failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
             ),
+        )
+        nag.acknowledge(
+            self.group,
+            "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+            "service-role/AWSCodeDeployRoleForLambdaLimited]",
+            "CodeDeploy's role for Lambda rollouts (CDK's LambdaDeploymentGroup): the limited "
+            "policy lets it read the alarms, update the live aliases and invoke hooks, nothing "
+            "else.",
+        )
+        nag.accept_iam5(
+            self.group,
+            f"Resource::<{nag.logical_id(self.pre_traffic)}.Arn>:*",
+            "CodeDeploy may invoke its own pre-traffic check function (any version of that one "
+            "function): CDK's grant for a deployment group's hook.",
         )

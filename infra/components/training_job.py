@@ -14,6 +14,8 @@ from aws_cdk import aws_s3 as s3
 from classifier import contract
 from constructs import Construct
 
+from infra import nag
+
 MODELS = contract.MODELS_PREFIX
 
 
@@ -101,3 +103,31 @@ class TrainingJobRole(Construct):
         ]
         for statement in statements:
             self.role.add_to_policy(statement)
+        nag.accept_prefix(self.role, bucket, f"{MODELS}*", "candidates written and read back")
+        partition, region, account = (
+            nag.literal(stack.partition, "Partition"),
+            nag.literal(stack.region, "Region"),
+            nag.literal(stack.account, "AccountId"),
+        )
+        for finding, reason in (
+            (
+                "Resource::*",
+                "ecr:GetAuthorizationToken has no resource-level permissions, and "
+                "cloudwatch:PutMetricData is held to the /aws/sagemaker/TrainingJobs namespace "
+                "by a condition.",
+            ),
+            (
+                f"Resource::<{nag.logical_id(bucket)}.Arn>/{contract.TRAINING_SOURCE_PREFIX}*",
+                "The training job reads the source archive `make train-cloud` uploads for it.",
+            ),
+            (
+                f"Resource::<{nag.logical_id(bucket)}.Arn>/{contract.TRAINING_OUTPUT_PREFIX}*",
+                "The training job writes SageMaker's model.tar.gz and output.tar.gz here.",
+            ),
+            (
+                f"Resource::arn:{partition}:logs:{region}:{account}:log-group:"
+                "/aws/sagemaker/TrainingJobs:*",
+                "A training job writes its log streams into SageMaker's log group.",
+            ),
+        ):
+            nag.accept_iam5(self.role, finding, reason)

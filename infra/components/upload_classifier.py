@@ -14,6 +14,7 @@ from classifier import contract
 from classifier.contract import Env as env
 from constructs import Construct
 
+from infra import nag
 from infra.components.model_store import secure_bucket
 from infra.components.rollout import (
     Rollout,
@@ -85,6 +86,9 @@ class UploadClassifier(Construct):
             retention_period=Duration.days(14),
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
+        )
+        nag.acknowledge(
+            self.dead_letters, "AwsSolutions-SQS3", "This queue is the dead-letter queue."
         )
         self.queue = sqs.Queue(
             self,
@@ -162,4 +166,13 @@ class UploadClassifier(Construct):
                 actions=["s3:PutObject", "s3:GetObject"],
                 resources=[self.bucket.arn_for_objects(f"{RESULTS_PREFIX}*")],
             )
+        )
+        nag.accept_prefix(
+            self.function, self.bucket, f"{UPLOADS_PREFIX}*", "the uploaded images, read-only"
+        )
+        nag.accept_prefix(
+            self.function,
+            self.bucket,
+            f"{RESULTS_PREFIX}*",
+            "the results, written and read back to keep the newest",
         )
