@@ -100,8 +100,7 @@ def calibrate(
     kind = classifier.inference.outputs
     x_val, y_val = validation
     val_views = classifier.predict_views(x_val)
-    val_outputs = val_views.answers
-    val_logits = cal.as_logits(val_outputs, kind)
+    val_logits = cal.as_logits(val_views.answers, kind)
     temperature = cal.fit_temperature(val_logits, y_val)
     doubt_logits, doubt_y = val_logits, y_val
     if none_of_these is not None and len(none_of_these):
@@ -109,27 +108,7 @@ def calibrate(
         doubt_logits = np.concatenate([val_logits, none_logits])
         doubt_y = np.concatenate([y_val, np.full(len(none_logits), -1)])
     threshold = cal.doubt_threshold(softmax(doubt_logits, temperature), doubt_y, target)
-    # Energy needs logits; of a probability model's outputs only the top probability is left.
-    # With a features output, the feature norm joins the energy, both as validation spreads them.
-    score = "energy" if kind == "logits" else "max-probability"
-    moments = None
-    if kind == "logits" and val_views.feature_norms is not None:
-        score = FEATURE_NORM_SCORE
-        moments = (
-            moments_of(energy(val_logits, temperature)),
-            moments_of(val_views.feature_norms),
-        )
-
-    def score_of(views: Outputs) -> np.ndarray:
-        return novelty(
-            views.answers,
-            outputs_kind=kind,
-            score=score,
-            temperature=temperature,
-            feature_norms=views.feature_norms,
-            moments=moments,
-        )
-
+    score_of, score, moments = novelty_scorer(kind, val_views, val_logits, temperature)
     novel_above = cal.novelty_threshold(score_of(val_views))
     test_novelty = score_of(outputs)
     test_logits = cal.as_logits(outputs.answers, kind)
@@ -156,6 +135,37 @@ def calibrate(
             "risk_coverage": cal.risk_coverage(after, y),
         },
     }
+
+
+def novelty_scorer(
+    kind: str, val_views: Outputs, val_logits: np.ndarray, temperature: float
+) -> tuple[Any, str, Any]:
+    """The novelty score this model's outputs allow, as a function of its served outputs, with
+    its name and (for the feature score) the validation moments it is standardised by.
+
+    Energy needs logits; of a probability model's outputs only the top probability is left.
+    With a features output, the feature norm joins the energy, both as validation spreads them.
+    """
+    score = "energy" if kind == "logits" else "max-probability"
+    moments = None
+    if kind == "logits" and val_views.feature_norms is not None:
+        score = FEATURE_NORM_SCORE
+        moments = (
+            moments_of(energy(val_logits, temperature)),
+            moments_of(val_views.feature_norms),
+        )
+
+    def score_of(views: Outputs) -> np.ndarray:
+        return novelty(
+            views.answers,
+            outputs_kind=kind,
+            score=score,
+            temperature=temperature,
+            feature_norms=views.feature_norms,
+            moments=moments,
+        )
+
+    return score_of, score, moments
 
 
 def parser() -> argparse.ArgumentParser:

@@ -106,12 +106,33 @@ def publish_candidate(run_dir: Path, destination: str, *, verify: bool = True) -
 def _copy_run(run_dir: Path, destination: str, *, verify: bool) -> tuple[list[str], bytes]:
     """Write ``models/<version>/`` and check the copy; the keys written and its manifest."""
     files = mf.published_files(run_dir)
-    version = json.loads((run_dir / contract.MANIFEST_NAME).read_text())["model_version"]
+    manifest = json.loads((run_dir / contract.MANIFEST_NAME).read_text())
+    version = manifest["model_version"]
+    check_int8(manifest, run_dir)
     if verify:
         verify_in_serving_process(run_dir / contract.MANIFEST_NAME)
     target = Destination(destination)
     written = [target.write(contract.model_key(version, p.name), p.read_bytes()) for p in files]
     return written, check_copy(destination, version)
+
+
+DEFAULT_MAX_INT8_LOSS = 0.05  # for manifests written before the recipe recorded its own
+
+
+def check_int8(manifest: dict[str, Any], run_dir: Path) -> None:
+    """Refuse an int8 model that lost more than its recipe's ``max_int8_loss`` on its float
+    model: a broken quantisation must not reach users (on a small test split a few images are
+    noise)."""
+    metrics = manifest["metrics"]
+    max_loss = manifest["recipe"].get("max_int8_loss", DEFAULT_MAX_INT8_LOSS)
+    lost = -metrics["int8_minus_float"]
+    if lost > max(max_loss, 3 / max(1, manifest["data"]["test_images"])):
+        raise PublishError(
+            f"the int8 model scores {metrics['int8_test_accuracy']:.2%}, "
+            f"{lost * 100:.1f} points below the float model's "
+            f"{metrics['float_test_accuracy']:.2%} (at most {max_loss * 100:g} allowed); "
+            f"not published. Both are in {run_dir}"
+        )
 
 
 def point_latest(destination: str, version: str) -> str:

@@ -603,15 +603,19 @@ def test_quantisation_keeps_a_channel_of_huge_variance_from_silencing_the_others
 def test_an_int8_model_far_below_its_float_model_is_not_published(
     tmp_path: Path, int8: float, allowed: float, published: bool
 ) -> None:
-    from training.train import check_int8
+    from release.publish import PublishError, check_int8
 
-    metrics = {
-        "float_test_accuracy": 0.9,
-        "int8_test_accuracy": int8,
-        "int8_minus_float": int8 - 0.9,
+    manifest = {
+        "metrics": {
+            "float_test_accuracy": 0.9,
+            "int8_test_accuracy": int8,
+            "int8_minus_float": int8 - 0.9,
+        },
+        "recipe": {"max_int8_loss": allowed},
+        "data": {"test_images": 10_000},
     }
     if published:
-        check_int8(metrics, allowed, 10_000, tmp_path)
+        check_int8(manifest, tmp_path)
     else:
-        with pytest.raises(SystemExit, match=r"6\.0 points below .* not published"):
-            check_int8(metrics, allowed, 10_000, tmp_path)
+        with pytest.raises(PublishError, match=r"6\.0 points below .* not published"):
+            check_int8(manifest, tmp_path)
