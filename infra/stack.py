@@ -20,10 +20,10 @@ from constructs import Construct
 from infra import nag
 from infra.components.bulk_classifier import BulkClassifier
 from infra.components.bundling import ROOT, TARGETS
-from infra.components.feedback import Feedback
 from infra.components.inference_api import InferenceApi
 from infra.components.model_store import ModelStore
 from infra.components.monitoring import Monitoring
+from infra.components.review_store import ReviewStore
 from infra.components.rollout import RolloutSettings
 from infra.components.serving_function import FunctionSettings
 from infra.components.training_job import TrainingJobRole
@@ -108,15 +108,15 @@ class ClassifierStack(Stack):
         self.models.grant_read_models(self.api.function)
         self.models.grant_read_models(self.uploads.function)
         self._wire_async_uploads()
-        self.feedback = Feedback(
+        self.review_store = ReviewStore(
             self,
-            "Feedback",
+            "Feedback",  # the construct's id, kept: a deployed stack keeps its secret and grants
             bucket=self.uploads.bucket,
             api_function=self.api.function,
             uploads_function=self.uploads.function,
             config=config,
         )
-        self.feedback.grant_review_routes(self.api.http_api, config.auth)
+        self.review_store.grant_review_routes(self.api.http_api, config.auth)
         self.bulk = BulkClassifier(
             self,
             "BulkClassifier",
@@ -144,7 +144,7 @@ class ClassifierStack(Stack):
 
         self._expire_notification_handler_logs(retention)
         self.training = TrainingJobRole(self, "TrainingJob", bucket=self.models.bucket)
-        self.feedback.grant_read_labels(self.training.role)  # make train-cloud --corrections
+        self.review_store.grant_read_labels(self.training.role)  # make train-cloud --corrections
         self.monitoring = Monitoring(self, "Monitoring", alarm_email=config.alarm_email)
         self.monitoring.watch_function("Api", self.api.function)
         self.monitoring.watch_function("Uploads", self.uploads.function)
@@ -188,14 +188,14 @@ class ClassifierStack(Stack):
             ),
             "ModelUri": (self.models.manifest_uri, "the manifest both functions load"),
         }
-        if self.feedback.token is not None:
+        if self.review_store.token is not None:
             outputs["ReviewerTokenSecret"] = (
-                self.feedback.token.secret_arn,
+                self.review_store.token.secret_arn,
                 "the review page's token: aws secretsmanager get-secret-value --secret-id <this>",
             )
-        if self.feedback.reviewer_policy is not None:
+        if self.review_store.reviewer_policy is not None:
             outputs["ReviewerPolicyArn"] = (
-                self.feedback.reviewer_policy.managed_policy_arn,
+                self.review_store.reviewer_policy.managed_policy_arn,
                 "attach to reviewers: may call the review routes (labels), nothing else",
             )
         for name, (value, description) in outputs.items():

@@ -4,7 +4,7 @@
                                     [--batch-size 10] [--s3 memory moto]
 
 Batches of ``--batch-size`` SQS messages (infra's ``uploads_batch_size`` is the deployed
-size) go through ``classifier.uploads.process`` one after another, as one container takes
+size) go through ``classifier.upload_classifier.process`` one after another, as one container takes
 them; inference is single-threaded (TFLITE_NUM_THREADS=1) and serialised, so only S3 waits
 overlap. Each S3 request of the function's client first sleeps the given latency, as a real
 round trip would. Two S3s:
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, int], float]:
     args = parser.parse_args(argv)
 
     import boto3
-    from classifier import contract, service, uploads
+    from classifier import contract, service, upload_classifier
 
     from scripts.events import s3_event, s3_record, sqs_event, sqs_message
 
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, int], float]:
             for threads in args.threads:
                 os.environ["IO_THREADS"] = str(threads)
                 service.reset()
-                uploads._io_pool = None
+                upload_classifier._io_pool = None
                 messages = []
                 for i in range(args.images):
                     key = f"{contract.UPLOADS_PREFIX}t{threads}/{i:05d}.png"
@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, int], float]:
                 with_latency(wire(service.s3_client()), args.latency_ms / 1000)
                 start = time.perf_counter()
                 for i in range(0, len(messages), args.batch_size):
-                    response = uploads.process(sqs_event(*messages[i : i + args.batch_size]))
+                    response = upload_classifier.process(
+                        sqs_event(*messages[i : i + args.batch_size])
+                    )
                     assert response == {"batchItemFailures": []}, response
                 seconds = time.perf_counter() - start
                 written = [

@@ -123,7 +123,7 @@ def s3_handler(manifest: Path) -> None:
     banner("S3-upload classifier against a local S3 (moto server)")
     with local_s3(manifest):
         from classifier import service  # after local_s3 has quieted its logs
-        from classifier.uploads import handler
+        from classifier.upload_classifier import handler
 
         s3 = service.s3_client()
         s3.create_bucket(Bucket=BUCKET)

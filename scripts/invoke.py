@@ -5,7 +5,7 @@
     python -m scripts.invoke events/s3-put.json --aws          # use your real AWS account instead
 
 The handler is chosen by the event's shape: API Gateway events go to ``classifier.api.handler``,
-S3, SQS and EventBridge events to ``classifier.uploads.handler``.
+S3, SQS and EventBridge events to ``classifier.upload_classifier.handler``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def is_api_event(event: dict[str, Any]) -> bool:
 
 def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
     """(bucket, key) of every object an S3, SQS or EventBridge event names."""
-    from classifier.uploads import object_in_eventbridge, objects_in_notification
+    from classifier.upload_classifier import object_in_eventbridge, objects_in_notification
 
     if event.get("source") == "aws.s3":
         obj = object_in_eventbridge(event)
@@ -71,7 +71,7 @@ def invoke(event: dict[str, Any], *, seed: Path | None = None) -> Any:
 
         return handler(event, LocalContext(function_name="cifar10-api"))
     from classifier import service
-    from classifier.uploads import handler as upload_handler
+    from classifier.upload_classifier import handler as upload_handler
 
     if seed is None:
         return upload_handler(event, LocalContext(function_name="cifar10-uploads"))

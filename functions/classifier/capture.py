@@ -11,7 +11,7 @@ import random
 import time
 from typing import Any
 
-from classifier import contract, review, service
+from classifier import contract, review_store, service
 from classifier.core import Prediction
 from classifier.telemetry import ClassificationMetrics
 
@@ -57,7 +57,7 @@ def keep(
         telemetry.count(contract.METRIC_CAPTURE_FAILED)
         return None
     try:
-        item_id = review.capture(
+        item_id = review_store.capture(
             service.capture_s3_client(),
             bucket,
             data,
@@ -67,7 +67,7 @@ def keep(
             per_hour=config.capture_per_hour,
             upload=upload,
         )
-    except review.NotKept as refused:
+    except review_store.NotKept as refused:
         telemetry.count(refused.reason)
         return None
     except Exception as exc:  # noqa: BLE001 (capture never fails an answer)

@@ -77,7 +77,7 @@ def model_key(version: str, name: str) -> str:
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"
 
-# The feedback loop, in the uploads bucket (classifier/review.py describes each key): answers
+# The feedback loop, in the uploads bucket (classifier/review_store.py describes each key): answers
 # worth reviewing are captured as records under REVIEW_ITEMS_PREFIX with a private copy of their
 # image under REVIEW_IMAGES_PREFIX, one per image content (REVIEW_SEEN_PREFIX) and at most the
 # stack's capturePerHour an hour (REVIEW_QUOTA_PREFIX); a label claims the item under

@@ -110,7 +110,7 @@ class UploadClassifier(Construct):
             self,
             "Function",
             settings=function,
-            handler="classifier.uploads.handler",
+            handler="classifier.upload_classifier.handler",
             description="Classifies images dropped under uploads/ into results/",
             service=contract.UPLOADS_SERVICE,
             environment={

@@ -46,7 +46,7 @@ def local_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 def drop_folder(stop: threading.Event) -> None:
     """What S3 -> SQS -> Lambda does when deployed: each new upload goes to the handler."""
-    from classifier import service, uploads
+    from classifier import service, upload_classifier
 
     service.reset()
     s3 = service.s3_client()
@@ -56,7 +56,7 @@ def drop_folder(stop: threading.Event) -> None:
         for obj in listed:
             if obj["Key"] not in seen:
                 seen.add(obj["Key"])
-                uploads.process(s3_event(s3_record(BUCKET, obj["Key"], sequencer="0A")))
+                upload_classifier.process(s3_event(s3_record(BUCKET, obj["Key"], sequencer="0A")))
         time.sleep(0.2)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from classifier import api, service, uploads
+from classifier import api, service, upload_classifier
 from fastapi.testclient import TestClient
 
 from scripts.events import s3_event, s3_record
@@ -26,7 +26,7 @@ def classify_upload(s3: Any, key: str) -> None:
     """What the deployed wiring does once the browser's POST lands: the handler runs."""
     version = s3.head_object(Bucket=BUCKET, Key=key)["VersionId"]
     event = s3_event(s3_record(BUCKET, key, version_id=version, sequencer="0A"))
-    uploads.handler(event, LocalContext(function_name="cifar10-uploads"))
+    upload_classifier.handler(event, LocalContext(function_name="cifar10-uploads"))
 
 
 def test_an_async_upload_goes_from_404_to_202_to_200(client: TestClient, s3: Any) -> None:

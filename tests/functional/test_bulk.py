@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from classifier import uploads
+from classifier import upload_classifier
 from moto import mock_aws
 
 from scripts import classify_bucket
@@ -31,7 +31,7 @@ def test_a_batch_of_listed_objects_gets_a_result_each(s3: Any) -> None:
         s3.put_object(Bucket=BUCKET, Key=f"archive/2026/{path.name}", Body=path.read_bytes())
     s3.put_object(Bucket=BUCKET, Key="archive/2026/readme.txt", Body=b"notes")
     s3.put_object(Bucket=BUCKET, Key="archive/2026/folder/", Body=b"")
-    summary = uploads.handler(batch_event(s3, "archive/"), LocalContext())
+    summary = upload_classifier.handler(batch_event(s3, "archive/"), LocalContext())
     assert summary == {"objects": 11, "classified": 10, "rejected": 1, "skipped": 0}
     for path in images:
         result = json.loads(
@@ -49,8 +49,8 @@ def test_a_batch_with_an_unreadable_object_fails_so_the_map_retries_it(s3: Any) 
     s3.put_object(Bucket=BUCKET, Key="archive/cat.png", Body=(IMGS / "cat.png").read_bytes())
     event = batch_event(s3, "archive/")
     event["Items"].append({"Key": "archive/deleted-meanwhile.png", "Size": 10})
-    with pytest.raises(uploads.BatchFailed, match="1 of 2 objects failed"):
-        uploads.handler(event, LocalContext())
+    with pytest.raises(upload_classifier.BatchFailed, match="1 of 2 objects failed"):
+        upload_classifier.handler(event, LocalContext())
 
 
 def test_the_launcher_starts_one_execution_for_the_prefix(aws_env: None) -> None:

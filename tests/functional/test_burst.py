@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from classifier import service, uploads
+from classifier import service, upload_classifier
 from PIL import Image
 
 from scripts.events import s3_event, s3_record, sqs_event, sqs_message
@@ -149,7 +149,7 @@ def test_a_burst_of_1000_uploads_with_faults_leaves_one_current_result_each(
         batch = [queue.pop(i) for i in take]
         invocations += 1
         try:
-            response = uploads.handler(sqs_event(*(m for m, _ in batch)), context)
+            response = upload_classifier.handler(sqs_event(*(m for m, _ in batch)), context)
             failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
         except Exception:  # the whole batch failed: every message returns to the queue
             failed = {m["messageId"] for m, _ in batch}

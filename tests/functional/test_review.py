@@ -87,7 +87,7 @@ def test_a_capture_failure_still_answers_and_is_counted(
     assert answer["category"]
     assert counted == [contract.METRIC_CAPTURE_FAILED]
     calls: list[str] = []
-    monkeypatch.setattr(capture.review, "capture", lambda *a, **k: calls.append("s3"))
+    monkeypatch.setattr(capture.review_store, "capture", lambda *a, **k: calls.append("s3"))
     assert predict(client)["category"]  # the next answer does not wait on a failing S3 again
     assert calls == [] and counted == [contract.METRIC_CAPTURE_FAILED] * 2
 
@@ -341,7 +341,7 @@ def test_a_burst_keeps_at_most_the_hours_bound_and_counts_the_rest(
 def test_containers_racing_for_the_last_places_never_pass_the_bound(s3: Any) -> None:
     """Eight writers at once, as eight containers would: S3's conditional writes are atomic,
     which moto's are not, so each put is made atomic here as S3 makes it."""
-    from classifier import review
+    from classifier import review_store
 
     lock = threading.Lock()
     put = s3.put_object
@@ -367,7 +367,7 @@ def test_containers_racing_for_the_last_places_never_pass_the_bound(s3: Any) -> 
 
     def take(c: Any) -> None:
         barrier.wait()
-        taken.extend(review._take_quota(c, BUCKET, 3) for _ in range(2))
+        taken.extend(review_store._take_quota(c, BUCKET, 3) for _ in range(2))
 
     threads = [threading.Thread(target=take, args=(c,)) for c in clients]
     for t in threads:
@@ -375,7 +375,7 @@ def test_containers_racing_for_the_last_places_never_pass_the_bound(s3: Any) -> 
     for t in threads:
         t.join()
     assert taken.count(True) == 3  # 16 tries, 3 places: never more, and none lost
-    count = json.loads(s3.get_object(Bucket=BUCKET, Key=review.quota_key())["Body"].read())
+    count = json.loads(s3.get_object(Bucket=BUCKET, Key=review_store.quota_key())["Body"].read())
     assert count == {"taken": 3}
 
 
@@ -428,8 +428,8 @@ def test_kept_and_labelled_copies_carry_no_exif_and_are_bounded_in_size(
 def test_the_drop_folders_labelled_copy_carries_no_exif_and_the_upload_stays_as_sent(
     s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from classifier import review
-    from classifier.uploads import handler
+    from classifier import review_store
+    from classifier.upload_classifier import handler
 
     from tests.conftest import load_event
 
@@ -445,10 +445,10 @@ def test_the_drop_folders_labelled_copy_carries_no_exif_and_the_upload_stays_as_
     from scripts.invoke import LocalContext
 
     handler(event, LocalContext())
-    page = review.pending(s3, BUCKET, limit=5)
+    page = review_store.pending(s3, BUCKET, limit=5)
     (item,) = page.items
     assert item["upload"]["key"] == "uploads/IMG_0042.JPG"
-    claim = review.label(s3, BUCKET, item["id"], "cat", "token:alice")
+    claim = review_store.label(s3, BUCKET, item["id"], "cat", "token:alice")
     copy = s3.get_object(Bucket=BUCKET, Key=claim["label_key"])["Body"].read()
     assert metadata_of(copy)["exif"] == {}
     original = s3.get_object(Bucket=BUCKET, Key="uploads/IMG_0042.JPG")["Body"].read()

@@ -149,7 +149,7 @@ import json, sys
 task_root, runtime_root, events_file = sys.argv[1:4]
 sys.path[:0] = [task_root]
 sys.path.append(runtime_root)  # Lambda's own boto3 comes after the code, as in /var/runtime
-from classifier import api, uploads, service
+from classifier import api, upload_classifier, service
 import classifier, boto3, botocore
 assert classifier.__file__.startswith(task_root), classifier
 # The bundle's pinned boto3 wins over the runtime's (which may lack conditional writes).
@@ -166,8 +166,8 @@ print(json.dumps({
     "runtime": runtime,
     "python": sys.version.split()[0],
     "api": api.handler(events["api"], Context()),
-    "drop_folder": uploads.handler(events["drop_folder"], Context()),
-    "check": uploads.handler(events["check"], Context()),
+    "drop_folder": upload_classifier.handler(events["drop_folder"], Context()),
+    "check": upload_classifier.handler(events["check"], Context()),
 }))
 """
 

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.infra]
         # auth (components/inference_api.py)
         ({"auth": "password"}, "auth='password'; expected one of"),
         ({"auth": "jwt"}, "needs jwtIssuer"),
-        # the feedback loop (components/feedback.py)
+        # the feedback loop (components/review_store.py)
         ({"capture": "some"}, "capture='some'; expected one of"),
         ({"captureSample": "0"}, "captureSample=0"),
         ({"captureDays": "0"}, "captureDays=0"),

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from classifier import api, uploads
+from classifier import api, upload_classifier
 
 from infra.hooks import pre_traffic
 from infra.hooks.check_events import api_check_event, uploads_check_event
@@ -28,7 +28,9 @@ HOOK_EVENT = {"DeploymentId": "d-EXAMPLE", "LifecycleEventHookExecutionId": "exe
 def test_the_check_events_get_predictions_from_the_real_handlers(use_model: Path) -> None:
     expected = json.loads(use_model.read_text())["model_version"]
     from_api = api.handler(api_check_event(), LocalContext())
-    from_uploads = uploads.handler(uploads_check_event(), LocalContext(function_name="uploads"))
+    from_uploads = upload_classifier.handler(
+        uploads_check_event(), LocalContext(function_name="uploads")
+    )
     assert pre_traffic.answered_version(from_api) == expected
     assert pre_traffic.answered_version(from_uploads) == expected
 

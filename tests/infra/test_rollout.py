@@ -20,7 +20,7 @@ def test_every_caller_reaches_the_functions_through_their_live_alias(
     aliases = resources(raw, "AWS::Lambda::Alias")
     by_function = {a["Properties"]["FunctionName"]["Ref"]: k for k, a in aliases.items()}
     api_alias = by_function[function_id(raw, "classifier.api.handler")]
-    uploads_alias = by_function[function_id(raw, "classifier.uploads.handler")]
+    uploads_alias = by_function[function_id(raw, "classifier.upload_classifier.handler")]
     assert all(a["Properties"]["Name"] == "live" for a in aliases.values())
     (integration,) = resources(raw, "AWS::ApiGatewayV2::Integration").values()
     assert integration["Properties"]["IntegrationUri"] == {"Ref": api_alias}

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.infra]
 
 def test_both_functions_run_python_313_on_x86_64_by_default(synthesised: dict[str, Any]) -> None:
     functions = our_functions(synthesised["raw"])
-    assert set(functions) == {"classifier.api.handler", "classifier.uploads.handler"}
+    assert set(functions) == {"classifier.api.handler", "classifier.upload_classifier.handler"}
     for props in functions.values():
         assert props["Runtime"] == "python3.13"
         assert props["Architectures"] == ["x86_64"]
@@ -40,14 +40,14 @@ def test_environment_pins_the_model_version_parameter(raw: dict[str, Any]) -> No
         assert uri[uri.index({"Ref": "ModelVersion"}) + 1] == "/manifest.json"
         assert "latest" not in json.dumps(uri)
         assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "Cifar10Classifier"
-        if handler == "classifier.uploads.handler":
+        if handler == "classifier.upload_classifier.handler":
             assert variables["UPLOADS_PREFIX"] == "uploads/"
             assert variables["RESULTS_PREFIX"] == "results/"
 
 
 def test_context_switches_to_python_313_on_arm64_and_pins_a_model(arm: Any) -> None:
 
-    for handler in ("classifier.api.handler", "classifier.uploads.handler"):
+    for handler in ("classifier.api.handler", "classifier.upload_classifier.handler"):
         arm.has_resource_properties(
             "AWS::Lambda::Function",
             {

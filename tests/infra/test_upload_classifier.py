@@ -77,7 +77,7 @@ def test_async_uploads_are_wired_for_browsers_and_events_reach_the_default_bus(
     functions = our_functions(synthesised["raw"])
     api = functions["classifier.api.handler"]["Environment"]["Variables"]
     assert "Ref" in api["UPLOADS_BUCKET"]
-    uploads = functions["classifier.uploads.handler"]["Environment"]["Variables"]
+    uploads = functions["classifier.upload_classifier.handler"]["Environment"]["Variables"]
     assert uploads["EVENT_BUS"] == "default"
     synthesised["template"].has_resource_properties(
         "AWS::S3::Bucket",

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from classifier import contract, review, service
+from classifier import contract, review_store, service
 from classifier.core import Classifier, ModelError
 from classifier.web import headers
 from classifier.web.common import CLASSIFIER, ErrorOut, RequestError, logger, telemetry
@@ -47,7 +47,7 @@ class AnswerOut(BaseModel):
 class ItemOut(BaseModel):
     id: str
     source: str = Field(description="'uploads' (the drop folder) or 'api'")
-    image_url: str = Field(description=f"a presigned GET, valid {review.IMAGE_URL_SECONDS} s")
+    image_url: str = Field(description=f"a presigned GET, valid {review_store.IMAGE_URL_SECONDS} s")
     filename: str | None = None
     sha256: str = Field(description="the image's SHA-256, hex")
     answer: AnswerOut
@@ -204,10 +204,10 @@ def review_page() -> HTMLResponse:
 )
 def review_items(
     who: str = REVIEWER,
-    limit: Annotated[int, Query(ge=1, le=review.PAGE_MAX)] = 20,
-    after: Annotated[str | None, Query(pattern=review.ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=review_store.PAGE_MAX)] = 20,
+    after: Annotated[str | None, Query(pattern=review_store.ID_PATTERN)] = None,
 ) -> PageOut:
-    page = review.pending(service.s3_client(), _bucket(), limit=limit, after=after)
+    page = review_store.pending(service.s3_client(), _bucket(), limit=limit, after=after)
     return PageOut(items=[ItemOut(**item) for item in page.items], next=page.next)
 
 
@@ -231,7 +231,7 @@ def review_items(
 )
 async def label_item(
     request: Request,
-    item_id: Annotated[str, Path(pattern=review.ID_PATTERN)],
+    item_id: Annotated[str, Path(pattern=review_store.ID_PATTERN)],
     who: str = REVIEWER,
     classifier: Classifier = CLASSIFIER,
 ) -> LabelOut:
@@ -256,14 +256,14 @@ def _label(item_id: str, label: str, who: str, classifier: Classifier) -> LabelO
         )
     bucket = _bucket()
     try:
-        claim = review.label(service.s3_client(), bucket, item_id, label, who)
-    except review.UnknownItem:
+        claim = review_store.label(service.s3_client(), bucket, item_id, label, who)
+    except review_store.UnknownItem:
         raise RequestError(404, f"no review item {item_id}") from None
-    except review.AlreadyLabelled as exc:
+    except review_store.AlreadyLabelled as exc:
         raise RequestError(
             409, f"item {item_id} was already labelled {exc.claim.get('label')!r}"
         ) from None
-    except review.ImageGone:
+    except review_store.ImageGone:
         raise RequestError(410, f"item {item_id}'s image is no longer in the bucket") from None
     telemetry.count(contract.METRIC_LABELLED)
     logger.info("labelled", extra={"item": item_id, "label": label, "reviewer": who})

@@ -1,4 +1,5 @@
-"""Feedback: the review store's rules and who may write labels.
+"""ReviewStore: the review store's rules and who may write labels (the runtime beside it:
+functions/classifier/review_store.py).
 
 Captured answers and private copies of their images live under ``review/`` in the uploads
 bucket (encrypted, never public, like the rest of it) and expire after ``captureDays``; labels
@@ -27,7 +28,7 @@ from infra import nag
 from infra.config import Config
 
 
-class Feedback(Construct):
+class ReviewStore(Construct):
     """Capture settings for both functions, the review store's grants, the reviewer's key."""
 
     def __init__(

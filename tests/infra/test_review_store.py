@@ -45,7 +45,7 @@ def test_every_auth_mode_and_capture_setting_synthesises_clean(
     assert cfn_lint_errors(tmp_path) == []
     functions = our_functions(raw)
     api = functions["classifier.api.handler"]["Environment"]["Variables"]
-    uploads = functions["classifier.uploads.handler"]["Environment"]["Variables"]
+    uploads = functions["classifier.upload_classifier.handler"]["Environment"]["Variables"]
     assert (api["CAPTURE"], uploads["CAPTURE"]) == (capture, "unsure")
     assert "REVIEW_BUCKET" in api and "REVIEW_BUCKET" in uploads
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from classifier import service, uploads
+from classifier import service, upload_classifier
 from PIL import Image
 
 from scripts.events import s3_event, s3_record, sqs_event, sqs_message
@@ -31,7 +31,7 @@ def result(s3: Any, key: str = RESULT) -> dict[str, Any]:
 
 
 def invoke(event: dict[str, Any]) -> Any:
-    return uploads.handler(event, LocalContext(function_name="cifar10-uploads"))
+    return upload_classifier.handler(event, LocalContext(function_name="cifar10-uploads"))
 
 
 def assert_classified(record: dict[str, Any], manifest: Path) -> None:
@@ -159,7 +159,7 @@ def test_an_s3_test_event_in_sqs_is_acknowledged(s3: Any) -> None:
 
 
 def test_an_unknown_event_is_refused_by_name(s3: Any) -> None:
-    with pytest.raises(uploads.UnknownEvent, match="neither an S3 notification"):
+    with pytest.raises(upload_classifier.UnknownEvent, match="neither an S3 notification"):
         invoke({"hello": "world"})
 
 
@@ -252,7 +252,7 @@ def test_a_newer_version_replaces_an_older_result(s3: Any) -> None:
     ],
 )
 def test_sequencers_compare_right_padded(a: str, b: str, a_is_later: bool) -> None:
-    assert uploads.later(a, b) is a_is_later
+    assert upload_classifier.later(a, b) is a_is_later
 
 
 def test_a_result_written_meanwhile_by_a_newer_upload_wins_the_race(s3: Any) -> None:
@@ -267,14 +267,14 @@ def test_a_result_written_meanwhile_by_a_newer_upload_wins_the_race(s3: Any) -> 
             put_object(Bucket=BUCKET, Key=RESULT, Body=b"{}", Metadata={"sequencer": "FF"})
         return put_object(**kwargs)
 
-    written = uploads.write_result(
+    written = upload_classifier.write_result(
         type("S3", (), {"put_object": staticmethod(racing_put), "head_object": s3.head_object})(),
         BUCKET,
         RESULT,
         {"category": "cat"},
         "0A",
     )
-    assert written == uploads.SUPERSEDED
+    assert written == upload_classifier.SUPERSEDED
     assert s3.get_object(Bucket=BUCKET, Key=RESULT)["Body"].read() == b"{}"
 
 
