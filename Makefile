@@ -13,7 +13,12 @@ PY := $(VENV)/bin/python
 DATA ?= ../shared/datasets/cifar10-jpeg
 PORT ?= 8000
 EVENT ?= events/apigw-v2-multipart.json
-MODEL ?= models/latest/manifest.json
+# Where `make train` publishes: a folder laid out as the model bucket (models/<version>/,
+# models/latest), outside git. models/ holds only the model the repository ships on purpose.
+REGISTRY ?= registry
+# What `make serve` and `make evaluate` serve: the last model `make train` published, else the
+# repository's.
+MODEL ?= $(firstword $(wildcard $(REGISTRY)/models/latest/manifest.json) models/latest/manifest.json)
 CDK_CLI ?= aws-cdk@2.1148.1
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
@@ -119,8 +124,8 @@ invoke: $(VENV)/.synced-run ## run a Lambda handler on an event file: make invok
 client: $(VENV)/.synced-run ## send every PNG in imgs/ to URL (default the local server), draw a contact sheet
 	$(PY) -m scripts.client $(if $(URL),--url $(URL))
 
-train: $(VENV)/.synced-train ## train on DATA (CIFAR-10, or your <label>/ folders) and publish into models/; ARGS="--epochs 8 ..."
-	$(PY) -m training.train --data $(DATA) --upload . $(ARGS)
+train: $(VENV)/.synced-train ## train on DATA (CIFAR-10, or your <label>/ folders) and publish into REGISTRY (registry/); ARGS="--epochs 8 ..."
+	$(PY) -m training.train --data $(DATA) --upload $(REGISTRY) $(ARGS)
 
 feedback-demo: $(VENV)/.synced-train ## the feedback loop offline: capture, review, fine-tune on the corrections, gate, before/after
 	$(PY) -m scripts.feedback_demo --data $(DATA) $(ARGS)

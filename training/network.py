@@ -198,7 +198,7 @@ def published_float_model(location: str) -> Path:
 
 def compatible_published_model(recipe: Recipe) -> str | None:
     """The repository's published model, if its float weights fit this recipe's network."""
-    latest = ROOT / "models" / contract.LATEST / contract.MANIFEST_NAME
+    latest = ROOT / contract.REPO_MODEL_PATH
     if not latest.is_file():
         return None
     manifest = json.loads(latest.read_text())
