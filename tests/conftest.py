@@ -44,6 +44,29 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     }
 
 
+def run_python(*args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python <args>`` from the repository root, its output captured (not checked)."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# The plots a training run draws into its folder (and publishes with the model).
+PLOTS = (
+    "augmentations.png",
+    "training_curves.png",
+    "confusion_matrix.png",
+    "examples.png",
+    "reliability.png",
+    "risk_coverage.png",
+)
+
+
 def run_cli(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
     """``python <args>`` from the repository root as a user runs it (own data cache); fails the
     test with the command's last output if it fails."""
