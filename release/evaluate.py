@@ -18,15 +18,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from classifier.contract import MANIFEST_NAME
 from classifier.core import FEATURE_NORM_SCORE, Outputs, energy, moments_of, novelty, softmax
-from classifier.manifest import Manifest, resolve
+from classifier.manifest import Manifest, build, resolve
 from classifier.runtime import load_classifier
 
 from release import calibration as cal
 
 
+def opened(manifest_path: Path | tuple[dict[str, Any], Path]) -> tuple[Manifest, bytes]:
+    """A published model (its manifest's path), or a run's model before its manifest exists:
+    (the fields the job will write, the run folder), built and checked in memory only, so the
+    run's manifest is written once, complete, after calibration."""
+    if isinstance(manifest_path, tuple):
+        fields, run_dir = manifest_path
+        files = {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
+        document = build(fields, {k: v for k, v in files.items() if k != MANIFEST_NAME})
+        manifest = Manifest.from_dict(document)
+        return manifest, (run_dir / manifest.model_path).read_bytes()
+    manifest = Manifest.from_bytes(manifest_path.read_bytes())
+    return manifest, Path(resolve(str(manifest_path), manifest.model_path)).read_bytes()
+
+
 def evaluate(
-    manifest_path: Path,
+    manifest_path: Path | tuple[dict[str, Any], Path],
     x: np.ndarray,
     y: np.ndarray,
     *,
@@ -42,8 +57,7 @@ def evaluate(
     and report calibration and coverage on ``x``."""
     if "tensorflow" in sys.modules:
         raise RuntimeError("evaluate int8 models in a process without TensorFlow")
-    manifest = Manifest.from_bytes(manifest_path.read_bytes())
-    model = Path(resolve(str(manifest_path), manifest.model_path)).read_bytes()
+    manifest, model = opened(manifest_path)
     classifier = load_classifier(model, manifest, runtime=runtime)
     start = time.perf_counter()
     views = classifier.predict_views(x)  # once: accuracy and calibration both read them
@@ -171,7 +185,16 @@ def novelty_scorer(
 def parser() -> argparse.ArgumentParser:
     """The options: a model, the images to score it on, and what to fit and report."""
     parser = argparse.ArgumentParser(prog="python -m release.evaluate", description=__doc__)
-    parser.add_argument("manifest", type=Path, help="a model's manifest.json")
+    parser.add_argument(
+        "manifest",
+        type=Path,
+        help="a model's manifest.json; with --draft, a run folder without its manifest yet",
+    )
+    parser.add_argument(
+        "--draft",
+        action="store_true",
+        help="read the run's manifest fields (JSON) from standard input: nothing is written",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="a data source as for training (its test split is used)")
     source.add_argument("--arrays", type=Path, help="an .npz with uint8 x and int labels y")
@@ -245,8 +268,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         name, _, path = item.partition("=")
         with np.load(path) as z:
             extra[name] = (z["x"], z["y"])
+    model = (json.loads(sys.stdin.read()), args.manifest) if args.draft else args.manifest
     result = evaluate(
-        args.manifest,
+        model,
         x,
         y,
         details=args.details,

@@ -122,8 +122,9 @@ def fetch(source: Destination, version: str, into: Path) -> Path:
         ) from exc
     except OSError as exc:
         raise PromotionRefused(f"{contract.MODELS_PREFIX}{version}/ cannot be read: {exc}") from exc
-    local = {**json.loads(raw), "model_path": model_name}
-    (folder / contract.MANIFEST_NAME).write_text(json.dumps(local, indent=2) + "\n")
+    if manifest.model_path != model_name:  # a versioned folder names its model beside it
+        raise PromotionRefused(f"{contract.MODELS_PREFIX}{version}/ names a model elsewhere")
+    (folder / contract.MANIFEST_NAME).write_bytes(raw)  # the published manifest, as it is
     return folder / contract.MANIFEST_NAME
 
 

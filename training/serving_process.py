@@ -24,11 +24,17 @@ class ServingProcessError(RuntimeError):
     """The process failed; the message is its last error line."""
 
 
-def run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m <module> <args>`` from the repository root, serving code on the path."""
+def run(module: str, *args: str, given: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` from the repository root, serving code on the path, with
+    ``given`` on its standard input."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
     return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=ROOT
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        input=given,
     )
 
 
@@ -56,12 +62,23 @@ def publish(run_dir: Path, destination: str, *, candidate: bool = False) -> str:
     return done.stdout.strip()
 
 
-def evaluate(manifest: Path, *args: str, show_output: bool = False) -> dict[str, Any]:
+def evaluate(
+    manifest: Path,
+    *args: str,
+    show_output: bool = False,
+    draft: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """``release.evaluate`` on ``manifest`` with its options (``--data``, ``--arrays``,
-    ``--calibrate-on``, ...): its JSON result. ``show_output`` prints what it wrote on failure."""
+    ``--calibrate-on``, ...): its JSON result. With ``draft`` (a run's manifest fields),
+    ``manifest`` is the run folder and no manifest is written. ``show_output`` prints what it
+    wrote on failure."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        done = run("release.evaluate", str(manifest), "--json", str(out), *args)
+        drafted = ["--draft"] if draft is not None else []
+        given = json.dumps(draft) if draft is not None else None
+        done = run(
+            "release.evaluate", str(manifest), "--json", str(out), *drafted, *args, given=given
+        )
         if done.returncode != 0:
             if show_output:
                 sys.stderr.write(done.stdout + done.stderr)

@@ -309,8 +309,7 @@ def evaluate(
         exported.served, data.x_test, data.y_test, data.class_names, tta
     )
     fields = provenance.manifest_fields(trained, exported, recipe, data)
-    provenance.write_manifest(exported.run_dir, fields)  # provisional: evaluate.py reads it
-    int8 = evaluate_int8(exported.run_dir, recipe, data)
+    int8 = evaluate_int8(exported.run_dir, fields, recipe, data)
     calibration = int8["calibration"]
     fields["inference"] = {
         **fields["inference"],
@@ -334,7 +333,9 @@ def evaluate(
     return fields, metrics, int8
 
 
-def evaluate_int8(run_dir: Path, recipe: Recipe, data: Data) -> dict[str, Any]:
+def evaluate_int8(
+    run_dir: Path, fields: dict[str, Any], recipe: Recipe, data: Data
+) -> dict[str, Any]:
     """The int8 model's test accuracy as served, its temperature and thresholds fitted on
     validation, and its accuracy on the held-out corrections, in a TensorFlow-free process."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -350,9 +351,7 @@ def evaluate_int8(run_dir: Path, recipe: Recipe, data: Data) -> dict[str, Any]:
             np.savez(gate, x=found.x[held], y=found.y[held])
             args += ["--none-of-these", str(none), "--extra", f"corrections={gate}"]
         try:
-            return serving_process.evaluate(
-                run_dir / contract.MANIFEST_NAME, *args, show_output=True
-            )
+            return serving_process.evaluate(run_dir, *args, show_output=True, draft=fields)
         except serving_process.ServingProcessError as exc:
             raise SystemExit(
                 f"error: the int8 model could not be evaluated as served: {exc}"
