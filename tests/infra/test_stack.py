@@ -192,7 +192,10 @@ def test_the_functions_read_and_write_only_their_prefixes(synthesised: dict[str,
         ("s3:GetObjectVersion", "/uploads/*"),
         ("s3:PutObject", "/results/*"),
         ("s3:GetObject", "/results/*"),  # HeadObject, to keep the newest result
-        ("s3:PutObject", "/review/items/*"),  # capture: a review record per unsure answer
+        # capture: the seen mark, the hour's count, a private copy and a record per unsure answer
+        ("s3:GetObject", "/review/*"),
+        ("s3:PutObject", "/review/*"),
+        ("s3:DeleteObject", "/review/*"),
     }
 
 

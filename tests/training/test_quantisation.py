@@ -23,11 +23,12 @@ from tests.conftest import (
 )
 
 
-def test_the_quantised_model_is_int8_in_and_out_and_loads_in_tflite_runtime(
+def test_the_quantised_model_is_int8_in_and_out_and_loads_in_the_serving_runtime(
     tiny_run: dict[str, Any],
 ) -> None:
-    from tflite_runtime.interpreter import Interpreter
+    from classifier.runtime import _interpreter_class
 
+    Interpreter, _ = _interpreter_class()  # LiteRT, as the Lambdas load it
     model = (Path(tiny_run["run_dir"]) / "model.tflite").read_bytes()
     interpreter = Interpreter(model_content=model)
     interpreter.allocate_tensors()
@@ -104,7 +105,7 @@ def compare_with_tensorflow(model_path: Path, manifest_path: Path, images: list[
     return float(clear.mean())
 
 
-def test_tflite_runtime_agrees_with_tensorflows_interpreter(
+def test_the_serving_runtime_agrees_with_tensorflows_interpreter(
     tiny_run: dict[str, Any], synthetic_data: dict[str, Any], tmp_path: Path
 ) -> None:
     run_dir = Path(tiny_run["run_dir"])
@@ -119,7 +120,7 @@ def test_tflite_runtime_agrees_with_tensorflows_interpreter(
 
 @pytest.mark.slow
 @pytest.mark.skipif(not PUBLISHED.is_file(), reason="no published model in models/ yet")
-def test_the_published_model_gives_tensorflows_classes_in_tflite_runtime() -> None:
+def test_the_published_model_gives_tensorflows_classes_in_the_serving_runtime() -> None:
     manifest = json.loads(PUBLISHED.read_text())
     model = (PUBLISHED.parent / manifest["model_path"]).resolve()
     images = sorted(IMGS.glob("*.png"))

@@ -1,6 +1,6 @@
 """The training job, quickly: synthetic data, a tiny net, eight epochs (the `tiny_run` fixture).
 
-TensorFlow runs only in subprocesses here; this process checks the results with tflite-runtime.
+TensorFlow runs only in subprocesses here; this process checks the results with the serving runtime.
 """
 
 from __future__ import annotations
