@@ -54,7 +54,7 @@ def test_the_published_model_reproduces_its_figures_on_the_jpeg_test_split(
         out = tmp_path / f"{runtime}.json"
         done = run_python(
             "-m", "release.evaluate", str(PUBLISHED), "--data", str(DATASET), "--json", str(out),
-            "--runtime", runtime,
+            "--runtime", runtime, timeout=900,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
         results[runtime] = json.loads(out.read_text())
@@ -91,7 +91,7 @@ def test_photos_people_send_lose_under_a_point_against_32x32(tmp_path: Path) -> 
     out = tmp_path / "robustness.json"
     done = run_python(
         "-m", "research.photo_robustness", "--data", str(DATASET), "--images", "1000", "--kinds",
-        "--json", str(out),
+        "--json", str(out), timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
