@@ -269,17 +269,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with np.load(path) as z:
             extra[name] = (z["x"], z["y"])
     model = (json.loads(sys.stdin.read()), args.manifest) if args.draft else args.manifest
-    result = evaluate(
-        model,
-        x,
-        y,
-        details=args.details,
-        runtime=args.runtime,
-        validation=validation,
-        confident_accuracy=args.confident_accuracy,
-        none_of_these=none_of_these,
-        extra=extra,
-    )
+    scored_with: dict[str, Any] = {
+        "validation": validation,
+        "none_of_these": none_of_these,
+        "extra": extra,
+    }
+    target = args.confident_accuracy
+    result = evaluate(model, x, y, details=args.details, runtime=args.runtime, **scored_with,
+                      confident_accuracy=target)  # fmt: skip
     result["data_fingerprint"] = fingerprint
     if args.json:
         args.json.write_text(json.dumps(result) + "\n")
