@@ -152,5 +152,9 @@ def set_field(recipe: Recipe, item: str) -> tuple[str, Any]:
 def recorded(recipe: Recipe, path: Path) -> Recipe:
     """The recipe a run.json or manifest.json records (lists back to tuples)."""
     saved: dict[str, Any] = json.loads(path.read_text())["recipe"]
-    restored: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    known = {f.name for f in fields(recipe)}
+    # Fields a recipe no longer has (the first models' tta_flip, now `tta`) are history only.
+    restored: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known
+    }
     return type(recipe)(**restored)

@@ -19,15 +19,34 @@ from training import corrections as fixes
 # --------------------------------------------------------------------------------------------
 # Hyper-parameters. Two recipes: ours ("default", airbench94's techniques) and the report's.
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    description: str
+@dataclass(frozen=True, kw_only=True)
+class Architecture:
+    """The network: its kind, widths and layers (report-cnn's own fields last)."""
+
     architecture: str  # "airbench" (ours) or "report-cnn"
+    image_size: int = 32  # the model's input side, in pixels (32 or 64)
     widths: tuple[int, ...] = (64, 256, 256)  # channels of the three blocks (two convs each)
     activation: str = "gelu"
+    logit_scale: float = 1 / 9  # the head's output is multiplied by this
+    whiten_size: int = 2  # first layer: frozen 2x2 PCA-whitening filters (+ and - each)
+    whiten_epsilon: float = 5e-4  # added to the patch covariance's eigenvalues
+    whiten_sample: int = 5000  # training images the whitening filters are computed from
+    whiten_bias_epochs: int = 3  # its bias trains this many epochs, then is frozen
+    dirac_init: bool = True  # convolutions start as identity on their first input channels
+    batchnorm_momentum: float = 0.6  # fast: the statistics follow the lookahead's jumps
+    batchnorm_epsilon: float = 1e-12
+    dense_units: int = 128  # report-cnn's hidden layer
+    head_dropout: float = 0.5  # report-cnn's dropout before the output
+    dropout: float = 0.0  # report-cnn's dropout after each block
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """How it learns: epochs, batches, precision, the optimiser and its schedule."""
+
     epochs: int = 12  # passes over the training images
     batch_size: int = 1024  # images per step
+    min_batches_per_epoch: int = 8  # small sets: the batch shrinks (to 16 at least) to take these
     precision: str = "auto"  # "float32", "mixed_bfloat16", or "auto" (bf16 where the CPU has it)
     optimizer: str = "sgd"  # "sgd" (Nesterov, airbench's parametrisation) or "adam"
     # SGD in airbench's parametrisation: learning rate and weight decay per 1,024 examples,
@@ -45,37 +64,53 @@ class Recipe:
     lookahead_every: int = 5  # 0: off
     lookahead_decay: float = 0.95**5
     lookahead_power: float = 3.0
-    batchnorm_momentum: float = 0.6  # fast: the statistics follow the lookahead's jumps
-    batchnorm_epsilon: float = 1e-12
-    logit_scale: float = 1 / 9  # the head's output is multiplied by this
-    whiten_size: int = 2  # first layer: frozen 2x2 PCA-whitening filters (+ and - each)
-    whiten_epsilon: float = 5e-4  # added to the patch covariance's eigenvalues
-    whiten_sample: int = 5000  # training images the whitening filters are computed from
-    whiten_bias_epochs: int = 3  # its bias trains this many epochs, then is frozen
-    dirac_init: bool = True  # convolutions start as identity on their first input channels
+    early_stopping_patience: int | None = None  # None: train every epoch, keep the last
+    time_budget_minutes: float | None = None  # stop training after this much wall time
+
+
+@dataclass(frozen=True, kw_only=True)
+class Augmentation:
+    """What each epoch shows: flips, shifts, photo versions, made-up outliers."""
+
+    augment: str = "flip-translate"  # "flip-translate" or "rotate-zoom-flip" (report)
     flip: str = "alternating"  # "alternating" (each image flipped every other epoch), "random"
     translate_px: int = 2  # max random shift (reflect padding)
     photo_fraction: float = 0.0  # share of images shown as a photo would reach the model
-    augment: str = "flip-translate"  # "flip-translate" or "rotate-zoom-flip" (report)
-    dense_units: int = 128  # report-cnn's hidden layer
-    head_dropout: float = 0.5  # report-cnn's dropout before the output
-    dropout: float = 0.0  # report-cnn's dropout after each block
+    # Outlier exposure (Hendrycks et al., 2019): this many made-up outliers per training image
+    # (training/outliers.py, never an evaluated kind) join the batches with a uniform target, so
+    # pictures of none of the categories get weak outputs and a high novelty score.
+    outlier_fraction: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Choices:
+    """What is held out and chosen on validation, and what the release may accept."""
+
+    seed: int = 0
     validation_fraction: float = 0.1  # of the training images, held out for choices
-    early_stopping_patience: int | None = None  # None: train every epoch, keep the last
-    time_budget_minutes: float | None = None  # stop training after this much wall time
     calibration_images: int = 500  # training images used to calibrate int8 ranges
     # Test-time views averaged at inference ("none", "mirror", "mirror-translate": six views
     # in one batched invoke) or "auto": the most views that do not lower validation accuracy.
     tta: str = "auto"
     confident_accuracy: float = 0.975  # the doubt threshold keeps this accuracy on validation
-    image_size: int = 32  # the model's input side, in pixels (32 or 64)
+    max_int8_loss: float = 0.05  # an int8 model this far below its float model is not published
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartingPoint:
+    """Where the weights start: fresh, or a published model's float weights."""
+
     # Start from a published model's float weights with a new head ("auto": when the smallest
     # label has fewer than init_auto_below training images, the repository's published model).
     init_from: str | None = "auto"
     init_auto_below: int = 300
     fine_tune_lr_scale: float = 0.25  # fine-tuning takes smaller steps from trained weights
-    min_batches_per_epoch: int = 8  # small sets: the batch shrinks (to 16 at least) to take these
-    max_int8_loss: float = 0.05  # an int8 model this far below its float model is not published
+
+
+@dataclass(frozen=True, kw_only=True)
+class Corrections:
+    """Refining the served model on reviewers' labels (--corrections)."""
+
     corrections_repeat: int = 8  # each reviewer's correction is shown this many times an epoch
     # Refining the served model on corrections (same head) takes far smaller steps than
     # adapting it to new labels: at fine_tune_lr_scale a 3-epoch run lost 8 points of validation
@@ -88,16 +123,29 @@ class Recipe:
     # a few hundred shifted images shown 8 times an epoch would otherwise move the statistics
     # every clean image is normalised with.
     corrections_freeze_batchnorm: bool = False
-    # Outlier exposure (Hendrycks et al., 2019): this many made-up outliers per training image
-    # (training/outliers.py, never an evaluated kind) join the batches with a uniform target, so
-    # pictures of none of the categories get weak outputs and a high novelty score.
-    outlier_fraction: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Distillation:
+    """Learning from published models' served answers (training/teachers.py)."""
+
     # Distillation (training/teachers.py): published models, comma-separated versions (or
     # "<seed>:<version>", for that seed's run only), whose served answers blend into the labels
     # at teacher_weight. Their training is not this run's.
     teachers: str = ""
     teacher_weight: float = 0.5
-    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe(
+    Architecture, Schedule, Augmentation, Choices, StartingPoint, Corrections, Distillation
+):
+    """A whole recipe: its name and description, and each group's fields (a manifest records
+    them flat, as ``dataclasses.asdict`` gives them, so every manifest ever written still
+    loads)."""
+
+    name: str
+    description: str
 
 
 # Runs without teachers smooth their labels as the field's default does (airbench's); a

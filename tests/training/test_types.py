@@ -56,3 +56,30 @@ def test_the_default_recipe_is_the_published_models_field_by_field() -> None:
         if default.get(name) != recorded[name]
     }
     assert differing == {}, f"default recipe vs {manifest['model_version']}: {differing}"
+
+
+def test_the_recipe_reads_in_groups_and_is_recorded_flat() -> None:
+    from dataclasses import fields as fields_of
+
+    from training import types
+
+    groups = (types.Architecture, types.Schedule, types.Augmentation, types.Choices)
+    groups += (types.StartingPoint, types.Corrections, types.Distillation)
+    grouped = [f.name for group in groups for f in fields_of(group)]
+    assert len(grouped) == len(set(grouped))  # each field in one group
+    assert set(grouped) | {"name", "description"} == {f.name for f in fields_of(t.Recipe)}
+    recorded = asdict(t.RECIPES["default"])
+    assert all(not isinstance(v, dict) for v in recorded.values())  # flat, as manifests hold it
+
+
+def test_every_manifest_ever_published_still_loads_its_recipe() -> None:
+    from tests.conftest import ROOT
+    from training import cli
+
+    manifests = sorted(ROOT.glob("models/*/manifest.json")) + sorted(
+        ROOT.glob("docs/models/*/manifest.json")
+    )
+    assert len(manifests) >= 8  # the shipped model, its teachers, and those that left the tree
+    for path in manifests:
+        recipe = cli.recorded(t.RECIPES["default"], path)
+        assert recipe.name and recipe.widths, path
