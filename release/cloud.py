@@ -53,8 +53,8 @@ def source_archive(recipe: str = "default") -> bytes:
     """training/, release/, functions/classifier/ (layout kept) + requirements.txt, the recipe's
     teachers (their manifest and int8 model: distillation runs them), as a .tar.gz."""
 
+    from training.job_types import RECIPES
     from training.teachers import folder_of, names_of
-    from training.types import RECIPES
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from training import data as cifar
-from training.types import RECIPES
+from training.job_types import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import numpy as np
 from training.progress import log
 
 if TYPE_CHECKING:
-    from training.types import Recipe
+    from training.job_types import Recipe
 
 
 class Augmenter:

@@ -16,7 +16,7 @@ from classifier.core import TTA_VIEWS
 from training import ROOT
 
 if TYPE_CHECKING:
-    from training.types import Recipe
+    from training.job_types import Recipe
 
 # Options that override one recipe field each: option's dest -> the field.
 OVERRIDES = {

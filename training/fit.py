@@ -17,7 +17,7 @@ from training.network import outputs_logits
 from training.progress import log
 
 if TYPE_CHECKING:
-    from training.types import Data, Recipe
+    from training.job_types import Data, Recipe
 
 
 def compile_model(model: Any, recipe: Recipe, steps_per_epoch: int) -> None:

@@ -15,7 +15,7 @@ from classifier import contract
 from training import ROOT, machine
 
 if TYPE_CHECKING:
-    from training.types import Recipe
+    from training.job_types import Recipe
 
 
 def choose_precision(recipe: Recipe) -> str:

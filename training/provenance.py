@@ -22,7 +22,7 @@ from training.progress import log
 from training.quantisation import tensor_spec
 
 if TYPE_CHECKING:
-    from training.types import Data, Export, Recipe, Trained
+    from training.job_types import Data, Export, Recipe, Trained
 
 
 def start_run(args: argparse.Namespace, recipe: Recipe) -> tuple[Path, datetime]:

@@ -12,7 +12,7 @@ from training.network import outputs_logits
 from training.tensorflow_quiet import native_output_captured
 
 if TYPE_CHECKING:
-    from training.types import Recipe
+    from training.job_types import Recipe
 
 
 def predict_float(model: Any, x: np.ndarray, tta: str) -> np.ndarray:

@@ -37,6 +37,14 @@ from training import corrections as fixes
 from training import data as cifar
 from training.augmentation import Augmenter, report_augmenter
 from training.fit import compile_model, fit_model
+from training.job_types import (
+    LABEL_SMOOTHING_WITHOUT_TEACHERS,
+    RECIPES,
+    Data,
+    Export,
+    Recipe,
+    Trained,
+)
 from training.photos import photo_versions
 from training.progress import Stopwatch, log
 from training.quantisation import (
@@ -48,7 +56,6 @@ from training.quantisation import (
 )
 from training.teachers import for_seed
 from training.tensorflow_quiet import import_tensorflow
-from training.types import LABEL_SMOOTHING_WITHOUT_TEACHERS, RECIPES, Data, Export, Recipe, Trained
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from training.augmentation import Augmenter, translate
-from training.types import RECIPES
+from training.job_types import RECIPES
 
 
 def test_alternating_flip_mirrors_each_image_every_other_epoch() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from training import cli
-from training.types import RECIPES
+from training.job_types import RECIPES
 
 
 @pytest.mark.parametrize(

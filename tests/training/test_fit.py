@@ -18,7 +18,7 @@ import_tensorflow(0)
 import keras
 from training import network
 from training.fit import freeze_batchnorm
-from training.types import RECIPES
+from training.job_types import RECIPES
 recipe = replace(RECIPES["default"], widths=(8, 16, 16), precision="float32")
 x = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3)).astype(np.float32)
 model = network.build_model(recipe, x.astype(np.uint8), 3)

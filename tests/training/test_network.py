@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import run_python
 from training import network
-from training.types import RECIPES
+from training.job_types import RECIPES
 
 
 def test_the_whitening_filters_decorrelate_the_patches() -> None:
@@ -39,7 +39,7 @@ import numpy as np
 from training.tensorflow_quiet import import_tensorflow
 import_tensorflow(0)
 from training import network
-from training.types import RECIPES
+from training.job_types import RECIPES
 recipe = replace(RECIPES["default"], widths=(8, 16, 16), precision="float32")
 x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
 model = network.build_model(recipe, x, 5)

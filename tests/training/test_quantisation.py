@@ -135,7 +135,7 @@ import_tensorflow(0)
 import tensorflow as tf
 from training.network import build_model
 from training.quantisation import equalised, to_int8
-from training.types import RECIPES
+from training.job_types import RECIPES
 from dataclasses import replace
 
 rng = np.random.default_rng(0)

@@ -1,5 +1,8 @@
 """What the training job's stages share: the recipes, and what each stage hands the next.
 
+(Not ``types.py``: SageMaker runs training/sagemaker_entry.py as a script, with training/ first on
+the path, where a ``types.py`` would stand in for the standard library's.)
+
 At the bottom of the job: every stage module imports its types from here, and nothing here
 imports a stage. TensorFlow is never imported.
 """

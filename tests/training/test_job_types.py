@@ -61,7 +61,7 @@ def test_the_default_recipe_is_the_published_models_field_by_field() -> None:
 def test_the_recipe_reads_in_groups_and_is_recorded_flat() -> None:
     from dataclasses import fields as fields_of
 
-    from training import types
+    from training import job_types as types
 
     groups = (types.Architecture, types.Schedule, types.Augmentation, types.Choices)
     groups += (types.StartingPoint, types.Corrections, types.Distillation)
