@@ -92,8 +92,8 @@ def add_run_sources(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--keras-model",
         type=Path,
-        help="skip Build and Train: export this run's model.keras again (its manifest.json and "
-        "history.json beside it give the recipe, curves and training time)",
+        help="skip Build and Train: export this run's model.keras again (its manifest.json "
+        "beside it gives the recipe and training time; a history.json there, the curves)",
     )
 
 

@@ -73,3 +73,44 @@ def photo_kinds(x: np.ndarray) -> dict[str, list[bytes]]:
         kinds["rgba 96 png"].append(encode(enlarged(pixels, 96).convert("RGBA"), "PNG"))
         kinds["exif-rotated 128 jpeg"].append(encode(sideways, exif=exif.tobytes()))
     return kinds
+
+
+PHONE = (4032, 3024)  # a 12 MP phone photo, landscape as the sensor stores it
+GRAIN = 9.0  # sensor noise (grey levels, standard deviation): a photo's bytes come mostly from it
+# EXIF orientation -> how a phone stores the upright picture so that the tag turns it back.
+STORED = {
+    1: None,
+    3: Image.Transpose.ROTATE_180,
+    6: Image.Transpose.ROTATE_90,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def phone_photo(
+    pixels: np.ndarray,
+    size: tuple[int, int] = PHONE,
+    *,
+    quality: int = 92,
+    grain: float = GRAIN,
+    orientation: int = 1,
+) -> bytes:
+    """A 32x32 image as a phone would send it: enlarged (bicubic) to fill the photo's centre
+    square, the sides continuing it (mirrored), sensor grain, JPEG at ``quality``, stored turned
+    with the EXIF ``orientation`` (1, 3, 6 or 8) that shows it upright. Portrait when ``size``
+    is taller than wide."""
+    width, height = size
+    side = min(width, height)
+    square = np.asarray(enlarged(pixels, side), np.float32)
+    across = ((0, 0), ((width - side) // 2, -(-(width - side) // 2)), (0, 0))
+    down = (((height - side) // 2, -(-(height - side) // 2)), (0, 0), (0, 0))
+    picture = np.pad(square, across if width > height else down, mode="symmetric")
+    if grain:
+        # One tile of noise repeated: the grain's statistics at a fraction of the cost.
+        tile = np.random.default_rng(0).normal(0, grain, (512, 512, 3)).astype(np.float32)
+        picture += np.tile(tile, (-(-height // 512), -(-width // 512), 1))[:height, :width]
+    image = Image.fromarray(np.clip(np.rint(picture), 0, 255).astype(np.uint8))
+    exif = Image.Exif()
+    if STORED[orientation] is not None:
+        image = image.transpose(STORED[orientation])  # type: ignore[arg-type]
+        exif[0x0112] = orientation
+    return encode(image, quality=quality, exif=exif.tobytes())

@@ -243,7 +243,13 @@ def load(path: Path, recipe: Recipe, clock: Stopwatch) -> Trained:
     import_tensorflow(recipe.seed)
 
     model = network.load_float_model(path)
-    history = json.loads((path.parent / "history.json").read_text())
+    curves = path.parent / "history.json"
+    # A published folder keeps the curves as a picture only: the re-export then has none to plot.
+    history = (
+        json.loads(curves.read_text())
+        if curves.exists()
+        else {k: [] for k in ("loss", "val_loss", "accuracy", "val_accuracy")}
+    )
     earlier = json.loads((path.parent / contract.MANIFEST_NAME).read_text())
     # The stages it skips count as that run's: a re-export reports the training it came from.
     clock.seconds.update({k: earlier["stage_seconds"][k] for k in ("build", "train")})

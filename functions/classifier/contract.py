@@ -106,6 +106,10 @@ IMAGE_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     "JPEG": ("image/jpeg", (".jpg", ".jpeg", ".jpe", ".jfif")),
 }
 ACCEPTED_FORMATS = tuple(IMAGE_FORMATS)
+# The page and the client send a picture's centre square area-averaged to this many times the
+# model's input side (4 x 32 = 128 px, a PNG of tens of KB), not the photo: the server's own area
+# averaging then gives what reducing the whole file would (research/upload_reduction.py chose it).
+UPLOAD_SCALE = 4
 MEDIA_TYPES = tuple(media for media, _ in IMAGE_FORMATS.values())
 
 # Async uploads (POST /uploads): objects at uploads/async/<id>, results at results/async/<id>.json.

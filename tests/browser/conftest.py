@@ -28,6 +28,23 @@ BROWSER_MISSING = (
 )
 
 
+SENT_BYTES = """
+window.__sent = [];
+const __fetch = window.fetch;
+window.fetch = (resource, init) => {
+  const body = init && init.body;
+  let bytes = 0;
+  if (body instanceof Blob) bytes = body.size;
+  else if (typeof body === "string") bytes = new TextEncoder().encode(body).length;
+  else if (body instanceof FormData) {
+    for (const [, value] of body) bytes += value instanceof Blob ? value.size : value.length;
+  }
+  window.__sent.push(bytes);
+  return __fetch(resource, init);
+};
+"""
+
+
 def start_server(port: int, manifest: Path) -> subprocess.Popen[bytes]:
     return local_server.start(port, manifest=manifest, quiet=True)
 
@@ -64,6 +81,8 @@ def browser() -> Iterator[Any]:
             "window.__violations.push(e.violatedDirective + ' blocked ' + e.blockedURI));"
         },
     )
+    # And what each request sent: window.__sent lists the bytes of every fetch's body.
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": SENT_BYTES})
     yield driver
     driver.quit()
 

@@ -102,16 +102,27 @@ def test_a_file_that_is_not_an_image_is_explained_in_words(page: Any, tmp_path: 
 
 
 def test_a_file_over_the_limit_is_refused_with_the_limit_named(page: Any, tmp_path: Path) -> None:
+    """Only what the browser cannot reduce can be over the limit (a picture never is)."""
     from selenium.webdriver.common.by import By
 
     big = tmp_path / "huge.png"
-    noise = Image.frombytes("RGB", (1400, 1400), os.urandom(1400 * 1400 * 3))
-    noise.save(big, "PNG")
-    assert big.stat().st_size > 4 * 1024 * 1024
+    big.write_bytes(os.urandom(5 * 1024 * 1024))
     choose(page, big)
     (li,) = results(page)
     message = li.find_element(By.CSS_SELECTOR, "[role=alert]").text
     assert "at most 4.0 MB" in message
+
+
+def test_a_picture_over_the_limit_is_reduced_and_classified(page: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    big = tmp_path / "noise.png"
+    Image.frombytes("RGB", (1400, 1400), os.urandom(1400 * 1400 * 3)).save(big, "PNG")
+    assert big.stat().st_size > 4 * 1024 * 1024
+    choose(page, big)
+    (li,) = results(page)
+    assert "sent as a 128×128 PNG" in li.find_element(By.CSS_SELECTOR, ".name").text
+    assert li.find_elements(By.CSS_SELECTOR, "table.probs tr")
 
 
 def test_the_page_says_so_when_the_api_is_down(browser: Any, tmp_path: Path) -> None:
@@ -133,7 +144,7 @@ def test_the_page_is_usable_by_keyboard_and_labelled(page: Any) -> None:
     chooser = page.find_element(By.ID, "files")
     label = page.find_element(By.CSS_SELECTOR, "label[for=files]")
     assert "choose" in label.text.lower()
-    assert chooser.get_attribute("accept") == "image/png,image/jpeg"
+    assert chooser.get_attribute("accept") == "image/*"  # WebP, AVIF, HEIC are converted
     assert chooser.get_attribute("multiple") is not None
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys

@@ -15,12 +15,15 @@ from classifier.settings import DEFAULT_BODY_BYTES
 from classifier.web import headers
 
 router = APIRouter()
-PAGE = Path(__file__).parents[1] / "static" / "index.html"
+STATIC = Path(__file__).parents[1] / "static"
+PAGE = STATIC / "index.html"
+REDUCE_JS = STATIC / "reduce.js"  # the page's reduction of photos, inlined as a script of its own
 
 
 @functools.cache
 def _page_template() -> str:
-    return PAGE.read_text(encoding="utf-8")
+    page = PAGE.read_text(encoding="utf-8")
+    return page.replace("{{reduce_js}}", REDUCE_JS.read_text(encoding="utf-8"))
 
 
 def _auth_mode() -> str:
@@ -56,6 +59,8 @@ def page() -> HTMLResponse:
     html = html.replace("{{auth}}", _auth_mode())
     categories, size = _categories()
     html = html.replace("{{categories}}", categories).replace("{{image_size}}", str(size))
+    html = html.replace("{{upload_side}}", str(size * contract.UPLOAD_SCALE))
+    html = html.replace("{{async_max_bytes}}", str(contract.ASYNC_MAX_BYTES))
     # Large images go straight to the uploads bucket by a presigned POST.
     bucket = headers.bucket_origin(_uploads_bucket())
     return headers.page(html, connect=bucket)
