@@ -1,36 +1,70 @@
-"""The original report's client: send every PNG in a folder to the API and draw a contact sheet.
+"""The original report's client: send every image in a folder to the API and draw a contact sheet.
 
     python -m scripts.client [--url http://127.0.0.1:8000] [--folder imgs] [--out contact_sheet.png]
 
 Prints each file with its predicted category and confidence, then writes a PNG of the images
-labelled with their predictions (green when the file name, e.g. ``cat.png``, agrees).
+labelled with their predictions (green when the file name, e.g. ``cat.png``, agrees). Like the web
+page, it sends what the model needs, not the file: :func:`for_upload` (a few lines of Pillow that
+anyone's code can copy) reduces a photo to its centre square at 128 px, and converts formats the
+API does not take (WebP, and whatever else Pillow opens) to PNG.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from classifier.contract import UPLOAD_SCALE
 
 TILE = 128  # pixels per image in the sheet (32x32 images are scaled up, nearest neighbour)
 LABEL = 34  # pixels of text under each image
+SIDE = 32 * UPLOAD_SCALE  # what a picture is reduced to (the model's input is 32 px)
+SENT_AS_IS = {"PNG": "image/png", "JPEG": "image/jpeg"}
+
+
+def for_upload(data: bytes, side: int = SIDE) -> tuple[bytes, str]:
+    """The bytes to send for an image file, and their content type: a PNG or JPEG whose centre
+    square is no larger than ``side`` as it is; anything else Pillow opens as the centre square,
+    upright, transparency on white, area-averaged to ``side`` px, as a PNG (what the server's
+    own reduction of the whole file would make of it)."""
+    image = Image.open(io.BytesIO(data))
+    if image.format in SENT_AS_IS and min(image.size) <= side:
+        return data, SENT_AS_IS[image.format]
+    image.draft("RGB", (3 * side, 3 * side))  # a large JPEG decodes at 1/2-1/8 scale: fast, small
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA", "P"):
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+    n = min(image.size)
+    left, top = (image.width - n) // 2, (image.height - n) // 2
+    square = image.convert("RGB").resize(
+        (min(n, side),) * 2, Image.Resampling.BOX, box=(left, top, left + n, top + n)
+    )
+    out = io.BytesIO()
+    square.save(out, "PNG")
+    return out.getvalue(), "image/png"
 
 
 def classify_folder(url: str, folder: Path, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """POST each PNG (sorted by name) to ``url``/predict as multipart field ``file``."""
-    files = sorted(folder.glob("*.png"))
+    """POST each image (sorted by name), reduced for upload, to ``url``/predict as multipart
+    field ``file``."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
-        raise SystemExit(f"no PNG files in {folder}")
+        raise SystemExit(f"no files in {folder}")
     results = []
     with httpx.Client(base_url=url.rstrip("/"), timeout=timeout) as client:
         for path in files:
-            response = client.post(
-                "/predict", files={"file": (path.name, path.read_bytes(), "image/png")}
-            )
+            try:
+                data, media = for_upload(path.read_bytes())
+            except OSError as exc:  # Pillow cannot open it: the API will say what it takes
+                data, media = path.read_bytes(), "application/octet-stream"
+                print(f"{path.name:<20} sent as it is ({exc})", file=sys.stderr)
+            response = client.post("/predict", files={"file": (path.name, data, media)})
             body = response.json()
             if response.status_code != 200:
                 print(f"{path.name:<20} error {response.status_code}: {body.get('detail')}")
@@ -49,8 +83,12 @@ def contact_sheet(results: list[dict[str, Any]], out: Path, columns: int = 5) ->
     font = ImageFont.load_default(size=14)
     for i, result in enumerate(results):
         x, y = (i % columns) * TILE, (i // columns) * (TILE + LABEL)
-        image = Image.open(result["file"]).convert("RGB")
-        sheet.paste(image.resize((TILE, TILE), Image.Resampling.NEAREST), (x, y))
+        try:
+            image = ImageOps.exif_transpose(Image.open(result["file"])).convert("RGB")
+            image = ImageOps.fit(image, (TILE, TILE), Image.Resampling.NEAREST)
+        except OSError:
+            image = Image.new("RGB", (TILE, TILE), "lightgrey")
+        sheet.paste(image, (x, y))
         if "category" in result:
             text = f"{result['category']} {result['confidence']:.0%}"
             agrees = result["file"].stem.lower().startswith(result["category"])
@@ -67,7 +105,7 @@ def contact_sheet(results: list[dict[str, Any]], out: Path, columns: int = 5) ->
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="scripts/client.py", description=__doc__.split("\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL")
-    parser.add_argument("--folder", type=Path, default=Path("imgs"), help="folder of PNGs")
+    parser.add_argument("--folder", type=Path, default=Path("imgs"), help="folder of images")
     parser.add_argument("--out", type=Path, default=Path("contact_sheet.png"))
     args = parser.parse_args(argv)
     try:
