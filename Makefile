@@ -25,7 +25,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 # The venv's Node 24 (and python) first: the CDK CLI and jsii run on it.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install lock node-links feedback-demo browser sagemaker-env upload-data preflight train-cloud classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-capture bench-worst synth bootstrap deploy destroy clean
+.PHONY: help install lock node-links feedback-demo browser sagemaker-env upload-data preflight train-cloud classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-capture bench-page bench-worst synth bootstrap deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -145,6 +145,9 @@ bench: $(VENV)/.synced-all ## latency of /predict through Mangum (warm) and of a
 
 bench-capture: $(VENV)/.synced-run ## the review queue under a burst: items kept, refused, time per request
 	$(PY) -m scripts.bench_capture $(ARGS)
+
+bench-page: $(VENV)/.synced-all browser ## a 4 MB photo on the page over a phone network: seconds to the answer and bytes sent, file vs reduction
+	$(PY) -m scripts.bench_page $(ARGS)
 
 bench-worst: $(VENV)/.synced-run ## time and server peak RSS of the costliest requests (BEFORE=<checkout> to compare)
 	$(PY) -m scripts.bench_worst $(if $(BEFORE),--source $(BEFORE))
