@@ -21,6 +21,11 @@ Rows (medians; this machine's CPU, not Lambda's: 1024 MB is about 0.6 vCPU there
 - peak RSS of the warm process; cost per million API requests: AWS's published prices (Lambda
   $0.20 per million requests + $0.0000166667 per GB-second on x86_64, $0.0000133334 on arm64,
   billed per ms; HTTP API $1.00 per million) at 1024 MB for the warm p50 measured here.
+- cost by upload (:func:`upload_costs`): what people send (a 32 px PNG, a 200 KB photo, a 4 MB
+  photo), as the file (the page before) and as the page's reduction (scripts/client.for_upload,
+  the same pixels): its warm p50 measured here, the HTTP API metered in 512 KB steps of the
+  request, and the init phase Lambda bills since August 2025 (the cold start as in Lambda,
+  measured here) at ``--cold-rate`` of the requests.
 """
 
 from __future__ import annotations
@@ -111,6 +116,7 @@ print(statistics.median(times) * 1000)
 LAMBDA_PER_MILLION = 0.20
 GB_SECOND = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
 HTTP_API_PER_MILLION = 1.00
+HTTP_API_STEP = 512 * 1024  # HTTP APIs meter a request per 512 KB of it
 MEMORY_GB = 1.0  # the functions' 1024 MB
 
 
@@ -207,13 +213,64 @@ def drop_folder_rate(batch_size: int, env: dict[str, str]) -> int:
     return int(row.split("|")[3])
 
 
-def cost_per_million(duration_ms: float, architecture: str) -> float:
-    billed_s = np.ceil(duration_ms) / 1000
+def cost_per_million(
+    duration_ms: float,
+    architecture: str,
+    *,
+    request_bytes: int = 0,
+    cold_rate: float = 0.0,
+    init_ms: float = 0.0,
+) -> float:
+    """Dollars per million requests: Lambda's requests and billed milliseconds (the init phase
+    of the ``cold_rate`` share that start a new environment included), the HTTP API's metering
+    (one request per started 512 KB)."""
+    billed_s = (np.ceil(duration_ms) + cold_rate * np.ceil(init_ms)) / 1000
     lambda_usd = LAMBDA_PER_MILLION + 1e6 * billed_s * MEMORY_GB * GB_SECOND[architecture]
-    return round(lambda_usd + HTTP_API_PER_MILLION, 2)
+    steps = max(1, -(-request_bytes // HTTP_API_STEP))
+    return round(lambda_usd + steps * HTTP_API_PER_MILLION, 2)
 
 
-def warm(event: Path, runs: int) -> list[float]:
+def uploads() -> dict[str, bytes]:
+    """What people send, made from one test image: files of the sizes the cost table names."""
+    from PIL import Image
+
+    from training import photos
+
+    pixels = np.asarray(Image.open(ROOT / "imgs" / "ship.png").convert("RGB"))
+    return {
+        "32 px PNG": (ROOT / "imgs" / "ship.png").read_bytes(),
+        "200 KB photo (1280x960)": photos.phone_photo(pixels, (1280, 960), quality=85, grain=7),
+        "4 MB photo (4032x3024)": photos.phone_photo(pixels),
+    }
+
+
+def upload_costs(runs: int, init_ms: float, cold_rate: float) -> dict[str, Any]:
+    """Per upload and way (file, reduction): bytes sent, warm p50 and dollars per million."""
+    from scripts.client import for_upload
+    from scripts.make_events import BOUNDARY, http_v2, multipart
+
+    out: dict[str, Any] = {}
+    for name, data in uploads().items():
+        media = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
+        for way, (body, sent_as) in (("file", (data, media)), ("reduced", for_upload(data))):
+            request = multipart("upload", body, sent_as)
+            form = f"multipart/form-data; boundary={BOUNDARY}"
+            event = http_v2("POST", "/predict", request, form)
+            ms = statistics.median(warm(event, runs))
+            out[f"{name}, {way}"] = {
+                "request_bytes": len(request),
+                "warm_p50_ms": round(ms, 2),
+                **{
+                    f"usd_per_million_{arch}": cost_per_million(
+                        ms, arch, request_bytes=len(request), cold_rate=cold_rate, init_ms=init_ms
+                    )
+                    for arch in GB_SECOND
+                },
+            }
+    return out
+
+
+def warm(event: Path | dict[str, Any], runs: int) -> list[float]:
     import logging
 
     from classifier.api import handler, logger
@@ -221,7 +278,7 @@ def warm(event: Path, runs: int) -> list[float]:
     from scripts.invoke import LocalContext
 
     logger.setLevel(logging.WARNING)  # keep the log line per request out of the timing
-    body = json.loads(event.read_text())
+    body = json.loads(event.read_text()) if isinstance(event, Path) else event
     context = LocalContext()
     assert handler(body, context)["statusCode"] == 200
     times = []
@@ -262,6 +319,12 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--skip-bundles", action="store_true", help="no bundle rows (faster)")
     parser.add_argument("--skip-s3", action="store_true", help="no drop-folder rows (faster)")
+    parser.add_argument(
+        "--cold-rate",
+        type=float,
+        default=0.01,
+        help="share of requests that start a new Lambda environment, for the billed init",
+    )
     parser.add_argument(
         "--candidate",
         type=Path,
@@ -348,6 +411,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         r[f"usd_per_million_api_requests_{architecture}"] = cost_per_million(
             r["warm_p50_ms"], architecture
         )
+    # The init of cold starts as Lambda bills it: measured on the bundle, else in-process.
+    init_ms = r.get("lambda_cold_ms_bytecode") or r["cold_in_process_ms"]
+    r["cold_rate"] = args.cold_rate
+    r["upload_costs"] = upload_costs(max(20, args.runs // 10), init_ms, args.cold_rate)
 
     from classifier import service
 
@@ -452,6 +519,21 @@ def table(r: dict[str, Any], args: argparse.Namespace) -> str:
     ]
     lines = ["| what | this project | for comparison |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n\n" + cost_table(r)
+
+
+def cost_table(r: dict[str, Any]) -> str:
+    """Dollars per million requests by what is uploaded, as the file and as the page sends it."""
+    lines = [
+        f"| upload (1024 MB, {r['cold_rate']:.0%} cold starts billed) | bytes sent | warm p50 "
+        "| $ per million, x86_64 | arm64 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in r.get("upload_costs", {}).items():
+        lines.append(
+            f"| {name} | {row['request_bytes']:,} | {row['warm_p50_ms']} ms "
+            f"| ${row['usd_per_million_x86_64']:.2f} | ${row['usd_per_million_arm64']:.2f} |"
+        )
     return "\n".join(lines)
 
 
