@@ -154,7 +154,10 @@ def without_teachers(recipe: Recipe, data: Data, init_from: str | None) -> dict[
     """Distillation's changes undone where the teachers cannot teach: another data set or
     validation split, other labels or input size, teachers not here, or a run that starts from a
     published model or learns corrections (they use the served model's own answers instead).
-    Labels are smoothed as without a teacher then."""
+    Labels are smoothed as without a teacher then, except when corrections are learnt with the
+    served model's answers blended in (``corrections_distill``): they soften the labels as a
+    teacher's would, and smoothing on top moved every clean answer of the served model (it was
+    trained without smoothing; docs/feedback.md)."""
     from training.teachers import applicable
 
     split = (recipe.seed, recipe.validation_fraction, len(data.x_train), len(data.x_val))
@@ -163,6 +166,9 @@ def without_teachers(recipe: Recipe, data: Data, init_from: str | None) -> dict[
         why = "the run refines a published model or learns corrections"
     if why is None:
         return {}
+    if data.corrections is not None and recipe.corrections_distill > 0:
+        log("build", "no teachers: the served model's own answers soften the labels instead")
+        return {"teachers": ""}
     log("build", f"no teachers: {why}; labels smoothed by {LABEL_SMOOTHING_WITHOUT_TEACHERS}")
     return {"teachers": "", "label_smoothing": LABEL_SMOOTHING_WITHOUT_TEACHERS}
 

@@ -96,10 +96,12 @@ def test_teachers_with_the_students_data_and_split_teach_and_others_are_dropped(
         adapted(" , ", tuple(CLASSES)),  # none named
         adapted(teacher, ("cats", "dogs")),  # someone's own labels
         adapted("no-such-model", tuple(CLASSES)),  # not here
-        adapted(teacher, tuple(CLASSES), corrections=object()),  # refining the served model
     ):
         assert dropped.teachers == ""
         assert dropped.label_smoothing == t.LABEL_SMOOTHING_WITHOUT_TEACHERS
+    # Learning corrections, the served model's own answers soften the labels instead.
+    learning = adapted(teacher, tuple(CLASSES), corrections=object())
+    assert learning.teachers == "" and learning.label_smoothing == 0.0
 
 
 @pytest.mark.slow
