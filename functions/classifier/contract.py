@@ -146,6 +146,7 @@ METRIC_LATENCY = "ClassifyLatency"
 METRIC_CONFIDENCE = "Confidence"  # the top class's probability; its Average is mean confidence
 METRIC_CATEGORY_PREFIX = "Category_"
 METRIC_NONE_OF_THESE = "NoneOfThese"  # answers flagged none_of_these, per model version
+METRIC_UNSURE = "Unsure"  # answers below the doubt threshold ("not sure: A or B?"), per version
 METRIC_CAPTURED = "AnswersCaptured"  # kept for review
 METRIC_CAPTURE_FAILED = "CaptureFailed"  # could not be kept (logged; the answer still went out)
 METRIC_CAPTURE_REPEATS = "CaptureRepeats"  # an image already kept, seen again: not added

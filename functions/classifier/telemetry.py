@@ -1,7 +1,8 @@
 """Classification metrics, the same for the API and the drop folder (CloudWatch EMF).
 
-Each classified image adds ``ImagesClassified``, ``ClassifyLatency``, ``Confidence`` and
-``Category_<name>``; each refused image ``ImagesRejected``. All carry the ``ModelVersion`` that
+Each classified image adds ``ImagesClassified``, ``ClassifyLatency``, ``Confidence``,
+``Category_<name>``, ``NoneOfThese`` and ``Unsure`` (0 or 1: their sums over the count are the
+shares the drift alarms compare with validation); each refused image ``ImagesRejected``. All carry the ``ModelVersion`` that
 answered (``contract.DIMENSION_MODEL_VERSION``), so the dashboard shows each model's mean
 confidence and the rollout's alarms watch the new model alone. Metrics are written when the Lambda
 handler returns (``@telemetry.flushed``); outside Lambda (``make serve``) nothing accumulates.
@@ -58,6 +59,9 @@ class ClassificationMetrics:
                 name=contract.METRIC_NONE_OF_THESE,
                 unit=MetricUnit.Count,
                 value=int(prediction.none_of_these),
+            )
+            m.add_metric(
+                name=contract.METRIC_UNSURE, unit=MetricUnit.Count, value=int(prediction.unsure)
             )
 
     def rejected(self, model_version: str | None) -> None:

@@ -179,11 +179,12 @@ class Monitoring(Construct):
         )
         board.add_widgets(
             cloudwatch.GraphWidget(
-                title="Images classified and rejected per model version",
+                title="Images classified, rejected, none of these and unsure per model version",
                 left=[
                     search(f'MetricName="{contract.METRIC_CLASSIFIED}"', "Sum", "classified"),
                     search(f'MetricName="{contract.METRIC_REJECTED}"', "Sum", "rejected"),
                     search(f'MetricName="{contract.METRIC_NONE_OF_THESE}"', "Sum", "none of these"),
+                    search(f'MetricName="{contract.METRIC_UNSURE}"', "Sum", "unsure"),
                 ],
                 width=12,
             ),

@@ -478,6 +478,9 @@ def test_the_api_emits_classification_metrics_by_model_version(
     category = f"Category_{body['category']}"
     assert {"ImagesClassified", "ClassifyLatency", "Confidence", category} <= names
     assert value(record["Confidence"]) == pytest.approx(body["confidence"])
+    # Each answer counts 0 or 1 for doubt and novelty: the drift alarms' shares.
+    assert value(record["Unsure"]) == float(body["unsure"])
+    assert value(record["NoneOfThese"]) == float(body["none_of_these"])
 
     event = load_event("apigw-v2-raw-png.json")
     event["body"] = base64.b64encode(b"\x89PNG\r\n\x1a\nnot really").decode()

@@ -81,7 +81,7 @@ def test_the_dashboard_shows_traffic_latency_errors_queue_categories_and_models(
         "Dead-letter queue depth",
         "Classifications per category",
         "Mean confidence per model version",
-        "Images classified and rejected per model version",
+        "Images classified, rejected, none of these and unsure per model version",
         "Classify latency per model version (ms, p99)",
         "Feedback: answers captured for review, capture failures, labels",
     }
