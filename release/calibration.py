@@ -117,6 +117,27 @@ def coverage(probs: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, fl
     }
 
 
+def answer_mix(
+    probs: np.ndarray,
+    novelty_scores: np.ndarray,
+    unsure_below: float,
+    novel_above: float,
+    class_names: list[str],
+) -> dict[str, Any]:
+    """What a model's answers look like on images like its validation split, as served: the
+    share flagged unsure, the share flagged none of these, and the share of each category (the
+    drift alarms' baseline: each is what live traffic of the same kind should show)."""
+    counts = np.bincount(probs.argmax(axis=1), minlength=len(class_names))
+    return {
+        "images": len(probs),
+        "unsure": round(float((probs.max(axis=1) < unsure_below).mean()), 4),
+        "none_of_these": round(float((novelty_scores > novel_above).mean()), 4),
+        "categories": {
+            name: round(float(c / len(probs)), 4) for name, c in zip(class_names, counts)
+        },
+    }
+
+
 def risk_coverage(probs: np.ndarray, y: np.ndarray, points: int = 50) -> list[list[float]]:
     """(coverage, accuracy of the covered answers) from the most to the least confident."""
     confidence = probs.max(axis=1)

@@ -123,7 +123,8 @@ def calibrate(
         doubt_y = np.concatenate([y_val, np.full(len(none_logits), -1)])
     threshold = cal.doubt_threshold(softmax(doubt_logits, temperature), doubt_y, target)
     score_of, score, moments = novelty_scorer(kind, val_views, val_logits, temperature)
-    novel_above = cal.novelty_threshold(score_of(val_views))
+    val_scores = score_of(val_views)
+    novel_above = cal.novelty_threshold(val_scores)
     test_novelty = score_of(outputs)
     test_logits = cal.as_logits(outputs.answers, kind)
     before, after = softmax(test_logits), softmax(test_logits, temperature)
@@ -136,6 +137,13 @@ def calibrate(
         "none_of_these_images": 0 if none_of_these is None else len(none_of_these),
         "test_flagged_none_of_these": round(float((test_novelty > novel_above).mean()), 4),
         "target_confident_accuracy": target,
+        "validation_answers": cal.answer_mix(
+            softmax(val_logits, temperature),
+            val_scores,
+            threshold,
+            novel_above,
+            list(classifier.class_names),
+        ),
         "validation": {
             "ece_before": cal.reliability(softmax(val_logits), y_val)["ece"],
             "ece_after": cal.reliability(softmax(val_logits, temperature), y_val)["ece"],

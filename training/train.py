@@ -339,6 +339,8 @@ def evaluate(
     }
     if calibration.get("novelty_moments"):
         fields["inference"]["novelty_moments"] = calibration["novelty_moments"]
+    # What answers on images like validation look like: the drift alarms' default baseline.
+    fields["validation_answers"] = calibration["validation_answers"]
     if data.corrections is not None:
         fields["corrections"] = data.corrections.summary()
     metrics = provenance.metrics(trained, exported, data, (float_acc, float_per_class), int8)

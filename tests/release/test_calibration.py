@@ -114,3 +114,15 @@ def test_fewer_validation_images_flag_a_smaller_share() -> None:
     assert cal.flagged_share(10) == 0.0  # too few to promise anything: nothing is flagged
     scores = np.arange(1000, dtype=float)
     assert (scores > cal.novelty_threshold(scores, flagged=0.05)).mean() == 0.05
+
+
+def test_the_answer_mix_counts_doubt_novelty_and_categories_as_served() -> None:
+    probs = np.array([[0.9, 0.1], [0.55, 0.45], [0.2, 0.8], [0.3, 0.7]])
+    scores = np.array([0.0, 5.0, 0.0, 0.0])
+    mix = cal.answer_mix(probs, scores, unsure_below=0.6, novel_above=1.0, class_names=["a", "b"])
+    assert mix == {
+        "images": 4,
+        "unsure": 0.25,
+        "none_of_these": 0.25,
+        "categories": {"a": 0.5, "b": 0.5},
+    }

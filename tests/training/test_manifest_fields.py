@@ -20,8 +20,8 @@ RECORD = Path(__file__).with_name("tiny_run_manifest.json")
 ADDED_SINCE = {"corrections_distill", "corrections_freeze_batchnorm", "teachers", "teacher_weight"}
 CHANGED_SINCE = {"learning_rate", "description"}
 # Manifest fields added on purpose since the record: the features output and the novelty score's
-# moments (round 4's feature score).
-ADDED_PATHS = ("features.", "inference.novelty_moments")
+# moments (round 4's feature score), the answers' mix on validation (round 5's drift baseline).
+ADDED_PATHS = ("features.", "inference.novelty_moments", "validation_answers.")
 
 
 def key_paths(value: Any, prefix: str = "") -> list[str]:
