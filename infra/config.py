@@ -78,6 +78,12 @@ class Config:
     # auth=jwt: the claim a reviewer's token must carry, "<claim>=<value>" ("scope=review" is
     # also enforced by API Gateway on the review routes; e.g. "cognito:groups=reviewers").
     reviewer_claim: str = "scope=review"
+    # Drift alarms (docs/monitoring.md): over this window, once this many answers were given,
+    # the shares unsure and none of these more than drift_z standard errors from the served
+    # model's validation figures, or a category mix further from them than chance allows.
+    drift_window_hours: int = 3
+    drift_min_answers: int = 200
+    drift_z: float = 4.0
     tracing: bool = False
     alarm_email: str | None = None
 
@@ -133,6 +139,12 @@ class Config:
             raise ValueError(
                 "context auth=jwt needs jwtIssuer (the token issuer URL) and jwtAudience (a list, "
                 "e.g. '[\"<app client id>\"]')"
+            )
+        if not (1 <= config.drift_window_hours <= 24 and config.drift_min_answers >= 30):
+            raise ValueError(
+                f"context driftWindowHours={config.drift_window_hours} (1 to 24, an alarm's "
+                f"longest period is a day) and driftMinAnswers={config.drift_min_answers} (at "
+                "least 30: fewer answers make the z-score meaningless)"
             )
         if not 2 <= config.uploads_max_concurrency <= 1000:
             raise ValueError(

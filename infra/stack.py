@@ -20,6 +20,7 @@ from constructs import Construct
 from infra import nag
 from infra.components.bulk_classifier import BulkClassifier
 from infra.components.bundling import ROOT, TARGETS
+from infra.components.drift import Drift, DriftSettings
 from infra.components.inference_api import InferenceApi
 from infra.components.model_store import ModelStore
 from infra.components.monitoring import Monitoring
@@ -151,11 +152,29 @@ class ClassifierStack(Stack):
         self.monitoring.watch_api(self.api.http_api)
         self.monitoring.watch_dead_letters(self.uploads.dead_letters)
         self.monitoring.notify(self.api.rollout.alarms + self.uploads.rollout.alarms)
+        self.drift = Drift(
+            self,
+            "Drift",
+            bucket=self.models.bucket,
+            manifest_key=self.models.manifest_key,
+            model_version=self.model_version.value_as_string,
+            settings=DriftSettings(
+                window_hours=config.drift_window_hours,
+                min_answers=config.drift_min_answers,
+                z=config.drift_z,
+            ),
+            log_retention=retention,
+        )
+        for first in (self.models.deployment, self.models.seed):  # the manifest is there first
+            if first is not None:
+                self.drift.baseline.node.add_dependency(first)
+        self.monitoring.notify(self.drift.alarms)
         self.dashboard = self.monitoring.dashboard(
             api=self.api.http_api,
             functions={"API": self.api.function, "Uploads": self.uploads.function},
             dead_letters=self.uploads.dead_letters,
         )
+        self.dashboard.add_widgets(*self.drift.widgets())
         dashboard = (
             f"https://console.aws.amazon.com/cloudwatch/home?region={self.region}"
             f"#dashboards:name={self.dashboard.dashboard_name}"

@@ -7,9 +7,9 @@ import io
 
 import numpy as np
 import pytest
+from classifier import core
 from PIL import Image
 
-from classifier import core
 from scripts.client import SIDE, for_upload
 from tests.conftest import IMGS
 from training import photos
