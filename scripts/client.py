@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image, ImageDraw, ImageFont, ImageOps
-
 from classifier.contract import UPLOAD_SCALE
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 TILE = 128  # pixels per image in the sheet (32x32 images are scaled up, nearest neighbour)
 LABEL = 34  # pixels of text under each image

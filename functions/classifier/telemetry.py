@@ -2,10 +2,11 @@
 
 Each classified image adds ``ImagesClassified``, ``ClassifyLatency``, ``Confidence``,
 ``Category_<name>``, ``NoneOfThese`` and ``Unsure`` (0 or 1: their sums over the count are the
-shares the drift alarms compare with validation); each refused image ``ImagesRejected``. All carry the ``ModelVersion`` that
-answered (``contract.DIMENSION_MODEL_VERSION``), so the dashboard shows each model's mean
-confidence and the rollout's alarms watch the new model alone. Metrics are written when the Lambda
-handler returns (``@telemetry.flushed``); outside Lambda (``make serve``) nothing accumulates.
+shares the drift alarms compare with validation); each refused image ``ImagesRejected``. All
+carry the ``ModelVersion`` that answered (``contract.DIMENSION_MODEL_VERSION``), so the
+dashboard shows each model's mean confidence and the rollout's alarms watch the new model alone.
+Metrics are written when the Lambda handler returns (``@telemetry.flushed``); outside Lambda
+(``make serve``) nothing accumulates.
 """
 
 from __future__ import annotations
