@@ -25,15 +25,17 @@ TILE = 128  # pixels per image in the sheet (32x32 images are scaled up, nearest
 LABEL = 34  # pixels of text under each image
 SIDE = 32 * UPLOAD_SCALE  # what a picture is reduced to (the model's input is 32 px)
 SENT_AS_IS = {"PNG": "image/png", "JPEG": "image/jpeg"}
+AS_IT_IS_BYTES = 256 * 1024  # a PNG or JPEG this small costs one 512 KB API step as it is
 
 
 def for_upload(data: bytes, side: int = SIDE) -> tuple[bytes, str]:
-    """The bytes to send for an image file, and their content type: a PNG or JPEG whose centre
-    square is no larger than ``side`` as it is; anything else Pillow opens as the centre square,
-    upright, transparency on white, area-averaged to ``side`` px, as a PNG (what the server's
-    own reduction of the whole file would make of it)."""
+    """The bytes to send for an image file, and their content type: a PNG or JPEG of at most
+    AS_IT_IS_BYTES, or whose centre square is no larger than ``side``, as it is; anything else
+    Pillow opens as the centre square, upright, transparency on white, area-averaged to ``side``
+    px, as a PNG (what the server's own reduction of the whole file would make of it)."""
     image = Image.open(io.BytesIO(data))
-    if image.format in SENT_AS_IS and min(image.size) <= side:
+    small = len(data) <= AS_IT_IS_BYTES or min(image.size) <= side
+    if image.format in SENT_AS_IS and small:
         return data, SENT_AS_IS[image.format]
     image.draft("RGB", (3 * side, 3 * side))  # a large JPEG decodes at 1/2-1/8 scale: fast, small
     image = ImageOps.exif_transpose(image)

@@ -48,10 +48,20 @@ def test_webp_is_converted_to_png() -> None:
 
 
 def test_transparency_becomes_white_as_on_the_server() -> None:
-    rgba = Image.new("RGBA", (400, 300), (255, 0, 0, 0))
-    rgba.paste((0, 0, 255, 255), (150, 100, 250, 200))
-    data = photos.encode(rgba, "PNG")
-    sent, _ = for_upload(data)
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (800, 1000, 4), dtype=np.uint8)
+    rgba[:, :300, 3] = 0  # the left of the centre square is transparent
+    rgba[:, 300:, 3] = 255
+    data = photos.encode(Image.fromarray(rgba, "RGBA"), "PNG")
+    sent, media = for_upload(data)
+    assert media == "image/png" and len(sent) < len(data)
     whole, reduced = core.image_to_array(data).astype(int), core.image_to_array(sent).astype(int)
-    assert np.abs(whole - reduced).mean() < 1  # a sharp edge rounds differently, nothing more
-    assert tuple(reduced[0, 0]) == (255, 255, 255) and tuple(reduced[16, 16]) == (0, 0, 255)
+    assert np.abs(whole - reduced).mean() < 1
+    assert tuple(reduced[16, 0]) == (255, 255, 255) and tuple(reduced[16, 31]) != (255, 255, 255)
+
+
+def test_a_small_file_goes_as_it_is_even_when_large_in_pixels() -> None:
+    """Under 256 KB the file costs what its reduction would: the server's answer is exact."""
+    jpeg = photos.encode(photos.enlarged(ship(), 1024), quality=80)
+    assert len(jpeg) < 256 * 1024
+    assert for_upload(jpeg) == (jpeg, "image/jpeg")
