@@ -16,7 +16,7 @@ The baseline (``drift_baseline.py``) is read from the served model's manifest by
 each time ``ModelVersion`` changes; its figures enter the alarms' expressions as attributes, so
 ``make promote``'s update of that one parameter on the previous template moves them too. The
 alarms notify the owner; they never roll a deployment back (a shift in what people send is not a
-broken model). docs/monitoring.md says what to do when one fires.
+broken model). docs/deploy.md (Drift) says what to do when one fires.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ class Drift(Construct):
                 self.settings.z,
                 f"{service}: the share of {what} over {window} is more than {self.settings.z} "
                 "standard errors from what the served model's validation predicts "
-                "(docs/monitoring.md, drift)",
+                "(docs/deploy.md, Drift)",
             )
         self._alarm(
             f"{short}CategoryMixDrift",
@@ -171,7 +171,7 @@ class Drift(Construct):
             CHI_SQUARE_LIMIT,
             f"{service}: the categories answered over {window} have left the served model's "
             "validation mix by more than chance allows (chi-square over "
-            f"{CHI_SQUARE_LIMIT}; docs/monitoring.md, drift)",
+            f"{CHI_SQUARE_LIMIT}; docs/deploy.md, Drift)",
         )
 
     def _alarm(
