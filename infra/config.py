@@ -81,7 +81,7 @@ class Config:
     # Drift alarms (docs/monitoring.md): over this window, once this many answers were given,
     # the shares unsure and none of these more than drift_z standard errors from the served
     # model's validation figures, or a category mix further from them than chance allows.
-    drift_window_hours: int = 3
+    drift_window_hours: int = 24
     drift_min_answers: int = 200
     drift_z: float = 4.0
     tracing: bool = False

@@ -5,12 +5,13 @@ answer's metrics, so a promotion moves the alarms to the new model), over a wind
 ``driftWindowHours``, once at least ``driftMinAnswers`` answers were given:
 
 * **unsure** and **none of these**: the count against the share the baseline predicts, as a
-  z-score, ``|k - n p| / sqrt(n p (1 - p))``, above ``driftZ`` (chance alone: about 6 in 100,000
-  windows at 4);
+  z-score, ``|k - n p| / sqrt(n p (1 - p) (1 + n / m))``, above ``driftZ`` (chance alone: about
+  7 in 100,000 windows at 4); m is the number of validation answers the share comes from, whose
+  own error matters once n is as large;
 * **category mix**: Pearson's chi-square distance between the live categories and the baseline
-  mix, ``sum(k_i^2 / (n p_i)) - n``, above its 1-in-10,000 value for nine degrees of freedom
-  (CloudWatch metric math takes at most 10 metrics per alarm: ten category slots, and n is
-  their sum).
+  mix, ``(sum(k_i^2 / (n p_i)) - n) / (1 + n / m)``, above its 1-in-10,000 value for nine degrees
+  of freedom (CloudWatch metric math takes at most 10 metrics per alarm: ten category slots, and
+  n is their sum).
 
 The baseline (``drift_baseline.py``) is read from the served model's manifest by a custom resource
 each time ``ModelVersion`` changes; its figures enter the alarms' expressions as attributes, so
@@ -44,7 +45,7 @@ CHI_SQUARE_LIMIT = 33.72
 
 @dataclass(frozen=True)
 class DriftSettings:
-    window_hours: int = 3
+    window_hours: int = 24
     min_answers: int = 200
     z: float = 4.0
 
@@ -121,11 +122,14 @@ class Drift(Construct):
         )
 
     def share_z(self, metric: str, service: str) -> cloudwatch.MathExpression:
-        """|k - n p| / sqrt(n p (1 - p)) once n answers reach the minimum, else 0."""
+        """|k - n p| / sqrt(n p (1 - p) (1 + n / m)) once n reaches the minimum, else 0."""
         p = self.attribute("Unsure" if metric == contract.METRIC_UNSURE else "NoneOfThese")
+        m = self.attribute("Images")
         n_min = self.settings.min_answers
         return cloudwatch.MathExpression(
-            expression=(f"IF(n >= {n_min}, ABS(k - n * {p}) / SQRT(n * {p} * (1 - {p})), 0)"),
+            expression=(
+                f"IF(n >= {n_min}, ABS(k - n * {p}) / SQRT(n * {p} * (1 - {p}) * (1 + n / {m})), 0)"
+            ),
             using_metrics={
                 "n": self._metric(contract.METRIC_CLASSIFIED, service),
                 "k": self._metric(metric, service),
@@ -135,7 +139,8 @@ class Drift(Construct):
         )
 
     def mix_chi_square(self, service: str) -> cloudwatch.MathExpression:
-        """sum(k_i^2 / (n p_i)) - n over the category slots, n their sum, once n is enough."""
+        """(sum(k_i^2 / (n p_i)) - n) / (1 + n / m) over the category slots, n their sum, once n
+        is enough."""
         slots = {
             f"c{i}": self._metric(self.attribute(f"Category{i}"), service) for i in range(SLOTS)
         }
@@ -144,7 +149,10 @@ class Drift(Construct):
             f"FILL({s}, 0) ^ 2 / {self.attribute(f'Share{i}')}" for i, s in enumerate(slots)
         )
         return cloudwatch.MathExpression(
-            expression=(f"IF({n} >= {self.settings.min_answers}, ({terms}) / {n} - {n}, 0)"),
+            expression=(
+                f"IF({n} >= {self.settings.min_answers}, "
+                f"(({terms}) / {n} - {n}) / (1 + {n} / {self.attribute('Images')}), 0)"
+            ),
             using_metrics=slots,
             label="category mix chi-square",
             period=Duration.hours(self.settings.window_hours),

@@ -7,7 +7,8 @@ that serves (a promotion on the previous template included). The manifest's ``va
 the baseline; manifests written before it existed give the validation coverage's complement, the
 test split's share flagged none of these, and an even category mix.
 
-The answers are strings (CloudFormation attributes): ``Unsure``, ``NoneOfThese``, ``Source``, and
+The answers are strings (CloudFormation attributes): ``Unsure``, ``NoneOfThese``, ``Images`` (how
+many validation answers the shares come from), ``Source``, and
 for each of ``SLOTS`` category slots ``Category<i>`` (a metric name) and ``Share<i>``; slots past
 the model's categories watch a metric no answer emits, with share 1 (they add nothing).
 """
@@ -28,19 +29,21 @@ def baseline(manifest: dict[str, Any], category_prefix: str) -> dict[str, str]:
     mix = manifest.get("validation_answers")
     if mix:
         source = "validation_answers"
-        unsure, none = mix["unsure"], mix["none_of_these"]
+        unsure, none, images = mix["unsure"], mix["none_of_these"], mix["images"]
         shares = [mix["categories"].get(n, 0.0) for n in names]
     else:  # a manifest from before the baseline was recorded
         source = "validation coverage, test none-of-these, even mix"
         metrics = manifest.get("metrics", {})
         coverage = metrics.get("validation_calibration", {}).get("coverage", metrics["coverage"])
         unsure, none = 1 - coverage, metrics.get("test_flagged_none_of_these", 0.05)
+        images = manifest.get("data", {}).get("validation_images") or 1000
         shares = [1 / len(names)] * len(names)
     # The slots watch the most common categories when a model has more than SLOTS of them.
     ranked = sorted(zip(shares, names), reverse=True)[:SLOTS]
     total = sum(s for s, _ in ranked) or 1.0
     out = {
         "Source": source,
+        "Images": str(int(images)),  # the baseline's own sample: its error widens the test
         "Unsure": f"{min(max(unsure, FLOOR), 1 - FLOOR):.6f}",
         "NoneOfThese": f"{min(max(none, FLOOR), 1 - FLOOR):.6f}",
     }
