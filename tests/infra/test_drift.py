@@ -195,3 +195,10 @@ def test_the_alarms_are_quiet_on_validation_images_and_fire_on_grey_dark_ones(
     # Fewer answers than the minimum: no verdict either way.
     few = {k: v * 100 / len(x) for k, v in loud.items()}
     assert all(evaluate(a, few, attributes, version) == 0 for a in api_alarms.values())
+
+
+def test_the_baseline_reader_fits_cloudformations_inline_code_limit() -> None:
+    """CloudFormation takes at most 4,096 characters of inline code (ZipFile)."""
+    from infra.components.drift import BASELINE_CODE
+
+    assert len(BASELINE_CODE.read_text()) <= 4096
