@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from scripts.invoke import LocalContext
-from tests.conftest import IMGS, load_event
+from tests.conftest import EVENTS, IMGS, PUBLISHED, load_event, run_python
 from tests.unit.test_core import png_header_only
 
 CAT = (IMGS / "cat.png").read_bytes()
@@ -560,3 +560,19 @@ def test_every_status_a_route_answers_to_bad_input_is_in_its_openapi_schema(
                     if str(status) not in operation["responses"]:
                         undocumented.append(f"{method.upper()} {path} -> {status} ({body})"[:160])
     assert not undocumented, undocumented
+
+
+def test_a_cold_start_does_not_import_pydantic_v1() -> None:
+    """classifier/web/__init__.py keeps FastAPI's pydantic.v1 checks from importing it (about
+    45 ms of each Lambda cold start); a FastAPI release that undoes that fails here."""
+    code = (
+        "import json, sys\n"
+        "from classifier.api import handler\n"
+        "from scripts.invoke import LocalContext\n"
+        f"event = json.load(open({str(EVENTS / 'apigw-v2-multipart.json')!r}))\n"
+        "assert handler(event, LocalContext())['statusCode'] == 200\n"
+        "print('pydantic.v1' in sys.modules)\n"
+    )
+    done = run_python("-c", code, **{"MODEL_URI": str(PUBLISHED)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
