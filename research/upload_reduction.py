@@ -20,6 +20,7 @@ import functools
 import http.server
 import io
 import json
+import mimetypes
 import platform
 import shutil
 import tempfile
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from classifier import contract, core
@@ -151,12 +152,10 @@ def chromium(folder: Path) -> Iterator[Any]:
         server.shutdown()
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map: ClassVar[dict[str, str]] = {
-        **http.server.SimpleHTTPRequestHandler.extensions_map,
-        ".webp": "image/webp",
-    }
+mimetypes.add_type("image/webp", ".webp")  # so the page's fetch sees the type a browser would
 
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
@@ -236,7 +235,7 @@ def summarise(
     # Most paths give the same pixels for most images: each distinct input is classified once.
     distinct: dict[bytes, int] = {}
     index = {
-        name: [distinct.setdefault(a.tobytes(), len(distinct)) for a in arrays]
+        name: [distinct.setdefault(a.tobytes(), len(distinct)) for a in arrays if a is not None]
         if all(a is not None for a in arrays)
         else None
         for name, arrays in paths.items()

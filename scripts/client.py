@@ -33,7 +33,7 @@ def for_upload(data: bytes, side: int = SIDE) -> tuple[bytes, str]:
     AS_IT_IS_BYTES, or whose centre square is no larger than ``side``, as it is; anything else
     Pillow opens as the centre square, upright, transparency on white, area-averaged to ``side``
     px, as a PNG (what the server's own reduction of the whole file would make of it)."""
-    image = Image.open(io.BytesIO(data))
+    image: Image.Image = Image.open(io.BytesIO(data))
     small = len(data) <= AS_IT_IS_BYTES or min(image.size) <= side
     if image.format in SENT_AS_IS and small:
         return data, SENT_AS_IS[image.format]

@@ -57,8 +57,8 @@ def baseline(manifest: dict[str, Any], category_prefix: str) -> dict[str, str]:
 def handler(event: dict[str, Any], context: Any) -> None:
     """CloudFormation custom resource: read models/<version>/manifest.json, answer the baseline.
     A deploy must never hang on it: every failure is reported to CloudFormation."""
-    import boto3  # type: ignore[import-not-found, unused-ignore]
-    import cfnresponse  # type: ignore[import-not-found]  # CloudFormation's, for inline code
+    import boto3
+    import cfnresponse  # CloudFormation provides it to inline code
 
     props = event["ResourceProperties"]
     physical = f"drift-baseline-{props.get('Key', '')}"

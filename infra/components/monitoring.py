@@ -7,6 +7,8 @@ dead-letter queue, classifications per category and mean confidence per model ve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -74,7 +76,7 @@ class Monitoring(Construct):
         alarm.add_alarm_action(actions.SnsAction(self.topic))
         self.alarms.append(alarm)
 
-    def notify(self, alarms: list[cloudwatch.IAlarm]) -> None:
+    def notify(self, alarms: Sequence[cloudwatch.IAlarm]) -> None:
         """Also tell the topic when these (e.g. a rollout's) alarms fire."""
         for alarm in alarms:
             if isinstance(alarm, cloudwatch.Alarm):
