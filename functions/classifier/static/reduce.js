@@ -6,7 +6,7 @@
 // makes the same pixels as reducing the whole file (docs/serving.md, "What the page sends").
 // Inlined into the page; research/upload_reduction.py runs this same file in Chromium.
 
-const REDUCE_STRIP_ROWS = 128;  // rows read back at a time: bounded memory whatever the photo
+const REDUCE_STRIP_ROWS = 256;  // rows read back at a time: bounded memory whatever the photo
 // A PNG or JPEG this small goes as it is: it costs one 512 KB step of the HTTP API like its
 // reduction, and the server's answer to the file is the answer (nothing to agree with).
 const AS_IT_IS_BYTES = 256 * 1024;
@@ -44,19 +44,25 @@ function areaAverage(bitmap, side) {
     const px = ctx.getImageData(0, 0, n, rows).data;
     for (let r = 0; r < rows; r++) {
       row.fill(0);
+      // Sums kept in locals while the pixels fall in one output column (most of them, whole).
+      let o = 0, red = 0, green = 0, blue = 0;
       for (let x = 0, p = r * n * 4; x < n; x++, p += 4) {
-        const o = axis.first[x] * 3;
+        const f = axis.first[x];
+        if (f !== o) {
+          row[o * 3] += red; row[o * 3 + 1] += green; row[o * 3 + 2] += blue;
+          o = f; red = 0; green = 0; blue = 0;
+        }
         const a = axis.share[x];
-        const b = 1 - a;
-        row[o] += a * px[p];
-        row[o + 1] += a * px[p + 1];
-        row[o + 2] += a * px[p + 2];
-        if (b > 0) {
-          row[o + 3] += b * px[p];
-          row[o + 4] += b * px[p + 1];
-          row[o + 5] += b * px[p + 2];
+        if (a === 1) {
+          red += px[p]; green += px[p + 1]; blue += px[p + 2];
+        } else {  // a pixel on a column boundary: its share, the rest to the next column
+          red += a * px[p]; green += a * px[p + 1]; blue += a * px[p + 2];
+          row[o * 3 + 3] += (1 - a) * px[p];
+          row[o * 3 + 4] += (1 - a) * px[p + 1];
+          row[o * 3 + 5] += (1 - a) * px[p + 2];
         }
       }
+      row[o * 3] += red; row[o * 3 + 1] += green; row[o * 3 + 2] += blue;
       const y = y0 + r;
       const a = axis.share[y];
       const base = axis.first[y] * side * 3;
