@@ -182,8 +182,11 @@ const [names, side, done] = arguments;
 
 
 def browser_reductions(driver: Any, folder: Path, names: list[str], side: int) -> list[bytes]:
-    """Each file as the page would send it (the file itself when the page sends it as it is)."""
-    sent = driver.execute_async_script(BROWSER_BATCH, names, side)
+    """Each file as the page would send it (the file itself when the page sends it as it is).
+    Asked a few at a time: Selenium gives up on a script that runs for minutes."""
+    sent = []
+    for start in range(0, len(names), 10):
+        sent += driver.execute_async_script(BROWSER_BATCH, names[start : start + 10], side)
     return [
         (folder / name).read_bytes() if text is None else base64.b64decode(text)
         for name, text in zip(names, sent, strict=True)

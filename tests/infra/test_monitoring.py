@@ -47,7 +47,8 @@ def test_the_rejection_alarm_fires_when_every_image_is_rejected(
 
 def test_alarms_watch_errors_throttles_5xx_and_dead_letters(synthesised: dict[str, Any]) -> None:
     alarms = resources(synthesised["raw"], "AWS::CloudWatch::Alarm")
-    service = {k: a for k, a in alarms.items() if "Rollout" not in k}
+    # The rollout's and the drift alarms have tests of their own (test_rollout.py, test_drift.py).
+    service = {k: a for k, a in alarms.items() if "Rollout" not in k and "Drift" not in k}
     metrics = sorted(
         (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in service.values()
     )
@@ -84,6 +85,8 @@ def test_the_dashboard_shows_traffic_latency_errors_queue_categories_and_models(
         "Images classified, rejected, none of these and unsure per model version",
         "Classify latency per model version (ms, p99)",
         "Feedback: answers captured for review, capture failures, labels",
+        "Drift (cifar10-api): shares unsure and none of these, live and expected",
+        "Drift (cifar10-uploads): shares unsure and none of these, live and expected",
     }
 
     def stats(title: str) -> set[str]:
