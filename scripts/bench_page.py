@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from classifier.settings import REPO_MODEL
 from PIL import Image
 
 from scripts import local_server
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     port = local_server.free_port()
-    server = local_server.start(port, manifest=ROOT / "models/latest/manifest.json", quiet=True)
+    server = local_server.start(port, manifest=REPO_MODEL, quiet=True)
     pixels = np.asarray(Image.open(ROOT / "imgs/ship.png").convert("RGB"))
     ways = {"file (before)": "?send=original", "reduced (after)": ""}
     samples: dict[str, list[dict[str, Any]]] = {way: [] for way in ways}
