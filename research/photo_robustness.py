@@ -18,6 +18,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from classifier import core
@@ -40,6 +41,27 @@ FILTERS = {
 }
 
 
+def served_sample(
+    model: Path, data: str, split: str, images: int
+) -> tuple[Manifest, Any, np.ndarray, np.ndarray]:
+    """The model as served, and a fixed sample of ``images`` of its own validation split (its
+    recipe's seed and fraction) or of the test split."""
+    manifest = Manifest.from_bytes(model.read_bytes())
+    classifier = load_classifier(
+        Path(resolve(str(model), manifest.model_path)).read_bytes(), manifest
+    )
+    dataset, _ = cifar.load(data)
+    if split == "test":
+        x, y = dataset.x_test, dataset.y_test
+    else:
+        recipe = json.loads(model.read_text())["recipe"]
+        _, _, x, y = cifar.split_validation(
+            dataset.x_train, dataset.y_train, recipe["validation_fraction"], recipe["seed"]
+        )
+    chosen = np.random.default_rng(0).permutation(len(y))[:images]
+    return manifest, classifier, x[chosen], y[chosen]
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=REPO_MODEL)
@@ -56,19 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     )
     args = parser.parse_args(argv)
 
-    manifest = Manifest.from_bytes(args.model.read_bytes())
-    model = Path(resolve(str(args.model), manifest.model_path)).read_bytes()
-    classifier = load_classifier(model, manifest)
-    dataset, _ = cifar.load(args.data)
-    if args.split == "test":
-        x, y = dataset.x_test, dataset.y_test
-    else:
-        recipe = json.loads(args.model.read_text())["recipe"]
-        _, _, x, y = cifar.split_validation(
-            dataset.x_train, dataset.y_train, recipe["validation_fraction"], recipe["seed"]
-        )
-    chosen = np.random.default_rng(0).permutation(len(y))[: args.images]
-    x, y = x[chosen], y[chosen]
+    manifest, classifier, x, y = served_sample(args.model, args.data, args.split, args.images)
 
     def accuracy(pixels: np.ndarray) -> float:
         return float((classifier.predict_arrays(pixels).argmax(axis=1) == y).mean())

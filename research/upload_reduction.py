@@ -33,13 +33,11 @@ from typing import Any
 
 import numpy as np
 from classifier import contract, core
-from classifier.manifest import Manifest, resolve
-from classifier.runtime import load_classifier
 from classifier.settings import REPO_MODEL
 from PIL import Image
 
+from research.photo_robustness import served_sample
 from scripts.client import for_upload
-from training import data as cifar
 from training import photos
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,20 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
-    manifest = Manifest.from_bytes(args.model.read_bytes())
-    classifier = load_classifier(
-        Path(resolve(str(args.model), manifest.model_path)).read_bytes(), manifest
-    )
-    dataset, _ = cifar.load(args.data)
-    if args.split == "test":
-        x, y = dataset.x_test, dataset.y_test
-    else:
-        recipe = json.loads(args.model.read_text())["recipe"]
-        _, _, x, y = cifar.split_validation(
-            dataset.x_train, dataset.y_train, recipe["validation_fraction"], recipe["seed"]
-        )
-    chosen = np.random.default_rng(0).permutation(len(y))[: args.images]
-    x, y = x[chosen], y[chosen]
+    manifest, classifier, x, y = served_sample(args.model, args.data, args.split, args.images)
 
     def classify(arrays: np.ndarray) -> np.ndarray:
         return classifier.predict_arrays(arrays).argmax(axis=1)
