@@ -4,6 +4,7 @@ in one place so a bad value is refused by name before anything is synthesised.""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -84,6 +85,16 @@ class Config:
     drift_window_hours: int = 24
     drift_min_answers: int = 200
     drift_z: float = 4.0
+    # The retraining pipeline (docs/lifecycle.md): started by hand, on retrainSchedule (an
+    # EventBridge expression, e.g. "rate(7 days)"), or daily once retrainMinLabels labels exist
+    # that no model learnt; both off. A candidate the gate accepts is rolled out through the
+    # canary only with retrainAutoPromote; otherwise the owner is told to run make promote.
+    retrain_schedule: str | None = None
+    retrain_min_labels: int = 0
+    retrain_auto_promote: bool = False
+    retrain_instance_type: str = "ml.g4dn.xlarge"
+    retrain_spot: bool = True
+    retrain_max_minutes: int = 120
     tracing: bool = False
     alarm_email: str | None = None
 
@@ -184,6 +195,17 @@ class Config:
             raise ValueError(
                 f"context apiReservedConcurrency={config.api_reserved_concurrency}; use at least "
                 "1, or null to share the account's pool (0 would stop the API)"
+            )
+        schedule = config.retrain_schedule
+        if schedule and not re.fullmatch(r"(rate|cron)\(.+\)", schedule):
+            raise ValueError(
+                f"context retrainSchedule={schedule!r}; an EventBridge schedule such as "
+                "'rate(7 days)' or 'cron(0 3 ? * MON *)'"
+            )
+        if config.retrain_min_labels < 0 or not 10 <= config.retrain_max_minutes <= 1440:
+            raise ValueError(
+                f"context retrainMinLabels={config.retrain_min_labels} (0: off, else the labels "
+                f"a run needs) and retrainMaxMinutes={config.retrain_max_minutes} (10 to 1440)"
             )
         return config
 

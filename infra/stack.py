@@ -24,6 +24,7 @@ from infra.components.drift import Drift, DriftSettings
 from infra.components.inference_api import InferenceApi
 from infra.components.model_store import ModelStore
 from infra.components.monitoring import Monitoring
+from infra.components.retraining import Retraining, RetrainSettings
 from infra.components.review_store import ReviewStore
 from infra.components.rollout import RolloutSettings
 from infra.components.serving_function import FunctionSettings
@@ -169,6 +170,26 @@ class ClassifierStack(Stack):
             if first is not None:
                 self.drift.baseline.node.add_dependency(first)
         self.monitoring.notify(self.drift.alarms)
+        self.retraining = Retraining(
+            self,
+            "Retraining",
+            models_bucket=self.models.bucket,
+            uploads_bucket=self.uploads.bucket,
+            training_role=self.training.role,
+            topic=self.monitoring.topic,
+            model_version=self.model_version,
+            target=TARGETS[config.runtime],
+            settings=RetrainSettings(
+                schedule=config.retrain_schedule,
+                min_labels=config.retrain_min_labels,
+                auto_promote=config.retrain_auto_promote,
+                instance_type=config.retrain_instance_type,
+                spot=config.retrain_spot,
+                max_runtime_minutes=config.retrain_max_minutes,
+            ),
+            log_retention=retention,
+        )
+        self.review_store.grant_read_labels(self.retraining.gate.role)  # type: ignore[arg-type]
         self.dashboard = self.monitoring.dashboard(
             api=self.api.http_api,
             functions={"API": self.api.function, "Uploads": self.uploads.function},
@@ -196,6 +217,10 @@ class ClassifierStack(Stack):
             "DeadLetterQueue": (
                 self.uploads.dead_letters.queue_url,
                 "uploads that failed after retries",
+            ),
+            "RetrainStateMachine": (
+                self.retraining.state_machine.state_machine_arn,
+                "the retraining pipeline: make retrain starts it (docs/lifecycle.md)",
             ),
             "BulkStateMachine": (
                 self.bulk.state_machine.state_machine_arn,

@@ -49,24 +49,28 @@ def image_uri(region: str, instance_type: str) -> str:
     )
 
 
-def source_archive(recipe: str = "default") -> bytes:
+def source_archive(recipe: str | None = "default") -> bytes:
     """training/, release/, functions/classifier/ (layout kept) + requirements.txt, the recipe's
-    teachers (their manifest and int8 model: distillation runs them), as a .tar.gz."""
-
-    from training.job_types import RECIPES
-    from training.teachers import folder_of, names_of
-
+    teachers (their manifest and int8 model: distillation runs them), as a .tar.gz. Without a
+    recipe, no teachers: the retraining pipeline's fine-tunes learn from the served model."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for folder in (ROOT / "training", ROOT / "release", ROOT / "functions" / "classifier"):
             for path in sorted(folder.rglob("*.py")):
                 tar.add(path, arcname=path.relative_to(ROOT).as_posix())
         tar.add(ROOT / "training" / "requirements-sagemaker.txt", arcname="requirements.txt")
-        for name in names_of(RECIPES[recipe].teachers):
-            folder = folder_of(name)
-            for file in (contract.MANIFEST_NAME, contract.MODEL_NAME):
-                tar.add(folder / file, arcname=f"{contract.MODELS_PREFIX}{folder.name}/{file}")
+        for path in teacher_files(recipe) if recipe else ():
+            tar.add(path, arcname=f"{contract.MODELS_PREFIX}{path.parent.name}/{path.name}")
     return buffer.getvalue()
+
+
+def teacher_files(recipe: str) -> list[Path]:
+    """The recipe's teachers' manifests and int8 models."""
+    from training.job_types import RECIPES
+    from training.teachers import folder_of, names_of
+
+    folders = [folder_of(name) for name in names_of(RECIPES[recipe].teachers)]
+    return [f / name for f in folders for name in (contract.MANIFEST_NAME, contract.MODEL_NAME)]
 
 
 def data_archive(source: Path, into: Path) -> Path:
@@ -221,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default=os.environ.get("STACK", contract.STACK_NAME))
     parser.add_argument("--bucket", help="the model bucket (default: the stack's ModelBucket)")
     commands = parser.add_subparsers(dest="command", required=True)
+    pack = commands.add_parser(
+        "pack", help="write the retraining pipeline's source archive (no teachers); the deploy"
+    )
+    pack.add_argument("out", type=Path, help="the .tar.gz to write")
     up = commands.add_parser("upload-data", help="put the data set in the bucket, once")
     up.add_argument("--data", type=Path, required=True, help="CIFAR-10 JPEG folders or batches")
     up.add_argument("--force", action="store_true", help="replace an uploaded data set")
@@ -240,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--wait", action="store_true", help="follow the job until it ends")
     args = parser.parse_args(argv)
 
+    if args.command == "pack":  # run by the stack at synth (infra/components/retraining.py)
+        args.out.write_bytes(source_archive(None))
+        return 0
     outputs: dict[str, str] = {}
     if not args.bucket or (args.command == "train" and not args.role_arn):
         outputs = stack_outputs(args.stack)

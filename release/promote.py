@@ -157,13 +157,15 @@ def gate(
     source: Destination,
     candidate: str,
     *,
-    data: str,
+    data: str | None,
     tolerance: float = DEFAULT_TOLERANCE,
     limit: int | None = None,
     current: str | None = None,
+    arrays: Path | None = None,
 ) -> Verdict:
     """Evaluate the candidate against the current model (``current``, else the one latest
-    names) on the same held-out images."""
+    names) on the same held-out images: ``data``'s test split, or ``arrays`` (the retraining
+    pipeline's test split, decoded once)."""
     current = current or current_version(source)
     with tempfile.TemporaryDirectory() as tmp:
         candidate_manifest = fetch(source, candidate, Path(tmp))
@@ -171,12 +173,12 @@ def gate(
             verify_in_serving_process(candidate_manifest)
         except PublishError as exc:
             raise PromotionRefused(str(exc)) from exc
-        ours = evaluate_in_serving_process(candidate_manifest, data, limit)
+        ours = evaluate_in_serving_process(candidate_manifest, data, limit, arrays)
         theirs = None
         current_manifest = None
         if current is not None and current != candidate:
             current_manifest = fetch(source, current, Path(tmp))
-            theirs = evaluate_in_serving_process(current_manifest, data, limit)
+            theirs = evaluate_in_serving_process(current_manifest, data, limit, arrays)
         on_corrections = corrections_gate(candidate_manifest, current_manifest, Path(tmp))
     return Verdict(
         candidate=candidate,

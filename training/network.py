@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,7 +181,10 @@ def outputs_logits(model: Any) -> bool:
 
 def published_float_model(location: str) -> Path:
     """model.keras of a published model folder (models/<version>/ or a run folder), or of the
-    model ``models/latest`` points at."""
+    model ``models/latest`` points at; or an ``s3://bucket/models/<version>/`` folder (the
+    retraining pipeline's job starts from the served model in the model bucket)."""
+    if location.startswith("s3://"):
+        return fetch_float_model(location)
     folder = Path(location).expanduser()
     if (folder / contract.MANIFEST_NAME).is_file() and not (
         folder / contract.FLOAT_MODEL_NAME
@@ -194,6 +198,33 @@ def published_float_model(location: str) -> Path:
             "published since the float weights are kept have one)"
         )
     return path
+
+
+def fetch_float_model(location: str) -> Path:
+    """model.keras of an s3:// model folder, downloaded into the data cache."""
+    import boto3
+
+    from training.data import cache_dir
+
+    bucket, _, prefix = location[len("s3://") :].partition("/")
+    prefix = prefix.strip("/")
+    s3 = boto3.client("s3")
+    manifest = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"{prefix}/{contract.MANIFEST_NAME}")["Body"].read()
+    )
+    # latest's manifest names its version's model (../<version>/model.tflite): follow it.
+    folder = os.path.normpath(f"{prefix}/{manifest['model_path']}").rsplit("/", 1)[0]
+    target = cache_dir() / "init-from" / bucket / folder / contract.FLOAT_MODEL_NAME
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            s3.download_file(bucket, f"{folder}/{contract.FLOAT_MODEL_NAME}", str(target))
+        except Exception as exc:  # botocore's ClientError: no such key, or no access
+            raise SystemExit(
+                f"error: --init-from {location}: cannot read {contract.FLOAT_MODEL_NAME} there: "
+                f"{exc}"
+            ) from exc
+    return target
 
 
 def compatible_published_model(recipe: Recipe) -> str | None:

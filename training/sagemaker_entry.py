@@ -79,6 +79,10 @@ def find_data(channel: Path, scratch: Path) -> Path:
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="training/sagemaker_entry.py", description=__doc__)
     parser.add_argument("--candidate-uri", required=True, help="s3://bucket (models/<v>/ there)")
+    parser.add_argument(
+        "--candidate-record",
+        help="s3://bucket/key: where the retraining pipeline reads which version was published",
+    )
     for name in PASSED:
         parser.add_argument(f"--{name}")
     return parser.parse_known_args(argv)
@@ -124,7 +128,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     # One line per figure, for the job's metric definitions (regex `name=(\S+)`).
     for name in TRAINING_METRICS:  # the lines SageMaker's metric definitions read
         print(f"{name}={metrics[name]}")
+    if args.candidate_record:
+        record_candidate(args.candidate_record, version)
     return {"model_version": version}
+
+
+def record_candidate(uri: str, version: str) -> None:
+    """Tell the retraining pipeline (release.pipeline.candidate_of) what this job published."""
+    import boto3
+
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    body = json.dumps({"model_version": version}).encode()
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
 
 
 if __name__ == "__main__":

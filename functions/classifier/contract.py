@@ -66,6 +66,28 @@ TRAINING_METRICS = (
     "ece_after",
     "coverage",
 )
+# The retraining pipeline: its training jobs' names, where each records the candidate it
+# published, and the CreateTrainingJob request's fields (release.cloud.job_request makes them;
+# the state machine passes each through from the check step's answer).
+RETRAIN_JOB_PREFIX = "cifar10-retrain-"
+RETRAIN_SOURCE_KEY = f"{TRAINING_SOURCE_PREFIX}pipeline/sourcedir.tar.gz"
+TRAINING_REQUEST_FIELDS = (
+    "TrainingJobName",
+    "AlgorithmSpecification",
+    "RoleArn",
+    "HyperParameters",
+    "InputDataConfig",
+    "OutputDataConfig",
+    "ResourceConfig",
+    "StoppingCondition",
+    "EnableManagedSpotTraining",
+    "Tags",
+)
+
+
+def candidate_record_key(job: str) -> str:
+    """Where a retraining job records the version it published."""
+    return f"{TRAINING_OUTPUT_PREFIX}{job}/candidate.json"
 
 
 def model_key(version: str, name: str) -> str:

@@ -37,6 +37,13 @@ from infra import lockfile
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "functions" / "classifier"
+# The retraining pipeline's functions (release/pipeline.py) also carry the release road and the
+# few TensorFlow-free training modules the gate imports: the same code as `make promote`.
+RELEASE_MODULES = (
+    *sorted((ROOT / "release").glob("*.py")),
+    *(ROOT / "training" / f"{name}.py" for name in ("__init__", "corrections", "data")),
+    ROOT / "training" / "serving_process.py",
+)
 # The AWS services the functions call: botocore's API models of all others are removed.
 AWS_SERVICES = ("s3", "events")
 LAMBDA_LIMIT_BYTES = 250 * 1024 * 1024  # unzipped code + layers
@@ -246,8 +253,9 @@ def lambda_requirements(target: Target) -> list[str]:
     return lockfile.requirements_for("lambda", target.python, target.machine)
 
 
-def install(target: Target, output_dir: Path) -> None:
-    """Fill ``output_dir`` with the wheels for ``target`` and the serving package."""
+def install(target: Target, output_dir: Path, *, release: bool = False) -> None:
+    """Fill ``output_dir`` with the wheels for ``target`` and the serving package (and, with
+    ``release``, the modules of :data:`RELEASE_MODULES`)."""
     command = [
         sys.executable,
         "-m",
@@ -283,6 +291,9 @@ def install(target: Target, output_dir: Path) -> None:
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         dirs_exist_ok=True,
     )
+    for module in RELEASE_MODULES if release else ():
+        (output_dir / module.parent.name).mkdir(exist_ok=True)
+        shutil.copy2(module, output_dir / module.parent.name / module.name)
     strip_bundle(output_dir, target)
     compile_bytecode(output_dir, target)
 
@@ -295,12 +306,13 @@ def folder_size(path: Path) -> int:
 class LocalBundling:
     """CDK's hook for bundling on this machine instead of in a Docker container."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, release: bool = False) -> None:
         self.target = target
+        self.release = release
 
     def try_bundle(self, output_dir: str, options: Any = None, **_: Any) -> bool:
         out = Path(output_dir)
-        install(self.target, out)
+        install(self.target, out, release=self.release)
         size = folder_size(out)
         if size > LAMBDA_LIMIT_BYTES:
             raise RuntimeError(
@@ -314,7 +326,7 @@ class LocalBundling:
         return True
 
 
-def source_hash(target: Target) -> str:
+def source_hash(target: Target, release: bool = False) -> str:
     """Changes when the serving code, its requirements or the target change (not otherwise)."""
     digest = hashlib.sha256(f"{target.python}:{target.machine}:{target.platforms}".encode())
     digest.update("\n".join(STRIP + STRIP_NUMPY_2 + AWS_SERVICES).encode())
@@ -324,20 +336,23 @@ def source_hash(target: Target) -> str:
     digest.update("\n".join(lambda_requirements(target)).encode())
     for path in sorted(PACKAGE.rglob("*.py")):
         digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
+    for path in RELEASE_MODULES if release else ():
+        digest.update(path.relative_to(ROOT).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()
 
 
-def lambda_code(target: Target) -> lambda_.Code:
-    """The serving code as a Lambda asset, bundled locally (Docker is never used)."""
+def lambda_code(target: Target, *, release: bool = False) -> lambda_.Code:
+    """The serving code as a Lambda asset, bundled locally (Docker is never used); with
+    ``release``, the retraining pipeline's code beside it."""
     return lambda_.Code.from_asset(
         str(PACKAGE.parent),
-        asset_hash=source_hash(target),
+        asset_hash=source_hash(target, release),
         asset_hash_type=cdk.AssetHashType.CUSTOM,
         bundling=cdk.BundlingOptions(
             # Required by the API, never pulled: local bundling always succeeds or raises.
             image=lambda_.Runtime(
                 f"python{target.python}", lambda_.RuntimeFamily.PYTHON
             ).bundling_image,
-            local=LocalBundling(target),
+            local=LocalBundling(target, release),
         ),
     )
