@@ -25,7 +25,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 # The venv's Node 24 (and python) first: the CDK CLI and jsii run on it.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install lock node-links feedback-demo browser sagemaker-env upload-data preflight train-cloud classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-capture bench-page bench-worst synth bootstrap deploy destroy clean
+.PHONY: help install lock node-links feedback-demo retrain-local retrain browser sagemaker-env upload-data preflight train-cloud classify-bucket test test-fast lint format serve demo invoke client train train-report evaluate publish promote rollback bench bench-capture bench-page bench-worst synth bootstrap deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -129,6 +129,12 @@ train: $(VENV)/.synced-train ## train on DATA (CIFAR-10, or your <label>/ folder
 
 feedback-demo: $(VENV)/.synced-train ## the feedback loop offline: capture, review, fine-tune on the corrections, gate, before/after
 	$(PY) -m scripts.feedback_demo --data $(DATA) $(ARGS)
+
+retrain-local: $(VENV)/.synced-train ## the retraining pipeline's steps here: labels -> the job's request run locally -> the real gate -> promoted or refused
+	$(PY) -m scripts.feedback_demo --pipeline --auto-promote --data $(DATA) $(ARGS)
+
+retrain: $(VENV)/.synced-infra ## start the deployed retraining pipeline now (ARGS="--min-labels 1")
+	$(PY) -m release.pipeline start $(ARGS)
 
 train-report: $(VENV)/.synced-train ## the original report's recipe, for comparison
 	$(PY) -m training.train --data $(DATA) --recipe report $(ARGS)

@@ -287,3 +287,26 @@ def gate_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 
 def promote_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     return promote(event, Settings())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``make retrain``: start the deployed pipeline now (it checks for new labels first)."""
+    import argparse
+
+    import boto3
+
+    parser = argparse.ArgumentParser(prog="python -m release.pipeline", description=__doc__)
+    parser.add_argument("command", choices=["start"])
+    parser.add_argument("--stack", default=os.environ.get("STACK", contract.STACK_NAME))
+    parser.add_argument("--min-labels", type=int, default=1, help="new labels a run needs")
+    args = parser.parse_args(argv)
+    machine = cloud.stack_output(args.stack, "RetrainStateMachine")
+    started = boto3.client("stepfunctions").start_execution(
+        stateMachineArn=machine, input=json.dumps({"minLabels": args.min_labels})
+    )
+    print(f"started {started['executionArn']}; its outcome reaches the alarm topic")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

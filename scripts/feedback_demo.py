@@ -15,6 +15,14 @@
    corrections; latest moves in the demo's own model folder (the repository's is untouched).
 6. Before and after, on grey-and-dark versions of the **test** split (never trained or chosen
    on) and on the clean test split.
+
+``--pipeline`` (``make retrain-local``) runs steps 4-5 as the stack's retraining pipeline does
+(``release/pipeline.py``, ``infra/components/retraining.py``), against a model bucket in the
+local S3 holding the served model and the data set as ``make upload-data`` puts it: the check
+(labels new to the served model) builds the SageMaker request, the job's entry point runs it
+here in place of SageMaker (fine-tuning the served model from the bucket, publishing a candidate
+and its record), the real gate judges it, and with ``--auto-promote`` the promotion record and
+``latest`` are written (a deployed stack would first roll it out: UpdateStack, canary).
 """
 
 from __future__ import annotations
@@ -158,6 +166,12 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--plot", type=Path, help="draw before and after here (a PNG)")
     parser.add_argument(
+        "--pipeline", action="store_true", help="learn and gate as the retraining pipeline does"
+    )
+    parser.add_argument(
+        "--auto-promote", action="store_true", help="with --pipeline: promote what passes"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -255,6 +269,81 @@ def gate(args: argparse.Namespace, env: dict[str, str], candidate: str, models: 
     return run([*command, "--data", args.data, "--no-rollout"], env, check=False) == 0
 
 
+def through_pipeline(
+    args: argparse.Namespace, env: dict[str, str], published: dict[str, Any], work: Path
+) -> tuple[str, Path, float, dict[str, Any]]:
+    """Steps 4-5 as the retraining pipeline runs them: the candidate, a local folder holding it,
+    the training minutes, and the pipeline's figures (check, gate, promotion)."""
+    from release import cloud, pipeline
+    from release import promote as promotion
+    from release.publish import Destination
+
+    banner("pipeline: the check, the job's request, the job here, the gate")
+    models_bucket = f"{BUCKET}-models"
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        import boto3
+
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=models_bucket)
+        version = published["model_version"]
+        for path in (args.model.parent.parent / version).iterdir():
+            s3.upload_file(str(path), models_bucket, contract.model_key(version, path.name))
+        latest = contract.model_key(contract.LATEST, contract.MANIFEST_NAME)
+        s3.upload_file(str(args.model), models_bucket, latest)
+        archive = cloud.data_archive(Path(args.data), work)  # as make upload-data does
+        s3.upload_file(str(archive), models_bucket, contract.DATA_KEY)
+        settings = pipeline.Settings(
+            {
+                "MODELS_BUCKET": models_bucket,
+                "UPLOADS_BUCKET": BUCKET,
+                "TRAINING_ROLE_ARN": "arn:aws:iam::000000000000:role/local",
+                "TRAINING_SOURCE_URI": "file://" + str(ROOT),
+            }
+        )
+        check = pipeline.check({"minLabels": 1}, settings)
+        print(json.dumps({k: check[k] for k in ("served", "labels", "enough")}))
+        if not check["enough"]:
+            raise SystemExit(check["message"])
+        # The job's hyperparameters, as SageMaker hands them to the entry point.
+        passed = {
+            k: json.loads(v)
+            for k, v in check["request"]["HyperParameters"].items()
+            if not k.startswith("sagemaker_")
+        }
+        passed["epochs"] = str(args.epochs)
+        passed["seed"] = str(published["recipe"]["seed"])
+        if args.limit:
+            passed["limit"] = str(args.limit)
+        command = [sys.executable, "training/sagemaker_entry.py"]
+        command += [a for k, v in passed.items() for a in (f"--{k}", str(v))]
+        command += [a for item in args.set for a in ("--set", item)]
+        job_env = {
+            **env,
+            "SM_CHANNEL_TRAINING": str(Path(args.data).resolve()),
+            "SM_MODEL_DIR": str(work / "sm-model"),
+            "SM_OUTPUT_DATA_DIR": str(work / "sm-output"),
+        }
+        train_start = time.monotonic()
+        run(command, job_env)
+        train_minutes = (time.monotonic() - train_start) / 60
+        gated = pipeline.gate({"job": check["job"], "served": version}, settings, work / "gate")
+        print(gated["message"])
+        figures: dict[str, Any] = {"check": check["labels"], "gate": gated, "job": check["job"]}
+        if gated["accepted"] and args.auto_promote:
+            event = {"candidate": gated["candidate"], "served": version, **gated}
+            figures["promotion"] = pipeline.promote(event, settings)
+            print(figures["promotion"]["message"])
+        candidate = gated["candidate"]
+        folder = work / "bucket" / "models"
+        promotion.fetch(Destination(f"s3://{models_bucket}"), candidate, folder)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return candidate, work / "bucket", train_minutes, figures
+
+
 def before_and_after(
     args: argparse.Namespace,
     after_manifest: Path,
@@ -297,8 +386,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     host, port = s3_server.get_host_and_port()
     env = aws_env(f"http://{host}:{port}")
     unsure, counts = capture_and_review(args, env, images, truth)
-    candidate, models, train_minutes = learn(args, env, published, work)
-    promoted = gate(args, env, candidate, models)
+    through: dict[str, Any] = {}
+    if args.pipeline:
+        candidate, models, train_minutes, through = through_pipeline(args, env, published, work)
+        promoted = "promotion" in through
+    else:
+        candidate, models, train_minutes = learn(args, env, published, work)
+        promoted = gate(args, env, candidate, models)
     after_manifest = models / "models" / candidate / contract.MANIFEST_NAME
     chosen_on = json.loads(after_manifest.read_text())["metrics"]
     figures = {
@@ -320,6 +414,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for k in ("validation_accuracy", "held_out_corrections_accuracy")
             if k in chosen_on
         },
+        **({"pipeline": through} if through else {}),
         **before_and_after(args, after_manifest, x_test, y_test, work),
         "minutes": round((time.monotonic() - start) / 60, 1),
     }

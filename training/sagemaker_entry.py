@@ -134,11 +134,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
 
 def record_candidate(uri: str, version: str) -> None:
-    """Tell the retraining pipeline (release.pipeline.candidate_of) what this job published."""
+    """Tell the retraining pipeline (release.pipeline.candidate_of) what this job published, at
+    an s3:// key (or a file, as a folder stands in for the bucket in tests)."""
+    body = json.dumps({"model_version": version}).encode()
+    if not uri.startswith("s3://"):
+        Path(uri).write_bytes(body)
+        return
     import boto3
 
     bucket, _, key = uri[len("s3://") :].partition("/")
-    body = json.dumps({"model_version": version}).encode()
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
 
 

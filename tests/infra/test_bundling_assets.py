@@ -300,3 +300,105 @@ def test_the_arm64_bundle_installs_aarch64_wheels(tmp_path: Path) -> None:
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # AArch64
     assert (tmp_path / "classifier" / "api.py").is_file()
     assert not list(tmp_path.glob("ai_edge_litert/*Accelerator*.so"))
+
+
+RUN_GATE_IN_BUNDLE = """
+import json, sys
+task_root, runtime_root, event = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+sys.path[:0] = [task_root]
+sys.path.append(runtime_root)
+from release import pipeline
+assert pipeline.__file__.startswith(task_root), pipeline
+print(json.dumps(pipeline.gate_handler(event)))
+assert "tensorflow" not in sys.modules
+"""
+
+
+def test_the_retraining_gate_runs_from_its_bundle(
+    synthesised: dict[str, Any],
+    synthetic_data: dict[str, Any],
+    tmp_path: Path,
+    lambda_runtime_packages: Path,
+    local_s3: str,
+) -> None:
+    """The pipeline's functions carry the release road: the real gate, from a clean copy of
+    the asset, with the Lambda's Python, against a local S3."""
+    import boto3
+
+    from infra.components.bundling import find_python
+    from release.cloud import data_archive
+    from tests.conftest import ROOT
+
+    python = find_python("3.13")
+    if python is None:
+        pytest.skip("no python3.13 on this machine to run the pipeline's bundle with")
+    (function,) = [
+        r
+        for r in resources(synthesised["raw"], "AWS::Lambda::Function").values()
+        if r["Properties"].get("Handler") == "release.pipeline.gate_handler"
+    ]
+    asset_hash = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+    (manifest,) = Path(synthesised["outdir"]).glob("*.assets.json")
+    source = json.loads(manifest.read_text())["files"][asset_hash]["source"]["path"]
+    clean = tmp_path / "lambda-task-root"
+    shutil.copytree(Path(synthesised["outdir"]) / source, clean)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=local_s3,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    models, uploads = "gate-models", "gate-uploads"
+    for bucket in (models, uploads):
+        s3.create_bucket(Bucket=bucket)
+    served, candidate = "20261205-184340-default-a91c0b13", "20261204-220138-default-874e1624"
+    for version in (served, candidate):
+        for name in ("manifest.json", "model.tflite"):
+            body = (ROOT / "models" / version / name).read_bytes()
+            s3.put_object(Bucket=models, Key=f"models/{version}/{name}", Body=body)
+    s3.put_object(
+        Bucket=models,
+        Key="models/latest/manifest.json",
+        Body=(ROOT / "models" / "latest" / "manifest.json").read_bytes(),
+    )
+    s3.upload_file(
+        str(data_archive(Path(synthetic_data["folder"]), tmp_path)), models, "data/cifar10.tar"
+    )
+    job = "cifar10-retrain-bundle"
+    record = json.dumps({"model_version": candidate})
+    s3.put_object(Bucket=models, Key=f"sagemaker/output/{job}/candidate.json", Body=record)
+    env = {
+        "AWS_ENDPOINT_URL": local_s3,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "MODELS_BUCKET": models,
+        "UPLOADS_BUCKET": uploads,
+        "CIFAR10_CACHE": str(tmp_path / "cache"),
+    }
+    event = json.dumps({"job": job, "served": served})
+    done = subprocess.run(
+        [
+            python,
+            "-B",
+            "-S",
+            "-E",
+            "-c",
+            RUN_GATE_IN_BUNDLE,
+            str(clean),
+            str(lambda_runtime_packages),
+            event,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["candidate"] == candidate, result
+    assert result["verdict"]["images"] == 100 and result["verdict"]["current"] == served

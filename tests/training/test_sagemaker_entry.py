@@ -62,6 +62,7 @@ def test_the_entry_point_trains_under_sagemakers_contract_and_writes_a_candidate
     }
     # As SageMaker's toolkit runs it: from /opt/ml/code, hyperparameters as --name value.
     command = [python, cloud.ENTRY_POINT, "--candidate-uri", str(bucket)]
+    command += ["--candidate-record", str(tmp_path / "candidate.json")]  # the pipeline's
     command += ["--epochs", "2", "--widths", "8,16,16", "--batch-size", "16", "--tta", "none"]
     # A 2-epoch net of 11k parameters quantises as the machine's kernels round (36% against 42%
     # in float on an AMD EPYC): this tests the job's contract; the int8 guard has its own test.
@@ -82,6 +83,47 @@ def test_the_entry_point_trains_under_sagemakers_contract_and_writes_a_candidate
     assert (paths["output"] / "metrics.json").is_file()
     assert f"int8_test_accuracy={manifest['metrics']['int8_test_accuracy']}" in done.stdout
     assert f"make promote VERSION={folder.name}" in done.stdout
+    assert json.loads((tmp_path / "candidate.json").read_text()) == {"model_version": folder.name}
+
+
+def test_a_pipeline_job_records_its_candidate_in_the_bucket(aws_env: None) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from training.sagemaker_entry import record_candidate
+
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="models")
+        record_candidate("s3://models/sagemaker/output/job/candidate.json", "v1")
+        body = s3.get_object(Bucket="models", Key="sagemaker/output/job/candidate.json")["Body"]
+        assert json.loads(body.read()) == {"model_version": "v1"}
+
+
+def test_init_from_an_s3_folder_downloads_the_float_weights_latest_names(
+    aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline's job starts from the served model in the model bucket."""
+    import boto3
+    from moto import mock_aws
+
+    from training import network
+
+    monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="models")
+        s3.put_object(Bucket="models", Key="models/v1/model.keras", Body=b"weights")
+        for folder, path in (("v1", "model.tflite"), ("latest", "../v1/model.tflite")):
+            manifest = json.dumps({"model_path": path})
+            s3.put_object(Bucket="models", Key=f"models/{folder}/manifest.json", Body=manifest)
+        for location in ("s3://models/models/v1/", "s3://models/models/latest"):
+            path = network.published_float_model(location)
+            assert path.read_bytes() == b"weights" and path.parent.name == "v1"
+        with pytest.raises(SystemExit, match=r"cannot read model\.keras"):
+            s3.delete_object(Bucket="models", Key="models/v1/model.keras")
+            (tmp_path / "cache").rename(tmp_path / "old-cache")
+            network.published_float_model("s3://models/models/v1")
 
 
 def test_the_entry_point_names_a_channel_without_data(tmp_path: Path) -> None:
