@@ -85,6 +85,10 @@ class Config:
     drift_window_hours: int = 24
     drift_min_answers: int = 200
     drift_z: float = 4.0
+    # The drift baseline: "validation" (the served model's validation figures) or "traffic" (this
+    # deployment's own answers over driftBaselineDays, read at each deploy; docs/deploy.md).
+    drift_baseline: str = "validation"
+    drift_baseline_days: int = 7
     # The retraining pipeline (docs/lifecycle.md): started by hand, on retrainSchedule (an
     # EventBridge expression, e.g. "rate(7 days)"), or daily once retrainMinLabels labels exist
     # that no model learnt; both off. A candidate the gate accepts is rolled out through the
@@ -195,6 +199,13 @@ class Config:
             raise ValueError(
                 f"context apiReservedConcurrency={config.api_reserved_concurrency}; use at least "
                 "1, or null to share the account's pool (0 would stop the API)"
+            )
+        if config.drift_baseline not in ("validation", "traffic") or not (
+            1 <= config.drift_baseline_days <= 60
+        ):
+            raise ValueError(
+                f"context driftBaseline={config.drift_baseline!r} (validation or traffic) and "
+                f"driftBaselineDays={config.drift_baseline_days} (1 to 60)"
             )
         schedule = config.retrain_schedule
         if schedule and not re.fullmatch(r"(rate|cron)\(.+\)", schedule):

@@ -163,6 +163,8 @@ class ClassifierStack(Stack):
                 window_hours=config.drift_window_hours,
                 min_answers=config.drift_min_answers,
                 z=config.drift_z,
+                baseline=config.drift_baseline,
+                baseline_days=config.drift_baseline_days,
             ),
             log_retention=retention,
         )

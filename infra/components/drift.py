@@ -13,7 +13,8 @@ answer's metrics, so a promotion moves the alarms to the new model), over a wind
   of freedom (CloudWatch metric math takes at most 10 metrics per alarm: ten category slots, and
   n is their sum).
 
-The baseline (``drift_baseline.py``) is read from the served model's manifest by a custom resource
+The baseline (``infra/hooks/drift_baseline.py``: the served model's validation figures, or with
+``driftBaseline=traffic`` the deployment's own last days) is read by a custom resource
 each time ``ModelVersion`` changes; its figures enter the alarms' expressions as attributes, so
 ``make promote``'s update of that one parameter on the previous template moves them too. The
 alarms notify the owner; they never roll a deployment back (a shift in what people send is not a
@@ -23,7 +24,6 @@ broken model). docs/deploy.md (Drift) says what to do when one fires.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from aws_cdk import CustomResource, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -35,12 +35,17 @@ from classifier import contract
 from constructs import Construct
 
 from infra import nag
-from infra.components.drift_baseline import SLOTS
+from infra.components.rollout import HOOKS
+from infra.hooks.drift_baseline import SLOTS
 
-BASELINE_CODE = Path(__file__).with_name("drift_baseline.py")
 # Pearson's chi-square with SLOTS - 1 = 9 degrees of freedom exceeds this once in 10,000 windows
 # of a mix that has not moved (scipy.stats.chi2.ppf(1 - 1e-4, 9)).
 CHI_SQUARE_LIMIT = 33.72
+
+
+# A traffic baseline needs this many answers; with fewer the validation figures serve (the
+# baseline's own error enters every test through 1 + n/m).
+TRAFFIC_MIN_ANSWERS = 1000
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class DriftSettings:
     window_hours: int = 24
     min_answers: int = 200
     z: float = 4.0
+    baseline: str = "validation"  # or "traffic": the deployment's own last baseline_days
+    baseline_days: int = 7
 
 
 class Drift(Construct):
@@ -71,13 +78,26 @@ class Drift(Construct):
             self,
             "BaselineReader",
             runtime=lambda_.Runtime.PYTHON_3_13,
-            handler="index.handler",
-            code=lambda_.Code.from_inline(BASELINE_CODE.read_text()),
+            handler="drift_baseline.handler",
+            code=lambda_.Code.from_asset(
+                str(HOOKS), exclude=["__pycache__", "*.pyc", "__init__.py"]
+            ),
             timeout=Duration.seconds(30),
             memory_size=128,
             log_group=logs.LogGroup(self, "BaselineReaderLogs", retention=log_retention),
-            description="Reads the served model's validation answers for the drift alarms",
+            description="Reads the drift alarms' baseline (validation answers, or traffic)",
         )
+        if settings.baseline == "traffic":
+            # GetMetricData has no resource-level permissions; it reads metrics only.
+            reader.add_to_role_policy(
+                iam.PolicyStatement(actions=["cloudwatch:GetMetricData"], resources=["*"])
+            )
+            nag.accept_iam5(
+                reader,
+                "Resource::*",
+                "cloudwatch:GetMetricData has no resource-level permissions (AWS documents "
+                "Resource *); the reader sums this stack's answer metrics at deploy time.",
+            )
         reader.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
@@ -100,6 +120,14 @@ class Drift(Construct):
                 "Bucket": bucket.bucket_name,
                 "Key": manifest_key,  # contains ModelVersion: a promotion reads it again
                 "CategoryPrefix": contract.METRIC_CATEGORY_PREFIX,
+                "Mode": settings.baseline,
+                "Days": str(settings.baseline_days),
+                "MinAnswers": str(TRAFFIC_MIN_ANSWERS),
+                "Namespace": contract.METRICS_NAMESPACE,
+                "Dimensions": [contract.DIMENSION_MODEL_VERSION, contract.DIMENSION_SERVICE],
+                "Answers": contract.METRIC_CLASSIFIED,
+                "Unsure": contract.METRIC_UNSURE,
+                "NoneOfThese": contract.METRIC_NONE_OF_THESE,
             },
         )
         self.alarms: list[cloudwatch.Alarm] = []

@@ -65,6 +65,22 @@ def arm(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return template
 
 
+@pytest.fixture(scope="session")
+def everything_on(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The stack with its optional features on (template only, nag checked): automatic
+    promotion and both retraining triggers, the traffic drift baseline."""
+    _, raw = synth(
+        tmp_path_factory.mktemp("cdk.out-everything-on"),
+        retrainAutoPromote="true",
+        retrainSchedule="rate(7 days)",
+        retrainMinLabels="50",
+        driftBaseline="traffic",
+        driftBaselineDays="14",
+        **{"aws:cdk:bundling-stacks": []},
+    )
+    return raw  # type: ignore[no-any-return]
+
+
 def resources(raw: dict[str, Any], kind: str) -> dict[str, Any]:
     return {k: v for k, v in raw["Resources"].items() if v["Type"] == kind}
 

@@ -17,7 +17,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.infra]
 def test_bulk_classification_is_a_distributed_map_over_the_uploads_bucket(
     synthesised: dict[str, Any],
 ) -> None:
-    (machine,) = resources(synthesised["raw"], "AWS::StepFunctions::StateMachine").values()
+    (machine,) = [
+        m
+        for k, m in resources(synthesised["raw"], "AWS::StepFunctions::StateMachine").items()
+        if k.startswith("BulkClassifier")
+    ]
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
     text = "".join(p if isinstance(p, str) else "<" + json.dumps(p) + ">" for p in parts)
     definition = json.loads(re.sub(r"<\{[^>]*\}>", "X", text))

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from infra.components.drift_baseline import SLOTS, UNUSED_SLOT, baseline
-from tests.conftest import ROOT
+from infra.hooks.drift_baseline import SLOTS, UNUSED_SLOT, baseline
+from tests.conftest import PUBLISHED, ROOT
 from tests.infra.conftest import resources
 
 SERVED = ROOT / "models" / "latest" / "manifest.json"
@@ -197,8 +197,151 @@ def test_the_alarms_are_quiet_on_validation_images_and_fire_on_grey_dark_ones(
     assert all(evaluate(a, few, attributes, version) == 0 for a in api_alarms.values())
 
 
-def test_the_baseline_reader_fits_cloudformations_inline_code_limit() -> None:
-    """CloudFormation takes at most 4,096 characters of inline code (ZipFile)."""
-    from infra.components.drift import BASELINE_CODE
+class Metrics:
+    """CloudWatch's GetMetricData as the reader calls it: the sums it answers, the queries kept."""
 
-    assert len(BASELINE_CODE.read_text()) <= 4096
+    def __init__(self, sums: dict[str, float]) -> None:
+        self.sums, self.queries = sums, []
+
+    def get_metric_data(self, **request: Any) -> dict[str, Any]:
+        self.queries = request["MetricDataQueries"]
+        return {
+            "MetricDataResults": [
+                {"Id": q["Id"], "Values": [self.sums[q["Id"]]] if q["Id"] in self.sums else []}
+                for q in self.queries
+            ]
+        }
+
+
+TRAFFIC = {
+    "Bucket": "b",
+    "Key": "models/v/manifest.json",
+    "CategoryPrefix": "Category_",
+    "Mode": "traffic",
+    "Days": "7",
+    "MinAnswers": "1000",
+    "Namespace": "Cifar10Classifier",
+    "Dimensions": ["ModelVersion", "service"],
+    "Answers": "ImagesClassified",
+    "Unsure": "Unsure",
+    "NoneOfThese": "NoneOfThese",
+}
+
+
+class Manifests:
+    def __init__(self, manifest: dict[str, Any]) -> None:
+        self.body = json.dumps(manifest).encode()
+
+    def get_object(self, **_: Any) -> dict[str, Any]:
+        import io
+
+        return {"Body": io.BytesIO(self.body)}
+
+
+def test_a_traffic_baseline_is_the_deployments_own_last_days() -> None:
+    from datetime import UTC, datetime
+
+    from infra.hooks.drift_baseline import attributes
+
+    manifest = json.loads(PUBLISHED.read_text())
+    names = manifest["class_names"]
+    sums = {"n": 5000, "u": 1500, "x": 100, **{f"c{i}": 0 for i in range(10)}}
+    sums |= {"c3": 4000, "c5": 1000}  # a cat and dog shop
+    metrics = Metrics(sums)
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    got = attributes(TRAFFIC, Manifests(manifest), metrics, now)
+    assert got["Source"] == "traffic: 5000 answers over the 7 days before 2026-12-07"
+    assert float(got["Unsure"]) == 0.3 and float(got["NoneOfThese"]) == 0.02
+    assert got["Images"] == "5000"
+    assert (got["Category0"], float(got["Share0"])) == (f"Category_{names[3]}", 0.8)
+    assert (got["Category1"], float(got["Share1"])) == (f"Category_{names[5]}", 0.2)
+    # Summed over both functions and every model version, a day at a time, for the window.
+    expression = next(q["Expression"] for q in metrics.queries if q["Id"] == "u")
+    assert expression == (
+        "SUM(SEARCH('{Cifar10Classifier,ModelVersion,service} MetricName=\"Unsure\"', "
+        "'Sum', 604800))"
+    )
+
+
+def test_too_little_traffic_keeps_the_validation_baseline_and_says_so() -> None:
+    from datetime import UTC, datetime
+
+    from infra.hooks.drift_baseline import attributes
+
+    manifest = json.loads(PUBLISHED.read_text())
+    got = attributes(TRAFFIC, Manifests(manifest), Metrics({"n": 999}), datetime.now(UTC))
+    assert got == {
+        **baseline(manifest, "Category_"),
+        "Source": baseline(manifest, "Category_")["Source"]
+        + " (traffic: fewer than 1000 answers in 7 days)",
+    }
+
+
+def test_the_reader_answers_cloudformation_and_never_leaves_it_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from infra.hooks import drift_baseline
+
+    answers: list[dict[str, Any]] = []
+
+    class Sent:
+        def __init__(self, request: Any, timeout: float) -> None:
+            assert request.get_method() == "PUT" and timeout > 0
+            answers.append(json.loads(request.data))
+
+        def __enter__(self) -> Sent:
+            return self
+
+        def __exit__(self, *_: Any) -> None:
+            return None
+
+    monkeypatch.setattr("urllib.request.urlopen", Sent)
+    event = {
+        "RequestType": "Create",
+        "ResponseURL": "https://cloudformation-custom-resource-response.example/x",
+        "StackId": "s",
+        "RequestId": "r",
+        "LogicalResourceId": "Baseline",
+        "ResourceProperties": {**TRAFFIC, "Mode": "validation"},
+    }
+    manifest = json.loads(PUBLISHED.read_text())
+
+    class Boto3:
+        @staticmethod
+        def client(name: str) -> Any:
+            return Manifests(manifest) if name == "s3" else Metrics({})
+
+    monkeypatch.setitem(__import__("sys").modules, "boto3", Boto3)
+    drift_baseline.handler(event, None)
+    assert answers[-1]["Status"] == "SUCCESS"
+    assert answers[-1]["Data"] == baseline(manifest, "Category_")
+    assert answers[-1]["PhysicalResourceId"] == "drift-baseline-models/v/manifest.json"
+    manifest = {}  # a manifest without class names: reported, not raised
+    drift_baseline.handler(event, None)
+    assert answers[-1]["Status"] == "FAILED" and answers[-1]["Data"] == {}
+    assert "class_names" in answers[-1]["Reason"]
+
+
+def test_only_a_traffic_baseline_may_read_metrics(
+    raw: dict[str, Any], everything_on: dict[str, Any]
+) -> None:
+    def reader(template: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+        (baseline_resource,) = [
+            r["Properties"]
+            for k, r in template["Resources"].items()
+            if k.startswith("DriftBaseline") and r["Type"] == "AWS::CloudFormation::CustomResource"
+        ]
+        actions = [
+            a
+            for name, p in resources(template, "AWS::IAM::Policy").items()
+            if name.startswith("DriftBaselineReader")
+            for s in p["Properties"]["PolicyDocument"]["Statement"]
+            for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        ]
+        return actions, baseline_resource
+
+    actions, props = reader(raw)
+    assert "cloudwatch:GetMetricData" not in actions and props["Mode"] == "validation"
+    actions, props = reader(everything_on)
+    assert "cloudwatch:GetMetricData" in actions
+    assert (props["Mode"], props["Days"]) == ("traffic", "14")

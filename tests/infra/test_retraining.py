@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.infra import asl
-from tests.infra.conftest import resources, statements, synth
+from tests.infra.conftest import resources, statements
 
 pytestmark = [pytest.mark.slow, pytest.mark.infra]
 
@@ -26,17 +26,10 @@ CANDIDATE = "20261204-220138-default-874e1624"  # another published model, as th
 MODELS, UPLOADS = "models-bucket", "uploads-bucket"
 
 
-@pytest.fixture(scope="module")
-def auto(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+@pytest.fixture
+def auto(everything_on: dict[str, Any]) -> dict[str, Any]:
     """The stack with automatic promotion and both triggers on (template only)."""
-    _, raw = synth(
-        tmp_path_factory.mktemp("cdk.out-retrain"),
-        retrainAutoPromote="true",
-        retrainSchedule="rate(7 days)",
-        retrainMinLabels="50",
-        **{"aws:cdk:bundling-stacks": []},
-    )
-    return raw
+    return everything_on
 
 
 def machine_of(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:

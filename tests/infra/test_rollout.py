@@ -27,7 +27,11 @@ def test_every_caller_reaches_the_functions_through_their_live_alias(
     (mapping,) = resources(raw, "AWS::Lambda::EventSourceMapping").values()
     consumer = json.dumps(mapping["Properties"]["FunctionName"])
     assert f'{{"Ref": "{uploads_alias}"}}' in consumer and consumer.endswith('":live"]]}')
-    (machine,) = resources(raw, "AWS::StepFunctions::StateMachine").values()
+    (machine,) = [
+        m
+        for k, m in resources(raw, "AWS::StepFunctions::StateMachine").items()
+        if k.startswith("BulkClassifier")
+    ]
     assert {"Ref": uploads_alias} in machine["Properties"]["DefinitionString"]["Fn::Join"][1]
 
 
