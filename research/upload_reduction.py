@@ -159,13 +159,13 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 BROWSER_BATCH = """
-const [names, side, done] = arguments;
+const [names, side, asItIs, done] = arguments;
 (async () => {
   const out = [];
   for (const name of names) {
     const blob = await (await fetch(name)).blob();
     const file = new File([blob], name, { type: blob.type });
-    const sent = await reduceForUpload(file, side, ["image/png", "image/jpeg"]);
+    const sent = await reduceForUpload(file, side, ["image/png", "image/jpeg"], asItIs);
     if (sent.blob === file) { out.push(null); continue; }
     const bytes = new Uint8Array(await sent.blob.arrayBuffer());
     let text = "";
@@ -184,7 +184,9 @@ def browser_reductions(driver: Any, folder: Path, names: list[str], side: int) -
     Asked a few at a time: Selenium gives up on a script that runs for minutes."""
     sent = []
     for start in range(0, len(names), 10):
-        sent += driver.execute_async_script(BROWSER_BATCH, names[start : start + 10], side)
+        sent += driver.execute_async_script(
+            BROWSER_BATCH, names[start : start + 10], side, contract.AS_IT_IS_BYTES
+        )
     return [
         (folder / name).read_bytes() if text is None else base64.b64decode(text)
         for name, text in zip(names, sent, strict=True)

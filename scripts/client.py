@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from classifier.contract import UPLOAD_SCALE
+from classifier.contract import AS_IT_IS_BYTES, UPLOAD_SCALE
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 TILE = 128  # pixels per image in the sheet (32x32 images are scaled up, nearest neighbour)
 LABEL = 34  # pixels of text under each image
 SIDE = 32 * UPLOAD_SCALE  # what a picture is reduced to (the model's input is 32 px)
 SENT_AS_IS = {"PNG": "image/png", "JPEG": "image/jpeg"}
-AS_IT_IS_BYTES = 256 * 1024  # a PNG or JPEG this small costs one 512 KB API step as it is
 
 
 def for_upload(data: bytes, side: int = SIDE) -> tuple[bytes, str]:

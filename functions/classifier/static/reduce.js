@@ -7,9 +7,6 @@
 // Inlined into the page; research/upload_reduction.py runs this same file in Chromium.
 
 const REDUCE_STRIP_ROWS = 256;  // rows read back at a time: bounded memory whatever the photo
-// A PNG or JPEG this small goes as it is: it costs one 512 KB step of the HTTP API like its
-// reduction, and the server's answer to the file is the answer (nothing to agree with).
-const AS_IT_IS_BYTES = 256 * 1024;
 
 // For an axis of n input pixels averaged into s outputs (n >= s): the first output each input
 // pixel falls in, and the share of it that does (the rest goes to the next output).
@@ -92,12 +89,13 @@ function pngOf(pixels) {
 }
 
 // The file to upload for a picked one: {blob, how, side} where how is "as it is" (a PNG or JPEG of
-// at most AS_IT_IS_BYTES, or whose centre square is no larger than side), "reduced" or "converted" (a format the API does not
+// at most asItIsBytes (contract.AS_IT_IS_BYTES), or whose centre square is no larger than side),
+// "reduced" or "converted" (a format the API does not
 // take, such as WebP, AVIF or HEIC, that this browser can open), or {blob: file, how:
 // "undecodable"} when the browser cannot open it (the API's answer then names the formats).
-async function reduceForUpload(file, side, accepted) {
+async function reduceForUpload(file, side, accepted, asItIsBytes) {
   const known = accepted.includes(file.type);
-  if (known && file.size <= AS_IT_IS_BYTES) return { blob: file, how: "as it is", side: null };
+  if (known && file.size <= asItIsBytes) return { blob: file, how: "as it is", side: null };
   let bitmap;
   try {
     // As the server does: EXIF orientation applied, colours as stored (no ICC conversion).

@@ -61,6 +61,7 @@ def page() -> HTMLResponse:
     html = html.replace("{{categories}}", categories).replace("{{image_size}}", str(size))
     html = html.replace("{{upload_side}}", str(size * contract.UPLOAD_SCALE))
     html = html.replace("{{async_max_bytes}}", str(contract.ASYNC_MAX_BYTES))
+    html = html.replace("{{as_it_is_bytes}}", str(contract.AS_IT_IS_BYTES))
     # Large images go straight to the uploads bucket by a presigned POST.
     bucket = headers.bucket_origin(_uploads_bucket())
     return headers.page(html, connect=bucket)
