@@ -200,12 +200,14 @@ class Config:
                 f"context apiReservedConcurrency={config.api_reserved_concurrency}; use at least "
                 "1, or null to share the account's pool (0 would stop the API)"
             )
+        # SEARCH finds only metrics that reported in the last two weeks.
         if config.drift_baseline not in ("validation", "traffic") or not (
-            1 <= config.drift_baseline_days <= 60
+            1 <= config.drift_baseline_days <= 14
         ):
             raise ValueError(
                 f"context driftBaseline={config.drift_baseline!r} (validation or traffic) and "
-                f"driftBaselineDays={config.drift_baseline_days} (1 to 60)"
+                f"driftBaselineDays={config.drift_baseline_days} (1 to 14: CloudWatch's SEARCH "
+                "sees two weeks)"
             )
         schedule = config.retrain_schedule
         if schedule and not re.fullmatch(r"(rate|cron)\(.+\)", schedule):

@@ -233,6 +233,10 @@ class ClassifierStack(Stack):
                 "requests, latency, errors, throttles, dead letters, categories, models",
             ),
             "ModelUri": (self.models.manifest_uri, "the manifest both functions load"),
+            "DriftBaselineSource": (
+                self.drift.attribute("Source"),
+                "what the drift alarms compare with (validation answers, or traffic)",
+            ),
         }
         if self.review_store.token is not None:
             outputs["ReviewerTokenSecret"] = (

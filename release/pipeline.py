@@ -39,6 +39,7 @@ from release import promote as promotion
 from release.publish import Destination, point_latest
 
 JOB_PREFIX = contract.RETRAIN_JOB_PREFIX
+STAMP = "%Y%m%d-%H%M%S"  # a job's name: JOB_PREFIX + the check's time
 # What a fine-tune on corrections trains for: the feedback demo's measured setting
 # (docs/feedback.md), the served model's float weights as the start.
 EPOCHS = "3"
@@ -57,6 +58,7 @@ class Settings:
         self.spot = e.get("TRAINING_SPOT", "true") == "true"
         self.max_runtime_minutes = int(e.get("TRAINING_MAX_MINUTES", "120"))
         self.min_labels = int(e.get("MIN_LABELS", "1"))
+        self.stack = e.get("STACK_ID", "")  # to check that latest names the model that serves
         self.tolerance = promotion.DEFAULT_TOLERANCE  # make promote's
         self.region = e.get("AWS_REGION", "us-east-1")
 
@@ -75,17 +77,48 @@ def labels_since(s3: Any, bucket: str, since: datetime) -> tuple[int, int]:
     return new, total
 
 
-def last_candidate_time(s3: Any, bucket: str) -> datetime | None:
-    """When the pipeline's last training job recorded its candidate (None: never)."""
-    times = [
-        item["LastModified"]
-        for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=f"{contract.TRAINING_OUTPUT_PREFIX}{JOB_PREFIX}"
-        )
-        for item in page.get("Contents", [])
-        if item["Key"].endswith("/candidate.json")
-    ]
+def last_judged(s3: Any, bucket: str) -> datetime | None:
+    """When the last run the gate judged started (its job's name holds the check's time): the
+    labels before it were learnt by that candidate, accepted or not. A run that failed before a
+    verdict does not count, so its labels train again."""
+    times = []
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{contract.TRAINING_OUTPUT_PREFIX}{JOB_PREFIX}"
+    ):
+        for item in page.get("Contents", []):
+            job = item["Key"][len(contract.TRAINING_OUTPUT_PREFIX) :].split("/")[0]
+            if item["Key"] != contract.verdict_record_key(job):
+                continue
+            try:
+                stamp = datetime.strptime(job[len(JOB_PREFIX) :], STAMP)
+            except ValueError:  # not a name the check gave: its time is unknown
+                continue
+            times.append(stamp.replace(tzinfo=UTC))
     return max(times, default=None)
+
+
+def other_runs(event: dict[str, Any]) -> list[str]:
+    """The state machine's other running executions (a run started by hand beside a schedule)."""
+    machine, execution = event.get("machine"), event.get("execution")
+    if not machine:
+        return []
+    import boto3
+
+    running = boto3.client("stepfunctions").list_executions(
+        stateMachineArn=machine, statusFilter="RUNNING"
+    )["executions"]
+    return [e["name"] for e in running if e["executionArn"] != execution]
+
+
+def stack_model_version(stack: str) -> str | None:
+    """The ModelVersion the stack's functions serve (None where no stack is given)."""
+    if not stack:
+        return None
+    import boto3
+
+    (described,) = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+    values = {p["ParameterKey"]: p.get("ParameterValue") for p in described["Parameters"]}
+    return values.get("ModelVersion")
 
 
 def served(models: Destination) -> tuple[str, datetime]:
@@ -98,30 +131,49 @@ def served(models: Destination) -> tuple[str, datetime]:
 
 
 def check(event: dict[str, Any], settings: Settings, *, now: datetime | None = None) -> dict:
-    """Whether there is anything to learn, and the training request that would learn it."""
+    """Whether there is anything to learn, and the training request that would learn it.
+    ``event`` is the run's input (``minLabels``), or the state machine's ``{"input": ...,
+    "machine": ..., "execution": ...}``. ``notify`` is set when the owner must act."""
     import boto3
 
+    given = event.get("input", event)
+    now = now or datetime.now(UTC)
+    wanted = int(given.get("minLabels", settings.min_labels))
+    others = other_runs(event)
+    if others:
+        message = f"another retraining run is in progress ({', '.join(others)}): this one ends"
+        return {"enough": False, "notify": False, "message": message}
     models = Destination(f"s3://{settings.models_bucket}")
     version, created = served(models)
+    serving = stack_model_version(settings.stack)
+    if serving is not None and serving != version:
+        return {
+            "enough": False,
+            "notify": True,
+            "served": version,
+            "message": (
+                f"retraining: models/latest names {version} but the stack serves {serving}; "
+                "no retraining until they agree (make promote VERSION=<the one you want>, or "
+                "make rollback)"
+            ),
+        }
     s3 = boto3.client("s3")
-    # New to the served model and to the last candidate (a refused one learnt them too).
-    since = max(created, last_candidate_time(s3, settings.models_bucket) or created)
+    since = max(created, last_judged(s3, settings.models_bucket) or created)
     new, total = labels_since(s3, settings.uploads_bucket, since)
-    wanted = int(event.get("minLabels", settings.min_labels))
     enough = new >= max(1, wanted)
     result: dict[str, Any] = {
         "served": version,
         "labels": {"new": new, "total": total, "wanted": wanted},
         "enough": enough,
+        "notify": False,
     }
     if not enough:
         result["message"] = (
             f"nothing to learn: {new} new labels since {since:%Y-%m-%d %H:%M} UTC (the served "
-            f"model {version} or the last candidate), {wanted} wanted"
+            f"model {version} or the last judged candidate), {wanted} wanted"
         )
         return result
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
-    name = f"{JOB_PREFIX}{stamp}"
+    name = f"{JOB_PREFIX}{now.strftime(STAMP)}"
     result["job"] = name
     result["request"] = training_request(name, version, settings)
     return result
@@ -152,12 +204,16 @@ def training_request(name: str, version: str, settings: Settings) -> dict[str, A
 def test_split(models: Destination, class_names: list[str], size: int, cache: Path) -> Path:
     """The data set's test split as an .npz (x uint8, y), decoded once from ``data/cifar10.tar``
     and kept in ``cache`` (a warm function gates again without reading it)."""
-    arrays = cache / "test-split.npz"
+    s3 = models.s3
+    got = s3.get_object(Bucket=models.bucket, Key=contract.DATA_KEY)
+    # Keyed by the object's ETag: a data set uploaded again (upload-data --force) is read again.
+    tag = "".join(c for c in got["ETag"] if c.isalnum())[:16]
+    arrays = cache / f"test-split-{tag}.npz"
     if arrays.is_file():
+        got["Body"].close()
         return arrays
     cache.mkdir(parents=True, exist_ok=True)
-    s3 = models.s3
-    body = s3.get_object(Bucket=models.bucket, Key=contract.DATA_KEY)["Body"]
+    body = got["Body"]
     x, y = read_test_split(body, class_names, size)
     np.savez(arrays, x=x, y=y)
     return arrays
@@ -223,12 +279,21 @@ def gate(event: dict[str, Any], settings: Settings, cache: Path) -> dict[str, An
             current=served_version,
         )
     except promotion.PromotionRefused as exc:
-        return {
+        result: dict[str, Any] = {
             "candidate": candidate,
             "accepted": False,
             "message": f"retraining: {candidate} refused: {exc}",
         }
-    return verdict_result(verdict)
+    else:
+        result = verdict_result(verdict)
+    record_verdict(models, event["job"], result)
+    return result
+
+
+def record_verdict(models: Destination, job: str, result: dict[str, Any]) -> None:
+    """The gate judged ``job``'s candidate: its labels count as learnt from now on."""
+    record = {k: result[k] for k in ("candidate", "accepted", "message")}
+    models.write(contract.verdict_record_key(job), json.dumps(record).encode())
 
 
 def verdict_result(verdict: promotion.Verdict) -> dict[str, Any]:

@@ -86,7 +86,10 @@ def fit_model(
         data.x_val.astype(np.float32),
         np.eye(len(data.class_names), dtype=np.float32)[data.y_val],
     )
-    callbacks: list[Any] = []
+    import keras
+
+    # A diverged run (loss NaN) stops at once and fails by name, not after its last epoch.
+    callbacks: list[Any] = [keras.callbacks.TerminateOnNaN()]
     if recipe.architecture == "report-cnn":
         train_data = report_batches(recipe, data.x_train, data.y_train)
         steps = -(-len(data.x_train) // recipe.batch_size)
@@ -120,6 +123,12 @@ def fit_model(
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
+    losses = [float(v) for v in history.history.get("loss", [])]
+    if losses and not np.isfinite(losses[-1]):
+        raise SystemExit(
+            f"error: training diverged: the loss is {losses[-1]} in epoch {len(losses)} (learning "
+            f"rate {recipe.learning_rate:g}); lower it with --set learning_rate=..."
+        )
     if epoch_log is None:
         return {k: [float(v) for v in vs] for k, vs in history.history.items()}, 0.0
     rows = epoch_log.rows()

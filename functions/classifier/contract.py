@@ -90,6 +90,12 @@ def candidate_record_key(job: str) -> str:
     return f"{TRAINING_OUTPUT_PREFIX}{job}/candidate.json"
 
 
+def verdict_record_key(job: str) -> str:
+    """Where the retraining pipeline's gate records its verdict on that job's candidate: the
+    labels up to the job's start (its name's time) count as learnt once one is there."""
+    return f"{TRAINING_OUTPUT_PREFIX}{job}/verdict.json"
+
+
 def model_key(version: str, name: str) -> str:
     """Where a published model's file lives, relative to a bucket or folder root."""
     return f"{MODELS_PREFIX}{version}/{name}"

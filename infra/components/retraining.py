@@ -31,6 +31,7 @@ from pathlib import Path
 
 import jsii
 from aws_cdk import (
+    ArnFormat,
     CfnParameter,
     DefaultStackSynthesizer,
     Duration,
@@ -108,6 +109,9 @@ class Retraining(Construct):
             "CIFAR10_CACHE": "/tmp/cifar10-cache",  # noqa: S108 - Lambda's only writable folder
         }
         code = lambda_code(target, release=True)
+        # Named, so the check may list this machine's runs without a circular reference.
+        self.machine_name = f"{stack.stack_name}-Retraining"
+        environment["STACK_ID"] = stack.stack_id
 
         def step(
             id_: str, handler: str, memory: int, timeout: Duration, **kw: object
@@ -148,6 +152,7 @@ class Retraining(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
+            state_machine_name=self.machine_name,
             role=self.machine_role,
             definition_body=sfn.DefinitionBody.from_chainable(
                 self._definition(training_role, model_version)
@@ -218,7 +223,50 @@ class Retraining(Construct):
                 },
             )
         )
+        stack = Stack.of(self)
+        self.check.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:ListExecutions"],
+                resources=[
+                    stack.format_arn(
+                        service="states",
+                        resource="stateMachine",
+                        resource_name=self.machine_name,
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        self.check.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["cloudformation:DescribeStacks"], resources=[stack.stack_id]
+            )
+        )
+        for function in (self.check, self.gate):  # a missing key is NoSuchKey, not AccessDenied
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[models.bucket_arn],
+                    conditions={
+                        "StringLike": {
+                            "s3:prefix": [f"{contract.MODELS_PREFIX}*", contract.DATA_KEY]
+                        }
+                    },
+                )
+            )
         records = f"{contract.TRAINING_OUTPUT_PREFIX}{JOB_PREFIX}*"
+        self.gate.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"],
+                resources=[models.arn_for_objects(contract.verdict_record_key(f"{JOB_PREFIX}*"))],
+            )
+        )
+        nag.accept_prefix(
+            self.gate,
+            models,
+            contract.verdict_record_key(f"{JOB_PREFIX}*"),
+            "the gate's verdict records, written",
+        )
         self.gate.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
@@ -275,7 +323,12 @@ class Retraining(Construct):
         )
 
     def _definition(self, training_role: iam.IRole, model_version: CfnParameter) -> sfn.IChainable:
-        check = self._invoke("Check", self.check, None, "$.check")  # the run's input: minLabels
+        check = self._invoke(
+            "Check",
+            self.check,
+            {"input.$": "$", "machine.$": "$$.StateMachine.Id", "execution.$": "$$.Execution.Id"},
+            "$.check",
+        )
         check_failed = self._failed(
             "CheckFailed", "retraining: the check failed: {}; nothing changed", "$.error.Cause"
         )
@@ -333,6 +386,15 @@ class Retraining(Construct):
         return check.next(
             sfn.Choice(self, "AnythingToLearn")
             .when(
+                sfn.Condition.and_(
+                    sfn.Condition.boolean_equals("$.check.enough", False),
+                    sfn.Condition.boolean_equals("$.check.notify", True),
+                ),
+                self._notify("NotifyBlocked", "$.check.message").next(
+                    sfn.Fail(self, "Blocked", error="Blocked", cause="the owner must act first")
+                ),
+            )
+            .when(
                 sfn.Condition.boolean_equals("$.check.enough", False),
                 sfn.Succeed(self, "NothingToLearn"),
             )
@@ -370,26 +432,33 @@ class Retraining(Construct):
                 conditions={"Null": {"cloudformation:TemplateUrl": "false"}},
             )
         )
-        credentials = sfn.Credentials(role=sfn.TaskRole.from_role(self.rollout_role))
-        parameters = Lazy.any(StackParameters(stack, model_version))
-        update = tasks.CallAwsService(
+        # The rollout's two calls run under the rollout role (task credentials): the state
+        # machine's own role may only assume it. CDK's CallAwsService would also grant the call
+        # to the machine's role, so these are written as states.
+        self.rollout_role.grant_assume_role(self.machine_role)
+        credentials = {"RoleArn": self.rollout_role.role_arn}
+        sdk = f"arn:{stack.partition}:states:::aws-sdk:cloudformation"
+        update = sfn.CustomState(
             self,
             "RollOut",
-            service="cloudformation",
-            action="updateStack",
-            parameters={
-                "StackName": stack.stack_id,
-                "UsePreviousTemplate": True,
-                "Parameters": parameters,
-                "Capabilities": [
-                    "CAPABILITY_IAM",
-                    "CAPABILITY_NAMED_IAM",
-                    "CAPABILITY_AUTO_EXPAND",
-                ],
+            state_json={
+                "Type": "Task",
+                "Resource": f"{sdk}:updateStack",
+                "Credentials": credentials,
+                "Parameters": {
+                    "StackName": stack.stack_id,
+                    "UsePreviousTemplate": True,
+                    "Parameters": Lazy.any(StackParameters(stack, model_version)),
+                    "Capabilities": [
+                        "CAPABILITY_IAM",
+                        "CAPABILITY_NAMED_IAM",
+                        "CAPABILITY_AUTO_EXPAND",
+                    ],
+                },
+                # (a null ResultPath would be dropped from state_json: the answer, its StackId,
+                # is kept under its own path instead of replacing the run's state)
+                "ResultPath": "$.rolloutStarted",
             },
-            iam_resources=[stack.stack_id],
-            credentials=credentials,
-            result_path=sfn.JsonPath.DISCARD,
         )
         update.add_catch(
             self._failed(
@@ -403,18 +472,30 @@ class Retraining(Construct):
             result_path="$.error",
         )
         wait = sfn.Wait(self, "WaitForRollout", time=sfn.WaitTime.duration(POLL))
-        status = tasks.CallAwsService(
+        status = sfn.CustomState(
             self,
             "RolloutStatus",
-            service="cloudformation",
-            action="describeStacks",
-            parameters={"StackName": stack.stack_id},
-            iam_resources=[stack.stack_id],
-            credentials=credentials,
-            result_selector={"status.$": "$.Stacks[0].StackStatus"},
-            result_path="$.rollout",
+            state_json={
+                "Type": "Task",
+                "Resource": f"{sdk}:describeStacks",
+                "Credentials": credentials,
+                "Parameters": {"StackName": stack.stack_id},
+                "ResultSelector": {"status.$": "$.Stacks[0].StackStatus"},
+                "ResultPath": "$.rollout",
+            },
         )
         status.add_retry(errors=["States.ALL"], max_attempts=3, interval=Duration.seconds(20))
+        status.add_catch(
+            self._failed(
+                "RolloutUnknown",
+                "retraining: the rollout of {} started, but its state cannot be read: {}; check "
+                "the stack (and models/latest) by hand",
+                "$.gate.candidate",
+                "$.error.Cause",
+            ),
+            errors=["States.ALL"],
+            result_path="$.error",
+        )
         move = self._invoke(
             "MoveLatest",
             self.promote,

@@ -42,7 +42,12 @@ def definition_of(machine: dict[str, Any]) -> dict[str, Any]:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
+CONTEXT: dict[str, Any] = {}  # the run's context object ($$), set by run()
+
+
 def path_get(data: Any, path: str) -> Any:
+    if path.startswith("$$"):
+        data, path = CONTEXT, path[1:]
     if path == "$":
         return data
     value = data
@@ -123,9 +128,12 @@ def run(
     services: dict[str, Callable[[dict[str, Any]], Any]],
     given: Any,
     *,
+    context: dict[str, Any] | None = None,
     max_steps: int = 200,
 ) -> Run:
     states, name, data = definition["States"], definition["StartAt"], given
+    CONTEXT.clear()
+    CONTEXT.update(context or {})
     visited: list[str] = []
     for _ in range(max_steps):
         visited.append(name)

@@ -255,7 +255,7 @@ def test_a_traffic_baseline_is_the_deployments_own_last_days() -> None:
     assert got["Images"] == "5000"
     assert (got["Category0"], float(got["Share0"])) == (f"Category_{names[3]}", 0.8)
     assert (got["Category1"], float(got["Share1"])) == (f"Category_{names[5]}", 0.2)
-    # Summed over both functions and every model version, a day at a time, for the window.
+    # Summed over both functions and every model version, one period the length of the window.
     expression = next(q["Expression"] for q in metrics.queries if q["Id"] == "u")
     assert expression == (
         "SUM(SEARCH('{Cifar10Classifier,ModelVersion,service} MetricName=\"Unsure\"', "
@@ -345,3 +345,5 @@ def test_only_a_traffic_baseline_may_read_metrics(
     actions, props = reader(everything_on)
     assert "cloudwatch:GetMetricData" in actions
     assert (props["Mode"], props["Days"]) == ("traffic", "14")
+    source = everything_on["Outputs"]["DriftBaselineSource"]["Value"]
+    assert source == {"Fn::GetAtt": [source["Fn::GetAtt"][0], "Source"]}

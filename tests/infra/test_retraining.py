@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -144,7 +143,7 @@ class World:
         assert pipeline.candidate_of(pipeline.Destination(f"s3://{MODELS}"), event["job"]) == (
             CANDIDATE
         )
-        return pipeline.verdict_result(
+        result = pipeline.verdict_result(
             Verdict(
                 candidate=CANDIDATE,
                 current=SERVED,
@@ -159,13 +158,33 @@ class World:
                 corrections_current=0.55,
             )
         )
+        pipeline.record_verdict(pipeline.Destination(f"s3://{MODELS}"), event["job"], result)
+        return result
 
     def describe(self, _: dict[str, Any]) -> dict[str, Any]:
         return {"Stacks": [{"StackStatus": self.rollout.pop(0)}]}
 
 
 def walk(raw: dict[str, Any], world: World, given: dict[str, Any] | None = None) -> asl.Run:
-    return asl.run(asl.definition_of(machine_of(raw)[1]), world.services, given or {})
+    """One run of the synthesised definition, as an execution of a state machine in moto."""
+    import boto3
+
+    sfn = boto3.client("stepfunctions")
+    machines = sfn.list_state_machines()["stateMachines"]
+    arn = (
+        machines[0]["stateMachineArn"]
+        if machines
+        else sfn.create_state_machine(
+            name="Cifar10Classifier-Retraining",
+            definition=json.dumps({"StartAt": "S", "States": {"S": {"Type": "Succeed"}}}),
+            roleArn="arn:aws:iam::123456789012:role/machine",
+        )["stateMachineArn"]
+    )
+    this = f"{arn.replace(':stateMachine:', ':execution:')}:this-run"
+    context = {"StateMachine": {"Id": arn}, "Execution": {"Id": this}}
+    return asl.run(
+        asl.definition_of(machine_of(raw)[1]), world.services, given or {}, context=context
+    )
 
 
 # --- the branches ----------------------------------------------------------------------------
@@ -273,6 +292,45 @@ def test_labels_already_learnt_by_the_last_candidate_do_not_train_again(
     assert done.end == "NothingToLearn" and world.jobs == []
 
 
+def test_a_run_beside_another_ends_at_once(raw: dict[str, Any], aws: Any) -> None:
+    import boto3
+
+    label(aws, 3)
+    walk(raw, World(raw, aws, accepted=False))  # creates the state machine in moto
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    sfn.start_execution(stateMachineArn=arn, name="scheduled-run")  # still running
+    label(aws, 6)
+    world = World(raw, aws)
+    done = walk(raw, world)
+    assert (done.status, done.end) == ("SUCCEEDED", "NothingToLearn")
+    assert "scheduled-run" in done.output["check"]["message"] and world.jobs == []
+
+
+def test_a_stack_serving_another_model_than_latest_blocks_and_tells_the_owner(
+    raw: dict[str, Any], aws: Any
+) -> None:
+    import boto3
+
+    template = {
+        "Parameters": {"ModelVersion": {"Type": "String"}},
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+    }
+    stack = boto3.client("cloudformation").create_stack(
+        StackName="Cifar10Classifier",
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": "ModelVersion", "ParameterValue": CANDIDATE}],
+    )["StackId"]
+    label(aws, 3)
+    world = World(raw, aws)
+    world.settings.stack = stack
+    done = walk(raw, world)
+    assert (done.status, done.end) == ("FAILED", "Blocked")
+    (message,) = world.messages
+    assert f"latest names {SERVED} but the stack serves {CANDIDATE}" in message
+    assert world.jobs == []
+
+
 # --- the template: triggers and least privilege ----------------------------------------------
 def test_triggers_are_off_by_default_and_follow_their_settings(
     raw: dict[str, Any], auto: dict[str, Any]
@@ -289,11 +347,28 @@ def test_triggers_are_off_by_default_and_follow_their_settings(
 def test_only_the_rollout_role_may_update_the_stack_and_only_with_its_own_template(
     auto: dict[str, Any], raw: dict[str, Any]
 ) -> None:
-    assert not [s for _, s in statements(raw) if "cloudformation:UpdateStack" in json.dumps(s)]
-    updating = [
-        (n, s) for n, s in statements(auto) if "cloudformation:UpdateStack" in json.dumps(s)
-    ]
-    assert {n for n, _ in updating} == {n for n, _ in updating if "RolloutRole" in n}
+    def updaters(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (n, s)
+            for n, s in statements(template)
+            if "cloudformation:updatestack" in json.dumps(s["Action"]).lower()
+        ]
+
+    assert updaters(raw) == []
+    updating = updaters(auto)
+    assert (
+        {n for n, _ in updating}
+        == {n for n, _ in updating if n.startswith("RetrainingRolloutRole")}
+        != set()
+    )
+    # The state machine's own role may only assume the rollout role: no CloudFormation itself.
+    machine = [s for n, s in statements(auto) if n.startswith("RetrainingStateMachineRole")]
+    assert not [s for s in machine if "cloudformation" in json.dumps(s["Action"]).lower()]
+    (assume,) = [s for s in machine if s["Action"] == "sts:AssumeRole"]
+    assert "RetrainingRolloutRole" in json.dumps(assume["Resource"])
+    definition = asl.definition_of(machine_of(auto)[1])
+    for name in ("RollOut", "RolloutStatus"):
+        assert definition["States"][name]["Credentials"]["RoleArn"].startswith("ref:Retraining")
     allow = [s for _, s in updating if s["Effect"] == "Allow"]
     assert all(s["Resource"] == {"Ref": "AWS::StackId"} for s in allow)
     (deny,) = [s for _, s in updating if s["Effect"] == "Deny"]
@@ -360,4 +435,3 @@ def test_the_steps_settings_are_the_functions_environment(raw: dict[str, Any]) -
         settings = pipeline.Settings({k: str(v) for k, v in environment.items()})
         assert settings.spot and settings.min_labels == 1
         assert settings.instance_type == "ml.g4dn.xlarge"
-    assert Path(ROOT / "release" / "pipeline.py").is_file()

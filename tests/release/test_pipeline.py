@@ -86,13 +86,16 @@ def label(s3: Any, n: int) -> None:
 def test_the_gate_is_make_promotes_on_the_data_sets_test_split(world: dict[str, Any]) -> None:
     s3 = world["s3"]
     point_latest(f"s3://{MODELS}", world["worse"])
-    record_candidate(s3, "cifar10-retrain-1", world["better"])
-    event = {"job": "cifar10-retrain-1", "served": world["worse"]}
+    record_candidate(s3, "cifar10-retrain-20261207-010000", world["better"])
+    event = {"job": "cifar10-retrain-20261207-010000", "served": world["worse"]}
     result = pipeline.gate(event, world["settings"], world["cache"])
     assert result["accepted"] and result["candidate"] == world["better"]
     verdict = result["verdict"]
     assert verdict["images"] == 100 and verdict["current"] == world["worse"]
     assert f"make promote VERSION={world['better']}" in result["message"]
+    key = "sagemaker/output/cifar10-retrain-20261207-010000/verdict.json"
+    recorded = json.loads(s3.get_object(Bucket=MODELS, Key=key)["Body"].read())
+    assert recorded == {k: result[k] for k in ("candidate", "accepted", "message")}
     # The same figures make promote's gate gives on the data set's folder.
     by_hand = pr.gate(Destination(f"s3://{MODELS}"), world["better"], data=world["data"])
     assert by_hand.candidate_accuracy == verdict["candidate_accuracy"]
@@ -103,8 +106,8 @@ def test_the_gate_is_make_promotes_on_the_data_sets_test_split(world: dict[str, 
 def test_a_worse_candidate_is_refused_with_its_figures(world: dict[str, Any]) -> None:
     s3 = world["s3"]
     point_latest(f"s3://{MODELS}", world["better"])
-    record_candidate(s3, "cifar10-retrain-2", world["worse"])
-    event = {"job": "cifar10-retrain-2", "served": world["better"]}
+    record_candidate(s3, "cifar10-retrain-20261207-020000", world["worse"])
+    event = {"job": "cifar10-retrain-20261207-020000", "served": world["better"]}
     result = pipeline.gate(event, world["settings"], world["cache"])
     assert not result["accepted"]
     assert "refused" in result["message"] and "nothing changed" in result["message"]
@@ -163,13 +166,23 @@ def test_check_counts_labels_the_served_model_never_saw(world: dict[str, Any]) -
     assert pipeline.check({"minLabels": 1}, world["settings"])["enough"]
 
 
-def test_check_does_not_count_labels_the_last_candidate_learnt(world: dict[str, Any]) -> None:
+def test_check_counts_labels_after_the_last_judged_run_started(world: dict[str, Any]) -> None:
+    """A judged candidate learnt the labels before its job started (accepted or not); a job
+    that failed before a verdict learnt nothing that counts."""
     s3 = world["s3"]
     point_latest(f"s3://{MODELS}", world["worse"])
     label(s3, 6)
-    record_candidate(s3, "cifar10-retrain-20261207-000000", world["better"])
+    started = datetime.now(UTC) + timedelta(minutes=5)  # after the labels were written
+    job = f"cifar10-retrain-{started:%Y%m%d-%H%M%S}"
+    record_candidate(s3, job, world["better"])  # trained, never judged
+    assert pipeline.check({"minLabels": 1}, world["settings"])["labels"]["new"] == 6
+    verdict = {"candidate": world["better"], "accepted": False, "message": "refused"}
+    pipeline.record_verdict(Destination(f"s3://{MODELS}"), job, verdict)
     result = pipeline.check({"minLabels": 1}, world["settings"])
     assert result["labels"]["new"] == 0 and not result["enough"]
+    earlier = f"cifar10-retrain-{started - timedelta(days=1):%Y%m%d-%H%M%S}"
+    pipeline.record_verdict(Destination(f"s3://{MODELS}"), earlier, verdict)
+    assert pipeline.check({"minLabels": 1}, world["settings"])["labels"]["new"] == 0
 
 
 def test_labels_since_compares_each_labels_time(world: dict[str, Any]) -> None:

@@ -1,13 +1,18 @@
 """training/fit.py: learning corrections with BatchNorm frozen leaves the served model's
-statistics as they were (TensorFlow runs in a subprocess; this process never imports it)."""
+statistics as they were; a diverged run stops at once (TensorFlow runs in a subprocess; this
+process never imports it)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import run_python
+from tests.conftest import ROOT, run_python, subprocess_env
 
 FREEZE_CHECK = """
 import json
@@ -42,3 +47,24 @@ def test_frozen_batchnorm_keeps_the_served_models_statistics() -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"layers": 6, "frozen": True, "unchanged": True}
+
+
+@pytest.mark.slow
+def test_a_diverged_run_stops_at_once_and_fails_by_name(
+    synthetic_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """A learning rate that overflows makes the loss NaN: the run stops in its first epoch and
+    says so, instead of training on for all its epochs and failing later."""
+    command = [sys.executable, "-m", "training.train", "--data", str(synthetic_data["batches"])]
+    command += ["--epochs", "5", "--widths", "8,16,16", "--batch-size", "16", "--tta", "none"]
+    command += ["--out", str(tmp_path / "runs"), "--set", "learning_rate=1e30"]
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=subprocess_env(CIFAR10_CACHE=str(tmp_path / "cache")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode != 0
+    assert "error: training diverged: the loss is nan in epoch 1" in done.stderr + done.stdout
