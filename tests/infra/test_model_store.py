@@ -42,7 +42,11 @@ def run_like_the_custom_resource(s3: Any, call: dict[str, Any]) -> str:
 
 
 def test_a_deploy_copies_versioned_models_but_never_latest(synthesised: dict[str, Any]) -> None:
-    (deployment,) = resources(synthesised["raw"], "Custom::CDKBucketDeployment").values()
+    (deployment,) = [
+        d
+        for k, d in resources(synthesised["raw"], "Custom::CDKBucketDeployment").items()
+        if k.startswith("ModelStore")
+    ]
     assert deployment["Properties"]["Exclude"] == ["latest/*"]
     assert deployment["Properties"]["Prune"] is False
     (zip_key,) = deployment["Properties"]["SourceObjectKeys"]
