@@ -8,6 +8,8 @@ checked against them.
 from __future__ import annotations
 
 import copy
+import importlib
+import threading
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -20,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from classifier import contract, service
 from classifier.core import ImageError, ModelError
 from classifier.settings import SettingsError
-from classifier.web import headers, page, predict, review, status, uploads
+from classifier.web import headers, page, predict
 from classifier.web.common import RequestError, error_status, logger, telemetry
 
 # An S3 (or Secrets Manager) that fails or does not answer in time: the client's timeouts bound
@@ -131,13 +133,60 @@ def docs(request: Request) -> HTMLResponse:
     )
 
 
-for router in (page.router, predict.router, uploads.router, review.router, status.router):
+for router in (page.router, predict.router):
     app.include_router(router)
+
+# The other routers are built on the first request under one of their paths (or for the schema),
+# not at import: a cold start builds the models and routes of what it answers, not the review
+# page's, the uploads' and the status routes' (docs/measurements.md, "Cold start").
+LAZY_ROUTERS = {
+    "classifier.web.uploads": ("/uploads", "/results"),
+    "classifier.web.review": ("/review",),
+    "classifier.web.status": ("/health", "/model"),
+}
+_included: set[str] = set()
+_including = threading.Lock()
+
+
+def include_lazy_routers(module: str | None = None) -> None:
+    """Include the lazy routers (``module``'s, or all) if not yet included."""
+    for name in LAZY_ROUTERS:
+        if module in (None, name) and name not in _included:
+            with _including:
+                if name not in _included:
+                    app.include_router(importlib.import_module(name).router)
+                    _included.add(name)
+
+
+def lazy_router_for(path: str) -> str | None:
+    """The lazy router serving ``path`` (relative to the app's root), if any."""
+    for name, starts in LAZY_ROUTERS.items():
+        if any(path == start or path.startswith(start + "/") for start in starts):
+            return name
+    return None
+
+
+class LazyRouters:
+    """Includes a lazy router before the app routes the first request under its paths."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(_included) < len(LAZY_ROUTERS):
+            path, root = scope["path"], scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]  # behind a stage (StagePrefix)
+            name = lazy_router_for(path)
+            if name:
+                include_lazy_routers(name)
+        await self.app(scope, receive, send)
 
 
 def openapi_with_labels() -> dict[str, Any]:
     """FastAPI's schema, with the served model's categories as the answers' enum and examples:
     the labels come from the model's manifest, whichever model it is."""
+    include_lazy_routers()  # the schema lists every route
     schema = copy.deepcopy(FastAPI.openapi(app))  # FastAPI caches its own; models change
     try:
         classifier = service.classifier()
@@ -161,6 +210,7 @@ app.openapi = openapi_with_labels  # type: ignore[method-assign]
 def http_routes() -> list[tuple[str, str, bool]]:
     """(path, method, protected) of every route the app serves, in the app's order; protected
     routes need credentials when the API has auth (contract.PUBLIC_PATHS stay open)."""
+    include_lazy_routers()
     found = []
     routes = list(app.routes)
     while routes:
@@ -176,12 +226,12 @@ def http_routes() -> list[tuple[str, str, bool]]:
 
 
 service.preload()  # in Lambda's init phase (SnapStart snapshots it); nothing locally
-asgi = headers.Guard(StagePrefix(app))
+asgi = headers.Guard(StagePrefix(LazyRouters(app)))
 # Lifespan off: Mangum would run it per invocation; the model loads lazily at first use instead.
 _mangum = Mangum(asgi, lifespan="off")
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context
 @telemetry.flushed
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda entry point: request id and cold start in every log line, then Mangum; the

@@ -164,7 +164,7 @@ EVENT_NOT_CLASSIFIED = "Image Not Classified"
 # The S3 notification that feeds the drop folder's queue: the uploads prefix, no suffix.
 UPLOADS_NOTIFICATION_FILTER = {"prefix": UPLOADS_PREFIX}
 
-# Powertools service names (log field `service`, metric dimension `service`).
+# Service names (log field `service`, metric dimension `service`).
 API_SERVICE = "cifar10-api"
 UPLOADS_SERVICE = "cifar10-uploads"
 
@@ -185,7 +185,7 @@ METRIC_CAPTURE_REPEATS = "CaptureRepeats"  # an image already kept, seen again: 
 METRIC_CAPTURE_LIMITED = "CaptureLimited"  # not kept: the hour's bound (capturePerHour) was reached
 METRIC_SERVER_ERRORS = "ServerErrors"  # API answers with a 5xx status, per function version
 METRIC_LABELLED = "ReviewLabels"  # labels written by reviewers
-# Every classification metric carries the model version that made it (and Powertools' `service`),
+# Every classification metric carries the model version that made it (and the `service`),
 # so a dashboard compares models side by side and a canary's alarms watch the new model only.
 DIMENSION_MODEL_VERSION = "ModelVersion"
 DIMENSION_SERVICE = "service"
@@ -226,8 +226,11 @@ class Env:
     REVIEWER_TOKEN = "REVIEWER_TOKEN"  # noqa: S105 (a variable's name)
     REVIEWER_CLAIM = "REVIEWER_CLAIM"  # auth jwt: "<claim>=<value>" a reviewer's token carries
     LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda itself: we run in Lambda
+    # Powertools' names, kept for the logs' and metrics' settings (classifier.logs, telemetry)
     METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
     SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+    LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"  # INFO unless set
+    METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"  # "true": no metric line is written
     DEFAULT_CAPTURE_PER_HOUR = 100  # a reviewer labels a few hundred images an hour at most
 
 

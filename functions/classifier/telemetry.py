@@ -6,19 +6,21 @@ shares the drift alarms compare with validation); each refused image ``ImagesRej
 carry the ``ModelVersion`` that answered (``contract.DIMENSION_MODEL_VERSION``), so the
 dashboard shows each model's mean confidence and the rollout's alarms watch the new model alone.
 Metrics are written when the Lambda handler returns (``@telemetry.flushed``); outside Lambda
-(``make serve``) nothing accumulates.
+(``make serve``) nothing accumulates. The EMF documents are written here, not by Powertools'
+Metrics: its import is a cold start's cost (issue 37), the format a page of AWS documentation
+(https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-from aws_lambda_powertools import Metrics, single_metric
-from aws_lambda_powertools.metrics import MetricUnit
 
 from classifier import contract
 from classifier.core import Prediction
@@ -26,52 +28,72 @@ from classifier.settings import in_lambda
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 FUNCTION_VERSION = "AWS_LAMBDA_FUNCTION_VERSION"  # set by Lambda: the version answering
+COUNT, MILLISECONDS, NO_UNIT = "Count", "Milliseconds", "None"
+# CloudWatch takes at most 100 values per metric in one document: a fuller one is written then.
+MOST_VALUES = 100
+
+
+def emf_line(
+    namespace: str, dimensions: dict[str, str], metrics: dict[str, tuple[str, list[float]]]
+) -> str:
+    """One CloudWatch Embedded Metric Format document: each metric's values under the
+    dimensions given (one value as a number, several as a list)."""
+    document: dict[str, Any] = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [list(dimensions)],
+                    "Metrics": [{"Name": n, "Unit": unit} for n, (unit, _) in metrics.items()],
+                }
+            ],
+        },
+        **dimensions,
+    }
+    for name, (_, values) in metrics.items():
+        document[name] = values[0] if len(values) == 1 else values
+    return json.dumps(document)
 
 
 class ClassificationMetrics:
-    """Thread-safe recording of classification outcomes into one Powertools ``Metrics``."""
+    """Thread-safe recording of classification outcomes, written as one EMF document per
+    invocation (Lambda's log lines become the metrics; no API call, nothing imported)."""
 
     def __init__(self, service: str) -> None:
-        self.metrics = Metrics(namespace=contract.METRICS_NAMESPACE, service=service)
+        self.service = service
+        self.metric_set: dict[str, tuple[str, list[float]]] = {}
+        self.dimensions: dict[str, str] = {contract.DIMENSION_SERVICE: service}
         self._lock = threading.Lock()
 
     def _enabled(self) -> bool:
-        return in_lambda()
+        return in_lambda() and os.environ.get(contract.Env.METRICS_DISABLED, "").lower() != "true"
+
+    def _add(self, name: str, unit: str, value: float) -> None:
+        _, values = self.metric_set.setdefault(name, (unit, []))
+        values.append(float(value))
+        if len(values) >= MOST_VALUES:
+            self._write()
 
     def classified(self, prediction: Prediction, latency_ms: float) -> None:
         if not self._enabled():
             return
         with self._lock:
-            m = self.metrics
-            m.add_dimension(contract.DIMENSION_MODEL_VERSION, prediction.model_version)
-            m.add_metric(name=contract.METRIC_CLASSIFIED, unit=MetricUnit.Count, value=1)
-            m.add_metric(
-                name=contract.METRIC_LATENCY, unit=MetricUnit.Milliseconds, value=latency_ms
-            )
-            m.add_metric(
-                name=contract.METRIC_CONFIDENCE, unit=MetricUnit.NoUnit, value=prediction.confidence
-            )
-            m.add_metric(
-                name=f"{contract.METRIC_CATEGORY_PREFIX}{prediction.category}",
-                unit=MetricUnit.Count,
-                value=1,
-            )
-            m.add_metric(
-                name=contract.METRIC_NONE_OF_THESE,
-                unit=MetricUnit.Count,
-                value=int(prediction.none_of_these),
-            )
-            m.add_metric(
-                name=contract.METRIC_UNSURE, unit=MetricUnit.Count, value=int(prediction.unsure)
-            )
+            self.dimensions[contract.DIMENSION_MODEL_VERSION] = prediction.model_version
+            self._add(contract.METRIC_CLASSIFIED, COUNT, 1)
+            self._add(contract.METRIC_LATENCY, MILLISECONDS, latency_ms)
+            self._add(contract.METRIC_CONFIDENCE, NO_UNIT, prediction.confidence)
+            self._add(f"{contract.METRIC_CATEGORY_PREFIX}{prediction.category}", COUNT, 1)
+            self._add(contract.METRIC_NONE_OF_THESE, COUNT, int(prediction.none_of_these))
+            self._add(contract.METRIC_UNSURE, COUNT, int(prediction.unsure))
 
     def rejected(self, model_version: str | None) -> None:
         if not self._enabled():
             return
         with self._lock:
             if model_version:
-                self.metrics.add_dimension(contract.DIMENSION_MODEL_VERSION, model_version)
-            self.metrics.add_metric(name=contract.METRIC_REJECTED, unit=MetricUnit.Count, value=1)
+                self.dimensions[contract.DIMENSION_MODEL_VERSION] = model_version
+            self._add(contract.METRIC_REJECTED, COUNT, 1)
 
     def server_error(self) -> None:
         """One 5xx answer, by the Lambda version that gave it: its own metric document, so the
@@ -79,27 +101,32 @@ class ClassificationMetrics:
         if not self._enabled():
             return
         version = os.environ.get(FUNCTION_VERSION, "$LATEST")
-        with single_metric(
-            name=contract.METRIC_SERVER_ERRORS,
-            unit=MetricUnit.Count,
-            value=1,
-            namespace=contract.METRICS_NAMESPACE,
-            default_dimensions={contract.DIMENSION_SERVICE: self.metrics.service or ""},
-        ) as metric:
-            metric.add_dimension(contract.DIMENSION_FUNCTION_VERSION, version)
+        dimensions = {
+            contract.DIMENSION_SERVICE: self.service,
+            contract.DIMENSION_FUNCTION_VERSION: version,
+        }
+        line = emf_line(
+            contract.METRICS_NAMESPACE, dimensions, {contract.METRIC_SERVER_ERRORS: (COUNT, [1.0])}
+        )
+        print(line, file=sys.stdout, flush=True)
 
     def count(self, name: str) -> None:
         if not self._enabled():
             return
         with self._lock:
-            self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+            self._add(name, COUNT, 1)
+
+    def _write(self) -> None:
+        if self.metric_set:
+            line = emf_line(contract.METRICS_NAMESPACE, self.dimensions, self.metric_set)
+            print(line, file=sys.stdout, flush=True)
+        self.metric_set = {}
 
     def flush(self) -> None:
-        """Write what was recorded (one EMF document); nothing, and no warning, if empty."""
+        """Write what was recorded (one EMF document); nothing if empty."""
         with self._lock:
-            if self.metrics.metric_set:
-                self.metrics.flush_metrics()  # prints unless POWERTOOLS_METRICS_DISABLED
-            self.metrics.clear_metrics()
+            self._write()
+            self.dimensions = {contract.DIMENSION_SERVICE: self.service}
 
     def flushed(self, handler: Handler) -> Handler:
         """A Lambda handler that writes its invocation's metrics as it returns (or raises)."""

@@ -30,7 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -41,6 +40,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from classifier import capture, contract, service
 from classifier.completion import publish_completion
 from classifier.core import ImageError, ImageTooLarge
+from classifier.logs import Logger
 from classifier.result_store import (
     DUPLICATE,
     SUPERSEDED,

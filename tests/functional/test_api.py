@@ -498,7 +498,7 @@ def test_no_metrics_accumulate_outside_lambda(
     assert client.post("/predict", content=CAT, headers={"content-type": "image/png"}).is_success
     from classifier.web.common import telemetry
 
-    assert not telemetry.metrics.metric_set
+    assert not telemetry.metric_set
 
 
 def test_image_work_runs_inline_under_lambda_and_in_the_thread_pool_under_a_server(
@@ -562,17 +562,40 @@ def test_every_status_a_route_answers_to_bad_input_is_in_its_openapi_schema(
     assert not undocumented, undocumented
 
 
-def test_a_cold_start_does_not_import_pydantic_v1() -> None:
-    """classifier/web/__init__.py keeps FastAPI's pydantic.v1 checks from importing it (about
-    45 ms of each Lambda cold start); a FastAPI release that undoes that fails here."""
+def test_a_cold_start_imports_neither_pydantic_v1_nor_other_routers_nor_powertools() -> None:
+    """A cold /predict imports only what it needs: classifier/web/__init__.py keeps FastAPI's
+    pydantic.v1 checks from importing it (about 45 ms of each Lambda cold start; a FastAPI
+    release that undoes that fails here), the other routers are built on their first request,
+    and logs and metrics are written without Powertools. Then /review is served all the same."""
     code = (
         "import json, sys\n"
         "from classifier.api import handler\n"
         "from scripts.invoke import LocalContext\n"
         f"event = json.load(open({str(EVENTS / 'apigw-v2-multipart.json')!r}))\n"
         "assert handler(event, LocalContext())['statusCode'] == 200\n"
-        "print('pydantic.v1' in sys.modules)\n"
+        "print(sorted(m for m in ('pydantic.v1', 'classifier.web.review', 'classifier.web.status',"
+        " 'classifier.web.uploads', 'aws_lambda_powertools') if m in sys.modules))\n"
+        "event = {**event, 'rawPath': '/review', 'body': '', 'isBase64Encoded': False}\n"
+        "event['requestContext'] = {**event['requestContext'],"
+        " 'http': {**event['requestContext']['http'], 'method': 'GET', 'path': '/review'}}\n"
+        "print(handler(event, LocalContext())['statusCode'])\n"
     )
     done = run_python("-c", code, **{"MODEL_URI": str(PUBLISHED)})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "False"
+    *_, imported, review_status = done.stdout.strip().splitlines()
+    assert imported == "[]"
+    assert review_status == "200"
+
+
+def test_each_lazy_router_is_reached_by_every_path_it_serves_and_no_other() -> None:
+    """A route added to a lazy router outside its listed paths would answer 404 until something
+    else built that router: every route's path leads to the router that serves it."""
+    import importlib
+
+    from classifier import api
+
+    for name in api.LAZY_ROUTERS:
+        paths = {route.path for route in importlib.import_module(name).router.routes}
+        assert paths and {api.lazy_router_for(path) for path in paths} == {name}, name
+    for router in (api.page.router, api.predict.router):
+        assert all(api.lazy_router_for(route.path) is None for route in router.routes)

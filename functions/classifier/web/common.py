@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aws_lambda_powertools import Logger
 from fastapi import Depends, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +19,7 @@ from classifier.core import (
     UndecodableImage,
     UnsupportedImage,
 )
+from classifier.logs import Logger
 from classifier.settings import MAX_BATCH_FILES
 from classifier.telemetry import ClassificationMetrics
 
