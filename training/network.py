@@ -201,7 +201,8 @@ def published_float_model(location: str) -> Path:
 
 
 def fetch_float_model(location: str) -> Path:
-    """model.keras of an s3:// model folder, downloaded into the data cache."""
+    """model.keras of an s3:// model folder and its manifest (which says whether the head can be
+    kept: transfer_weights), downloaded into the data cache."""
     import boto3
 
     from training.data import cache_dir
@@ -215,15 +216,15 @@ def fetch_float_model(location: str) -> Path:
     # latest's manifest names its version's model (../<version>/model.tflite): follow it.
     folder = os.path.normpath(f"{prefix}/{manifest['model_path']}").rsplit("/", 1)[0]
     target = cache_dir() / "init-from" / bucket / folder / contract.FLOAT_MODEL_NAME
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            s3.download_file(bucket, f"{folder}/{contract.FLOAT_MODEL_NAME}", str(target))
-        except Exception as exc:  # botocore's ClientError: no such key, or no access
-            raise SystemExit(
-                f"error: --init-from {location}: cannot read {contract.FLOAT_MODEL_NAME} there: "
-                f"{exc}"
-            ) from exc
+    for name in (contract.MANIFEST_NAME, contract.FLOAT_MODEL_NAME):  # the weights last
+        if not (target.parent / name).is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                s3.download_file(bucket, f"{folder}/{name}", str(target.parent / name))
+            except Exception as exc:  # botocore's ClientError: no such key, or no access
+                raise SystemExit(
+                    f"error: --init-from {location}: cannot read {name} there: {exc}"
+                ) from exc
     return target
 
 

@@ -100,10 +100,11 @@ def test_a_pipeline_job_records_its_candidate_in_the_bucket(aws_env: None) -> No
         assert json.loads(body.read()) == {"model_version": "v1"}
 
 
-def test_init_from_an_s3_folder_downloads_the_float_weights_latest_names(
+def test_init_from_an_s3_folder_downloads_the_float_weights_latest_names_with_their_manifest(
     aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The pipeline's job starts from the served model in the model bucket."""
+    """The pipeline's job starts from the served model in the model bucket, its head kept: the
+    manifest beside the weights names the labels (transfer_weights keeps the head on it)."""
     import boto3
     from moto import mock_aws
 
@@ -115,11 +116,13 @@ def test_init_from_an_s3_folder_downloads_the_float_weights_latest_names(
         s3.create_bucket(Bucket="models")
         s3.put_object(Bucket="models", Key="models/v1/model.keras", Body=b"weights")
         for folder, path in (("v1", "model.tflite"), ("latest", "../v1/model.tflite")):
-            manifest = json.dumps({"model_path": path})
+            manifest = json.dumps({"model_path": path, "class_names": ["cat", "dog"]})
             s3.put_object(Bucket="models", Key=f"models/{folder}/manifest.json", Body=manifest)
         for location in ("s3://models/models/v1/", "s3://models/models/latest"):
             path = network.published_float_model(location)
             assert path.read_bytes() == b"weights" and path.parent.name == "v1"
+            beside = json.loads((path.parent / "manifest.json").read_text())
+            assert beside == {"model_path": "model.tflite", "class_names": ["cat", "dog"]}
         with pytest.raises(SystemExit, match=r"cannot read model\.keras"):
             s3.delete_object(Bucket="models", Key="models/v1/model.keras")
             (tmp_path / "cache").rename(tmp_path / "old-cache")
