@@ -45,7 +45,8 @@ def test_retrain_local_runs_the_pipelines_steps_and_reports_the_gate(
     assert gate["candidate"] == figures["after_model"] != figures["before_model"]
     assert gate["verdict"]["images"] > 0 and gate["message"] in done.stdout
     assert figures["promoted"] == gate["accepted"] == ("promotion" in pipeline)
-    # The job started from the served model in the bucket, not the repository's folder.
-    assert (
-        "from the float weights of s3://feedback-demo-models/models/" in done.stdout + done.stderr
-    )
+    # The job started from the served model in the bucket, not the repository's folder, and
+    # kept its head (the labels are the same: only the corrections are new).
+    printed = done.stdout + done.stderr
+    assert "from the float weights of s3://feedback-demo-models/models/" in printed
+    assert "its head kept" in printed and "new head" not in printed
