@@ -41,6 +41,23 @@ def test_links_between_the_docs_pages_point_at_files() -> None:
     assert not missing, missing
 
 
+def slugs(markdown: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as -."""
+    headings = re.findall(r"^#+ (.+)$", markdown, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_links_to_a_section_name_a_heading_of_that_page() -> None:
+    pages = [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    broken = []
+    for page in pages:
+        for target, anchor in re.findall(r"\]\(([^)#:]*\.md|)#([^)]+)\)", page.read_text()):
+            linked = (page.parent / target) if target else page
+            if linked.is_file() and anchor not in slugs(linked.read_text()):
+                broken.append(f"{page.name}: {target}#{anchor}")
+    assert not broken, broken
+
+
 def test_the_readme_fits_a_first_screen_with_the_two_commands_on_top() -> None:
     assert len(README) <= 15_000
     top = "\n".join(README.splitlines()[:30])
