@@ -126,21 +126,14 @@ def extension(data: bytes) -> str:
 @contextmanager
 def chromium(folder: Path) -> Iterator[Any]:
     """Headless Chromium on a page that loads reduce.js from ``folder`` (served over HTTP)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    from tests.browser.conftest import CHROMEDRIVER, CHROMIUM
+    from scripts.chromium import headless
 
     shutil.copy(REDUCE_JS, folder / "reduce.js")
     (folder / "index.html").write_text('<!doctype html><script src="reduce.js"></script>')
     handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless()
     driver.set_script_timeout(3600)
     driver.get(f"http://127.0.0.1:{server.server_address[1]}/index.html")
     try:

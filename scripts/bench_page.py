@@ -45,29 +45,12 @@ new MutationObserver((changes, observer) => {
   }
 }).observe(document.getElementById("results"), { childList: true, subtree: true });
 """
-SENT = """
-window.__sent = [];
-const __fetch = window.fetch;
-window.fetch = (resource, init) => {
-  const body = init && init.body;
-  if (body instanceof Blob) window.__sent.push(body.size);
-  return __fetch(resource, init);
-};
-"""
 
 
 def browser() -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from scripts import chromium
 
-    from tests.browser.conftest import CHROMEDRIVER, CHROMIUM
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": SENT})
+    driver = chromium.headless(count_sent=True)
     driver.set_network_conditions(
         offline=False,
         latency=LATENCY_MS,

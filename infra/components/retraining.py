@@ -55,6 +55,7 @@ from constructs import Construct
 
 from infra import nag
 from infra.components.bundling import ROOT, Target, lambda_code
+from infra.components.grants import list_under
 
 SOURCE_KEY = contract.RETRAIN_SOURCE_KEY
 JOB_PREFIX = contract.RETRAIN_JOB_PREFIX
@@ -207,21 +208,9 @@ class Retraining(Construct):
                 iam.PolicyStatement(actions=["s3:GetObject"], resources=[models_read])
             )
             nag.accept_prefix(function, models, f"{contract.MODELS_PREFIX}*", "models, read")
+        self.check.add_to_role_policy(list_under(uploads, f"{contract.LABELS_PREFIX}*"))
         self.check.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[uploads.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{contract.LABELS_PREFIX}*"]}},
-            )
-        )
-        self.check.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[models.bucket_arn],
-                conditions={
-                    "StringLike": {"s3:prefix": [f"{contract.TRAINING_OUTPUT_PREFIX}{JOB_PREFIX}*"]}
-                },
-            )
+            list_under(models, f"{contract.TRAINING_OUTPUT_PREFIX}{JOB_PREFIX}*")
         )
         stack = Stack.of(self)
         self.check.add_to_role_policy(
@@ -244,15 +233,7 @@ class Retraining(Construct):
         )
         for function in (self.check, self.gate):  # a missing key is NoSuchKey, not AccessDenied
             function.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=["s3:ListBucket"],
-                    resources=[models.bucket_arn],
-                    conditions={
-                        "StringLike": {
-                            "s3:prefix": [f"{contract.MODELS_PREFIX}*", contract.DATA_KEY]
-                        }
-                    },
-                )
+                list_under(models, f"{contract.MODELS_PREFIX}*", contract.DATA_KEY)
             )
         records = f"{contract.TRAINING_OUTPUT_PREFIX}{JOB_PREFIX}*"
         self.gate.add_to_role_policy(

@@ -25,6 +25,7 @@ from classifier.contract import Env as env
 from constructs import Construct
 
 from infra import nag
+from infra.components.grants import list_under
 from infra.config import Config
 
 
@@ -102,13 +103,7 @@ class ReviewStore(Construct):
         )
         # Listing held to the pending items. S3 then answers a GET of a missing review key with
         # AccessDenied, not NoSuchKey (review.py reads that as missing: the role may GET them).
-        api_function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{contract.REVIEW_ITEMS_PREFIX}*"]}},
-            )
-        )
+        api_function.add_to_role_policy(list_under(bucket, f"{contract.REVIEW_ITEMS_PREFIX}*"))
         self.token: secretsmanager.Secret | None = None
         self.reviewer_policy: iam.ManagedPolicy | None = None
         if auth == "none":
@@ -143,12 +138,7 @@ class ReviewStore(Construct):
             )
         )
         role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ListReviewersLabels",
-                actions=["s3:ListBucket"],
-                resources=[self.bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{contract.LABELS_PREFIX}*"]}},
-            )
+            list_under(self.bucket, f"{contract.LABELS_PREFIX}*", sid="ListReviewersLabels")
         )
         nag.accept_prefix(
             role,

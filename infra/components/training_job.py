@@ -15,6 +15,7 @@ from classifier import contract
 from constructs import Construct
 
 from infra import nag
+from infra.components.grants import list_under
 
 MODELS = contract.MODELS_PREFIX
 
@@ -42,13 +43,8 @@ class TrainingJobRole(Construct):
                     bucket.arn_for_objects(f"{MODELS}*"),  # the candidate, read back
                 ],
             ),
-            iam.PolicyStatement(
-                sid="ListTheDataChannel",
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={
-                    "StringLike": {"s3:prefix": [contract.DATA_KEY, f"{contract.DATA_PREFIX}*"]}
-                },
+            list_under(
+                bucket, contract.DATA_KEY, f"{contract.DATA_PREFIX}*", sid="ListTheDataChannel"
             ),
             iam.PolicyStatement(
                 sid="WriteCandidatesAndOutput",

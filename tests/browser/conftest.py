@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,14 +9,11 @@ from typing import Any
 
 import pytest
 
-from scripts import local_server
+from scripts import chromium, local_server
+from scripts.chromium import CHROMEDRIVER, CHROMIUM
 from scripts.local_server import free_port
 from tests.conftest import ROOT
 
-CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get(
-    "CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver"
-)
 # Each browser test module skips with this reason when there is no browser to drive.
 BROWSER_MISSING = (
     None
@@ -26,23 +21,6 @@ BROWSER_MISSING = (
     else f"no Chromium at {CHROMIUM} or no chromedriver at {CHROMEDRIVER} "
     "(`apt-get install chromium chromium-driver`, which `make test` does as root)"
 )
-
-
-SENT_BYTES = """
-window.__sent = [];
-const __fetch = window.fetch;
-window.fetch = (resource, init) => {
-  const body = init && init.body;
-  let bytes = 0;
-  if (body instanceof Blob) bytes = body.size;
-  else if (typeof body === "string") bytes = new TextEncoder().encode(body).length;
-  else if (body instanceof FormData) {
-    for (const [, value] of body) bytes += value instanceof Blob ? value.size : value.length;
-  }
-  window.__sent.push(bytes);
-  return __fetch(resource, init);
-};
-"""
 
 
 def start_server(port: int, manifest: Path) -> subprocess.Popen[bytes]:
@@ -60,16 +38,9 @@ def server() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    options.add_argument("--window-size=1200,1600")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = chromium.headless(
+        "--window-size=1200,1600", count_sent=True, **{"goog:loggingPrefs": {"browser": "ALL"}}
+    )
     driver.implicitly_wait(0)
     # Every page records what its Content-Security-Policy blocked (this script runs outside
     # the page's policy, as devtools do); no_policy_violations reads it after each test.
@@ -81,8 +52,6 @@ def browser() -> Iterator[Any]:
             "window.__violations.push(e.violatedDirective + ' blocked ' + e.blockedURI));"
         },
     )
-    # And what each request sent: window.__sent lists the bytes of every fetch's body.
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": SENT_BYTES})
     yield driver
     driver.quit()
 

@@ -20,11 +20,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.infra]
 
 
 # --- the bundled asset ---------------------------------------------------------------------------
-def api_asset(synthesised: dict[str, Any]) -> Path:
+def function_asset(synthesised: dict[str, Any], handler: str = "classifier.api.handler") -> Path:
+    """The folder `cdk synth` bundled for the function whose handler is ``handler``."""
     (function,) = [
         r
         for r in resources(synthesised["raw"], "AWS::Lambda::Function").values()
-        if r["Properties"].get("Handler") == "classifier.api.handler"
+        if r["Properties"].get("Handler") == handler
     ]
     asset_hash = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
     (manifest,) = Path(synthesised["outdir"]).glob("*.assets.json")
@@ -49,7 +50,7 @@ EXPECTED = {
 
 
 def bundle_of(target: str, synthesised: dict[str, Any], py311: dict[str, Any]) -> Path:
-    return api_asset(synthesised if target == "python3.13-x86_64" else py311)
+    return function_asset(synthesised if target == "python3.13-x86_64" else py311)
 
 
 @pytest.mark.parametrize("target", sorted(EXPECTED))
@@ -332,16 +333,8 @@ def test_the_retraining_gate_runs_from_its_bundle(
     python = find_python("3.13")
     if python is None:
         pytest.skip("no python3.13 on this machine to run the pipeline's bundle with")
-    (function,) = [
-        r
-        for r in resources(synthesised["raw"], "AWS::Lambda::Function").values()
-        if r["Properties"].get("Handler") == "release.pipeline.gate_handler"
-    ]
-    asset_hash = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
-    (manifest,) = Path(synthesised["outdir"]).glob("*.assets.json")
-    source = json.loads(manifest.read_text())["files"][asset_hash]["source"]["path"]
     clean = tmp_path / "lambda-task-root"
-    shutil.copytree(Path(synthesised["outdir"]) / source, clean)
+    shutil.copytree(function_asset(synthesised, "release.pipeline.gate_handler"), clean)
     s3 = boto3.client(
         "s3",
         endpoint_url=local_s3,

@@ -166,7 +166,7 @@ def metric_sums(images: list[bytes], version: str, monkeypatch: Any, capsys: Any
 @pytest.mark.slow
 @pytest.mark.infra
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"needs the CIFAR-10 copy at {DATA}")
-def test_the_alarms_are_quiet_on_validation_images_and_fire_on_grey_dark_ones(
+def test_the_alarms_are_quiet_on_validation_images_and_unsure_and_mix_fire_on_grey_dark_ones(
     raw: dict[str, Any], use_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     from training import data as cifar

@@ -22,12 +22,9 @@ from release import cloud, pipeline
 from release import promote as pr
 from release.publish import Destination, point_latest
 from tests.conftest import PUBLISHED
+from tests.release.conftest import put_two_models
 
 MODELS, UPLOADS = "models-bucket", "uploads-bucket"
-
-
-def version_of(folder: Path) -> str:
-    return str(json.loads((folder / "manifest.json").read_text())["model_version"])
 
 
 @pytest.fixture
@@ -39,18 +36,13 @@ def world(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[dict[str, Any]]:
     monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
-    (tiny,) = [p for p in (Path(tiny_run["published"]) / "models").iterdir() if p.name != "latest"]
-    published = PUBLISHED.parent.parent / version_of(PUBLISHED.parent)
     with mock_aws():
         import boto3
 
         s3 = boto3.client("s3")
         for bucket in (MODELS, UPLOADS):
             s3.create_bucket(Bucket=bucket)
-        for folder in (tiny, published):
-            for path in (p for p in folder.iterdir() if p.name != pr.PROMOTION_RECORD):
-                key = f"models/{folder.name}/{path.name}"
-                s3.put_object(Bucket=MODELS, Key=key, Body=path.read_bytes())
+        versions = put_two_models(s3, MODELS, tiny_run)
         archive = cloud.data_archive(Path(synthetic_data["folder"]), tmp_path)
         s3.upload_file(str(archive), MODELS, "data/cifar10.tar")
         settings = pipeline.Settings(
@@ -64,8 +56,7 @@ def world(
         )
         yield {
             "s3": s3,
-            "better": version_of(tiny),
-            "worse": version_of(published),
+            **versions,
             "settings": settings,
             "cache": tmp_path / "gate-cache",
             "data": str(synthetic_data["folder"]),

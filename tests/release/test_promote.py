@@ -17,14 +17,10 @@ from moto import mock_aws
 
 from release import promote as pr
 from release.publish import Destination
-from tests.conftest import PUBLISHED
+from tests.release.conftest import put_two_models
 
 BUCKET = "cifar10-models-example"
 LATEST = "models/latest/manifest.json"
-
-
-def version_of(folder: Path) -> str:
-    return str(json.loads((folder / "manifest.json").read_text())["model_version"])
 
 
 @pytest.fixture
@@ -37,24 +33,16 @@ def models(
 ) -> Iterator[dict[str, Any]]:
     """A model bucket holding both models; ``latest`` is set by each test."""
     monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
-    (tiny,) = [p for p in (Path(tiny_run["published"]) / "models").iterdir() if p.name != "latest"]
-    published = PUBLISHED.parent.parent / version_of(PUBLISHED.parent)
     with mock_aws():
         import boto3
 
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        for folder in (tiny, published):
-            # The bucket starts without history: the repository's promotion record stays out.
-            for path in (p for p in folder.iterdir() if p.name != pr.PROMOTION_RECORD):
-                s3.put_object(
-                    Bucket=BUCKET, Key=f"models/{folder.name}/{path.name}", Body=path.read_bytes()
-                )
+        versions = put_two_models(s3, BUCKET, tiny_run)
         yield {
             "s3": s3,
-            "better": version_of(tiny),
-            "worse": version_of(published),
+            **versions,
             "data": str(synthetic_data["folder"]),
         }
 
