@@ -23,6 +23,9 @@ from classifier.contract import Env
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 TRACE_HEADER = "_X_AMZN_TRACE_ID"  # set by Lambda per invocation when tracing is on
+# Set by Lambda: a provisioned environment was initialised ahead of any request, so its first
+# request is not a cold start.
+INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
 # What every LogRecord has; anything else on a record came from a call's ``extra``.
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -73,7 +76,7 @@ class Logger:
     def __init__(self, service: str) -> None:
         self.service = os.environ.get(Env.SERVICE_NAME) or service
         self.context: dict[str, Any] = {}
-        self._cold = True
+        self._cold = os.environ.get(INITIALIZATION_TYPE) != "provisioned-concurrency"
         self._log = logging.getLogger(f"classifier.{service}")
         self._log.propagate = False  # Lambda's root handler would print each line again
         for previous in list(self._log.handlers):  # one Logger per service writes its lines
@@ -87,19 +90,19 @@ class Logger:
         self._log.setLevel(level)
 
     def debug(self, message: str, **kwargs: Any) -> None:
-        self._log.debug(message, **kwargs)
+        self._log.debug(message, stacklevel=2, **kwargs)
 
     def info(self, message: str, **kwargs: Any) -> None:
-        self._log.info(message, **kwargs)
+        self._log.info(message, stacklevel=2, **kwargs)
 
     def warning(self, message: str, **kwargs: Any) -> None:
-        self._log.warning(message, **kwargs)
+        self._log.warning(message, stacklevel=2, **kwargs)
 
     def error(self, message: str, **kwargs: Any) -> None:
-        self._log.error(message, **kwargs)
+        self._log.error(message, stacklevel=2, **kwargs)
 
     def exception(self, message: str, **kwargs: Any) -> None:
-        self._log.exception(message, **kwargs)
+        self._log.exception(message, stacklevel=2, **kwargs)
 
     def inject_lambda_context(self, handler: Handler) -> Handler:
         """A Lambda handler whose log lines carry its invocation (request id, cold start)."""

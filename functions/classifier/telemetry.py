@@ -56,21 +56,31 @@ def emf_line(
     return json.dumps(document)
 
 
+def _print(line: str) -> None:
+    """One write per document: a log line from another thread cannot land inside it."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 class ClassificationMetrics:
-    """Thread-safe recording of classification outcomes, written as one EMF document per
-    invocation (Lambda's log lines become the metrics; no API call, nothing imported)."""
+    """Thread-safe recording of classification outcomes, written as EMF documents when the
+    invocation ends (Lambda's log lines become the metrics; no API call, nothing imported): the
+    classifications' under their model version, the counts' under the function alone."""
 
     def __init__(self, service: str) -> None:
         self.service = service
         self.metric_set: dict[str, tuple[str, list[float]]] = {}
         self.dimensions: dict[str, str] = {contract.DIMENSION_SERVICE: service}
+        # Feedback and housekeeping counts (count()): per function, not per model version, in
+        # a document of their own (the dashboard's feedback widget reads them by service).
+        self.counts: dict[str, tuple[str, list[float]]] = {}
         self._lock = threading.Lock()
 
     def _enabled(self) -> bool:
         return in_lambda() and os.environ.get(contract.Env.METRICS_DISABLED, "").lower() != "true"
 
-    def _add(self, name: str, unit: str, value: float) -> None:
-        _, values = self.metric_set.setdefault(name, (unit, []))
+    def _add(self, name: str, unit: str, value: float, *, per_version: bool = True) -> None:
+        _, values = (self.metric_set if per_version else self.counts).setdefault(name, (unit, []))
         values.append(float(value))
         if len(values) >= MOST_VALUES:
             self._write()
@@ -105,25 +115,25 @@ class ClassificationMetrics:
             contract.DIMENSION_SERVICE: self.service,
             contract.DIMENSION_FUNCTION_VERSION: version,
         }
-        line = emf_line(
-            contract.METRICS_NAMESPACE, dimensions, {contract.METRIC_SERVER_ERRORS: (COUNT, [1.0])}
-        )
-        print(line, file=sys.stdout, flush=True)
+        errors = {contract.METRIC_SERVER_ERRORS: (COUNT, [1.0])}
+        _print(emf_line(contract.METRICS_NAMESPACE, dimensions, errors))
 
     def count(self, name: str) -> None:
         if not self._enabled():
             return
         with self._lock:
-            self._add(name, COUNT, 1)
+            self._add(name, COUNT, 1, per_version=False)
 
     def _write(self) -> None:
         if self.metric_set:
-            line = emf_line(contract.METRICS_NAMESPACE, self.dimensions, self.metric_set)
-            print(line, file=sys.stdout, flush=True)
-        self.metric_set = {}
+            _print(emf_line(contract.METRICS_NAMESPACE, self.dimensions, self.metric_set))
+        if self.counts:
+            service = {contract.DIMENSION_SERVICE: self.service}
+            _print(emf_line(contract.METRICS_NAMESPACE, service, self.counts))
+        self.metric_set, self.counts = {}, {}
 
     def flush(self) -> None:
-        """Write what was recorded (one EMF document); nothing if empty."""
+        """Write what was recorded (a document per dimension set); nothing if empty."""
         with self._lock:
             self._write()
             self.dimensions = {contract.DIMENSION_SERVICE: self.service}

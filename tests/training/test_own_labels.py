@@ -134,7 +134,7 @@ def test_the_served_model_answers_with_the_folders_labels_everywhere(
     shapes_run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from classifier import service
-    from classifier.api import app
+    from classifier.api import asgi
     from fastapi.testclient import TestClient
 
     from scripts.make_shapes import draw
@@ -146,7 +146,7 @@ def test_the_served_model_answers_with_the_folders_labels_everywhere(
     monkeypatch.setenv("MODEL_URI", str(shapes_run["manifest"]))
     service.reset()
     try:
-        client = TestClient(app)
+        client = TestClient(asgi)  # the app as served: routers built on first use
         buffer = io.BytesIO()
         draw("square", np.random.default_rng(5)).save(buffer, format="PNG")
         sent = {"file": ("square.png", buffer.getvalue())}

@@ -42,12 +42,23 @@ def test_log_lines_carry_the_invocation_its_extras_and_the_first_call_as_the_col
     logger.info("outside")
     first, second, failure, outside = lines(capsys.readouterr().out)
     assert first["message"] == "classified" and first["key"] == "a.png"
+    assert first["location"].startswith("handler:")  # the caller's, not the logger's
     assert first["level"] == "INFO" and first["service"] == "telemetry-test"
     assert first["function_request_id"] == "request-1" and first["cold_start"] is True
     assert first["xray_trace_id"] == "1-abc-def"
     assert second["cold_start"] is False and second["key"] == "b.png"
     assert failure["exception_name"] == "ValueError" and "broken" in failure["exception"]
     assert "function_request_id" not in outside  # no invocation's fields outside one
+
+
+def test_a_provisioned_environments_first_request_is_not_a_cold_start(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "provisioned-concurrency")
+    logger = Logger(service="telemetry-test")
+    logger.inject_lambda_context(lambda event, context: logger.info("first"))({}, Context())
+    (line,) = lines(capsys.readouterr().out)
+    assert line["cold_start"] is False
 
 
 def test_metrics_are_one_emf_document_per_invocation_and_a_new_one_past_100_values(
@@ -72,6 +83,18 @@ def test_metrics_are_one_emf_document_per_invocation_and_a_new_one_past_100_valu
     handler(MOST_VALUES + 3)
     full, rest = lines(capsys.readouterr().out)
     assert len(full["ImagesRejected"]) == MOST_VALUES and rest["ImagesRejected"] == [1.0] * 3
+
+    # Feedback counts are per function: a document of their own, without the model version.
+    @metrics.flushed
+    def captured() -> None:
+        metrics.rejected("v1")
+        metrics.count(contract.METRIC_CAPTURED)
+
+    captured()
+    by_version, per_function = lines(capsys.readouterr().out)
+    assert by_version["ModelVersion"] == "v1" and contract.METRIC_CAPTURED not in by_version
+    assert per_function["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert per_function[contract.METRIC_CAPTURED] == 1.0 and "ModelVersion" not in per_function
 
     monkeypatch.setenv(contract.Env.METRICS_DISABLED, "true")
     handler(2)
